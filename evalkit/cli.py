@@ -1,0 +1,74 @@
+"""Argument parsing only: each verb hands its arguments to the module that does the work."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .errors import UserError
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set variants.dpop.beta=0.1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evalkit",
+        description="Train DPO/DPOP checkpoints and score them the Smaug way.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="the whole pipeline, offline, on the embedded tiny setup")
+    p.add_argument("--out", default="reports/demo", help="report directory (default reports/demo)")
+
+    p = sub.add_parser("validate", help="check an experiment file and print it resolved")
+    p.add_argument("experiment", help="experiment YAML file")
+    _add_set(p)
+
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb == "validate":
+        from .config import dump_resolved, load_experiment
+        exp = load_experiment(args.experiment, args.overrides)
+        sys.stdout.write(dump_resolved(exp))
+        return 0
+    if args.verb == "demo":
+        from .pipeline import run_demo
+        run_demo(out=args.out)
+        return 0
+    raise AssertionError(args.verb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="evalkit: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return _run(args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"evalkit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("evalkit: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # an evalkit bug or an environment failure: still one line
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"evalkit: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

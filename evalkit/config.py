@@ -1,0 +1,362 @@
+"""The experiment file: pydantic models, YAML loading with line numbers, --set overrides.
+
+Unknown keys at any level are errors naming the key path (`variants[1].betta: unknown key`),
+and every error is reported as one line: `FILE:LINE: PATH: message`.
+"""
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
+
+from .errors import UserError
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ---------------------------------------------------------------- models
+
+class TinySpec(Strict):
+    """The offline tiny Llama built in-process (see models.build_tiny_model)."""
+    seed: int = 0
+    vocab_size: int = Field(1024, ge=300, le=32000)
+    hidden_size: int = Field(64, ge=8)
+    intermediate_size: int = Field(256, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    max_length: int = Field(256, ge=32)
+    n_documents: int = Field(3000, ge=10)
+    pretrain_steps: int = Field(300, ge=0)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+
+
+class TinyBase(Strict):
+    tiny: TinySpec
+
+
+class DataSource(Strict):
+    """Preference pairs: a local file, a hub dataset, or pairs the project generates."""
+    path: Optional[str] = None
+    hub: Optional[str] = None
+    subset: Optional[str] = None
+    split: str = "train"
+    generate: Optional[Literal["metamath_synthetic"]] = None
+    n: int = Field(200, ge=1, description="pairs to generate (generate only)")
+    seed: int = 0
+    skip_invalid: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [k for k in ("path", "hub", "generate") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path, hub, generate")
+        return self
+
+
+class LoraSpec(Strict):
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = ["q_proj", "v_proj"]
+
+
+class Variant(Strict):
+    """One trained checkpoint: a loss with its hyperparameters, on a dataset."""
+    name: str = Field(pattern=NAME_RE)
+    data: str
+    loss: Literal["dpo", "dpop", "ipo", "hinge"] = "dpo"
+    beta: float = Field(0.1, gt=0)
+    dpop_lambda: float = Field(50.0, ge=0, alias="lambda")
+    beta_chosen: Optional[float] = Field(None, gt=0)
+    beta_rejected: Optional[float] = Field(None, gt=0)
+    sft_weight: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    logp_reduction: Literal["sum", "length_average"] = "sum"
+    learning_rate: float = Field(5e-7, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8)
+    max_prompt_length: int = Field(256, ge=1)
+    gradient_checkpointing: bool = False
+    lora: Optional[LoraSpec] = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    seed: Optional[int] = None
+    logging_steps: int = Field(5, ge=1)
+    chosen_drop_warning: float = Field(
+        1.0, ge=0, description="warn when mean log pi(y_w) falls this many nats below its start")
+
+    @model_validator(mode="after")
+    def _betas_paired(self):
+        if (self.beta_chosen is None) != (self.beta_rejected is None):
+            raise ValueError("give both beta_chosen and beta_rejected, or neither")
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError("max_prompt_length must be below max_length")
+        return self
+
+
+class LeaderboardSection(Strict):
+    enabled: bool = True
+
+
+class MTBenchSection(Strict):
+    enabled: bool = True
+
+
+class ContaminationSection(Strict):
+    enabled: bool = True
+
+
+class EvalSection(Strict):
+    leaderboard: Optional[LeaderboardSection] = None
+    mtbench: Optional[MTBenchSection] = None
+    contamination: Optional[ContaminationSection] = None
+
+
+class ReportSection(Strict):
+    enabled: bool = True
+    title: Optional[str] = None
+
+
+# A hub id / local directory, or {tiny: {...}} for the offline tiny model. The discriminator
+# keeps errors to the branch the user meant.
+BaseModelRef = Annotated[
+    Union[Annotated[str, Tag("<hub id or path>")], Annotated[TinyBase, Tag("<tiny spec>")]],
+    Discriminator(lambda v: "<tiny spec>" if isinstance(v, (dict, TinyBase)) else "<hub id or path>"),
+]
+
+
+class Experiment(Strict):
+    name: str = Field(pattern=NAME_RE)
+    base_model: BaseModelRef
+    seed: int = 0
+    datasets: dict[str, DataSource] = {}
+    variants: list[Variant] = []
+    eval: EvalSection = EvalSection()
+    report: ReportSection = ReportSection()
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, v: list[Variant]):
+        seen = set()
+        for x in v:
+            if x.name in seen or x.name == "base":
+                raise ValueError(f"variant name {x.name!r} is reserved or repeated")
+            seen.add(x.name)
+        return v
+
+    @model_validator(mode="after")
+    def _data_refs(self):
+        for i, v in enumerate(self.variants):
+            if v.data not in self.datasets:
+                known = ", ".join(sorted(self.datasets)) or "none defined"
+                raise ValueError(f"variants[{i}].data: unknown dataset {v.data!r} (datasets: {known})")
+        return self
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise UserError(f"no variant named {name!r} (have: {', '.join(v.name for v in self.variants) or 'none'})")
+
+
+# ---------------------------------------------------------------- loading
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """Map each key path (tuple of str/int) to the 1-based line of its node."""
+    out: dict[tuple, int] = {}
+    root = yaml.compose(text, Loader=_LineLoader)
+
+    def walk(node, path):
+        out[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                out[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+                out[path + (key,)] = k.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def format_loc(loc: tuple) -> str:
+    s = ""
+    for part in loc:
+        if isinstance(part, int):
+            s += f"[{part}]"
+        else:
+            s += ("." if s else "") + str(part)
+    return s or "(top level)"
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic puts union-branch names into loc ("str", "TinyBase", "function-after[...]")
+    return tuple(p for p in loc if not (isinstance(p, str) and (
+        p.startswith("<") or p.startswith("function-"))))
+
+
+def _describe(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key missing"
+    msg = err["msg"]
+    msg = re.sub(r"^Value error, ", "", msg)
+    return msg
+
+
+def validation_message(e: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+    parts = []
+    seen = set()
+    for err in e.errors():
+        loc = _clean_loc(tuple(err["loc"]))
+        key = (loc, _describe(err))
+        if key in seen:
+            continue
+        seen.add(key)
+        line = None
+        probe = loc
+        while probe not in lines and probe:
+            probe = probe[:-1]
+        line = lines.get(probe)
+        where = f"{source}:{line}" if line else source
+        parts.append(f"{where}: {format_loc(loc)}: {_describe(err)}")
+    return "; ".join(parts)
+
+
+def parse_override(item: str) -> tuple[list[str | int], str]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE")
+    key, value = item.split("=", 1)
+    path: list[str | int] = []
+    for part in re.split(r"\.(?![^\[]*\])", key.strip()):
+        m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", part)
+        if not m:
+            raise UserError(f"--set {item!r}: cannot parse key path {key!r}")
+        path.append(m.group(1))
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return path, value
+
+
+def _field_annotation(path: list) -> Any:
+    """The annotation of the field at `path` in Experiment, or None if unknown."""
+    model: Any = Experiment
+    ann: Any = None
+    for part in path:
+        if isinstance(part, int) or (ann is not None and _is_list_or_dict(ann)):
+            ann = _inner(ann)
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if isinstance(part, int) or model is None:
+                continue
+        if model is None:
+            return None
+        fields = model.model_fields
+        field = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = _unwrap_optional(ann)
+        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return ann
+
+
+def _unwrap_optional(ann):
+    if typing.get_origin(ann) is Union:
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return ann
+
+
+def _is_list_or_dict(ann) -> bool:
+    return typing.get_origin(_unwrap_optional(ann)) in (list, dict)
+
+
+def _inner(ann):
+    args = typing.get_args(_unwrap_optional(ann))
+    return args[-1] if args else None
+
+
+def apply_override(raw: dict, path: list, value: str) -> None:
+    """Set raw[path] = value, typed: YAML scalars unless the field is a string."""
+    ann = _unwrap_optional(_field_annotation(path))
+    typed: Any = value if ann is str else yaml.safe_load(value) if value.strip() else ""
+    node: Any = raw
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(node, list):
+            if isinstance(part, str):  # address a list item by its name: variants.dpop.beta
+                match = [x for x in node if isinstance(x, dict) and x.get("name") == part]
+                if not match:
+                    raise UserError(f"--set: no item named {part!r} under {format_loc(tuple(path[:i]))}")
+                node = match[0]
+                continue
+            if part >= len(node):
+                raise UserError(f"--set: index {part} out of range at {format_loc(tuple(path[:i + 1]))}")
+            node = node[part]
+        else:
+            if part not in node or node[part] is None:
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise UserError(f"--set: bad list index {last!r} at {format_loc(tuple(path))}")
+    node[last] = typed
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read, override and validate an experiment file. Raises UserError with one line."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    try:
+        raw = yaml.safe_load(text)
+        lines = _line_map(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping of keys")
+    for item in overrides or []:
+        key_path, value = parse_override(item)
+        apply_override(raw, key_path, value)
+    try:
+        return Experiment.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(validation_message(e, str(path), lines)) from None
+
+
+def dump_resolved(exp: Experiment) -> str:
+    return yaml.safe_dump(exp.model_dump(mode="json", by_alias=True), sort_keys=False)

@@ -1,0 +1,269 @@
+"""Load a model + tokenizer (hub id or local dir), and build the offline tiny-model kit.
+
+The tiny kit makes, from a seed and nothing else:
+  1. a corpus the project generates (evalkit.synth): worked arithmetic, multiple choice,
+     instructions, half of it in chat form;
+  2. a byte-level BPE tokenizer trained on it, with a chat template;
+  3. a small Llama (~0.2M parameters by default), briefly pretrained on the corpus so its
+     distributions are text-like rather than uniform.
+The result is a normal Hugging Face directory: AutoModelForCausalLM, AutoTokenizer and
+lm-eval's `hf` backend load it unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .rundir import atomic_write_json
+
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
+
+# One template renders a whole conversation; the prompt (add_generation_prompt) is always a
+# prefix of the full text, and each assistant turn ends in EOS.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'assistant' %}<|assistant|>\n{{ m['content'] }}{{ eos_token }}"
+    "{% else %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+# ---------------------------------------------------------------- loading
+
+def resolve_dtype(dtype: str | None, device: str):
+    import torch
+    if dtype in (None, "auto"):
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}[dtype]
+    except KeyError:
+        raise UserError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16, float16)") from None
+
+
+def resolve_device(device: str | None = None) -> str:
+    import torch
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name and Path(name).parts[0] in (
+        "checkpoints", "reports", "tasks") or Path(name).exists()
+
+
+def check_model_ref(name_or_path: str) -> None:
+    """Fail early, in one line, for a local path that does not exist."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if p.is_dir() and not (p / "config.json").exists():
+            raise UserError(f"{name_or_path}: not a Hugging Face model directory (no config.json)")
+        return
+    if _looks_like_path(name_or_path) or name_or_path.count("/") > 1:
+        raise UserError(f"{name_or_path}: no such model directory")
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+    check_model_ref(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise UserError(f"cannot load tokenizer {name_or_path!r}: {_first_line(e)}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str | None = "auto", device: str | None = "auto",
+               trust_remote_code: bool = False, with_tokenizer: bool = True):
+    """(model, tokenizer) from a hub id or a local HF-format directory, in eval mode."""
+    from transformers import AutoModelForCausalLM
+    check_model_ref(name_or_path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise UserError(f"cannot load model {name_or_path!r}: {_first_line(e)}") from None
+    model.to(device).eval()
+    tok = load_tokenizer(name_or_path, trust_remote_code) if with_tokenizer else None
+    return model, tok
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def directory_fingerprint(path: str | Path, patterns=("*.safetensors", "*.bin", "tokenizer*",
+                                                       "config.json", "*.jinja")) -> str:
+    """Content hash of a model directory's weights, config and tokenizer files."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted({f for pat in patterns for f in path.glob(pat) if f.is_file()})
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the tiny-model kit
+
+def tiny_corpus(seed: int, n_documents: int) -> list[str]:
+    """Raw documents plus chat-formatted ones, deterministic in `seed`."""
+    from . import synth
+    rng = random.Random(seed)
+    n_plain = n_documents // 2
+    docs = synth.plain_documents(rng, n_plain)
+    for user, assistant in synth.chat_pairs(rng, n_documents - n_plain):
+        docs.append(render_chat_text([{"role": "user", "content": user},
+                                      {"role": "assistant", "content": assistant}]))
+    rng.shuffle(docs)
+    return docs
+
+
+def render_chat_text(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The chat template rendered without a tokenizer (same text as apply_chat_template)."""
+    import jinja2
+    env = jinja2.Environment()
+    return env.from_string(CHAT_TEMPLATE).render(
+        messages=messages, bos_token=BOS, eos_token=EOS, add_generation_prompt=add_generation_prompt)
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int, model_max_length: int):
+    """Byte-level BPE trained on `corpus`; BOS is added on encode, as Llama does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [BOS, EOS, PAD] + ROLE_TOKENS
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, bos_id)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
+                                   pad_token=PAD, model_max_length=model_max_length)
+    fast.add_special_tokens({"additional_special_tokens": ROLE_TOKENS})
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
+                     progress: bool = True) -> Path:
+    """Build (or reuse) the tiny model at out_dir. Deterministic in spec['seed'].
+
+    Reuse: when out_dir/tiny_spec.json records the same spec, nothing is rebuilt. The build
+    happens in a temp folder that is renamed into place, so an interrupted build leaves
+    nothing behind.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from .config import TinySpec
+
+    spec = TinySpec(**(spec or {})).model_dump()
+    out_dir = Path(out_dir)
+    marker = out_dir / "tiny_spec.json"
+    if marker.exists():
+        try:
+            if json.loads(marker.read_text()).get("spec") == spec:
+                return out_dir
+        except (OSError, json.JSONDecodeError):
+            pass
+    t0 = time.time()
+    # 1. corpus and tokenizer
+    corpus = tiny_corpus(spec["seed"], spec["n_documents"])
+    tok = train_tokenizer(corpus, spec["vocab_size"], spec["max_length"])
+    # 2. model, seeded
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=spec["hidden_size"],
+        intermediate_size=spec["intermediate_size"], num_hidden_layers=spec["num_layers"],
+        num_attention_heads=spec["num_heads"], num_key_value_heads=spec["num_heads"],
+        max_position_embeddings=spec["max_length"], tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, rms_norm_eps=1e-5)
+    torch.manual_seed(spec["seed"])
+    model = LlamaForCausalLM(config)
+    # 3. short pretraining on the packed corpus
+    _pretrain(model, tok, corpus, spec, progress)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, max_new_tokens=128)
+    # 4. save atomically: temp dir, then rename
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in model.parameters())
+        atomic_write_json(tmp / "tiny_spec.json", {
+            "spec": spec, "n_parameters": n_params, "build_seconds": round(time.time() - t0, 2)})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: bool) -> None:
+    import torch
+    from tqdm.auto import tqdm
+
+    steps, seq, bs = spec["pretrain_steps"], spec["max_length"], spec["batch_size"]
+    if steps == 0:
+        return
+    ids: list[int] = []
+    for enc in tok(corpus, add_special_tokens=False)["input_ids"]:
+        ids.extend([tok.bos_token_id] + enc + [tok.eos_token_id])
+    stream = torch.tensor(ids, dtype=torch.long)
+    n_windows = max(1, len(stream) - seq - 1)
+    gen = torch.Generator().manual_seed(spec["seed"])
+    opt = torch.optim.AdamW(model.parameters(), lr=spec["learning_rate"], weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    model.train()
+    bar = tqdm(range(steps), desc="pretrain tiny model", disable=not progress, leave=False)
+    for _ in bar:
+        starts = torch.randint(0, n_windows, (bs,), generator=gen)
+        batch = torch.stack([stream[s:s + seq] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()

@@ -1,0 +1,266 @@
+"""The only code that knows where outputs live, and how they are written.
+
+Layout (see DESIGN.md):
+    checkpoints/<experiment>/<variant>/        trained weights + evalkit.json + train_metrics.jsonl
+    reports/<experiment>/manifest.json         resolved config, versions, git sha, stage status
+    reports/<experiment>/<model>/...           per-model results
+
+Writes are atomic: JSON goes to a temp file in the same folder, is fsync'd, then renamed
+over the target, so a crash leaves either the old file or the new one, never half of one.
+JSONL appends are fsync'd line by line; readers skip a torn (unterminated) last line.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+
+
+# ---------------------------------------------------------------- atomic primitives
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: dict[str, Any]) -> None:
+    """Write `obj` as JSON atomically; adds schema_version when missing."""
+    if isinstance(obj, dict) and "schema_version" not in obj:
+        obj = {"schema_version": SCHEMA_VERSION, **obj}
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record and fsync. A crash mid-write leaves at most a torn last line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if "schema_version" not in record:
+        record = {"schema_version": SCHEMA_VERSION, **record}
+    line = json.dumps(record, default=str) + "\n"
+    # A previous crash may have left a torn tail: cut it before appending.
+    _truncate_torn_tail(path)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        # find the last newline and cut after it
+        pos = size - 1
+        chunk = 4096
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            data = f.read(pos - start)
+            idx = data.rfind(b"\n")
+            if idx >= 0:
+                f.truncate(start + idx + 1)
+                return
+            pos = start
+        f.truncate(0)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All complete records. A torn last line (no newline, or invalid JSON) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    # The text after the last "\n" is either "" or a torn line: drop it.
+    for lineno, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: invalid JSON line ({e.msg})") from None
+    return out
+
+
+# ---------------------------------------------------------------- environment facts
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ["evalkit", "torch", "transformers", "accelerate", "datasets", "lm_eval",
+                 "openai", "tokenizers", "peft", "vllm"]:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name.replace("_", "-"))
+    return out
+
+
+def git_sha(cwd: str | os.PathLike | None = None) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if res.returncode != 0:
+        return None
+    sha = res.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           cwd=cwd or Path(__file__).parent, capture_output=True, text=True)
+    return sha + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count()}
+    if "torch" in sys.modules or _importable("torch"):
+        import torch
+        info["cuda"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def _importable(mod: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(mod) is not None
+
+
+def environment() -> dict[str, Any]:
+    return {"versions": package_versions(), "git_sha": git_sha(), "hardware": hardware()}
+
+
+# ---------------------------------------------------------------- paths
+
+class RunDir:
+    """Paths of one experiment. `root` holds reports/ and checkpoints/ (default: cwd)."""
+
+    def __init__(self, experiment: str, root: str | os.PathLike = ".",
+                 reports: str | os.PathLike | None = None,
+                 checkpoints: str | os.PathLike | None = None):
+        self.experiment = experiment
+        root = Path(root)
+        self.reports = Path(reports) if reports else root / "reports" / experiment
+        self.checkpoints = Path(checkpoints) if checkpoints else root / "checkpoints" / experiment
+
+    # checkpoints
+    def checkpoint(self, variant: str) -> Path:
+        return self.checkpoints / variant
+
+    def base_checkpoint(self) -> Path:
+        return self.checkpoints / "base"
+
+    def train_metadata(self, variant: str) -> Path:
+        return self.checkpoint(variant) / "evalkit.json"
+
+    def train_metrics(self, variant: str) -> Path:
+        return self.checkpoint(variant) / "train_metrics.jsonl"
+
+    def reference_cache(self) -> Path:
+        return self.checkpoints / "_reference_cache"
+
+    # reports
+    @property
+    def manifest_path(self) -> Path:
+        return self.reports / "manifest.json"
+
+    def model_dir(self, model: str) -> Path:
+        return self.reports / model
+
+    def leaderboard(self, model: str) -> Path:
+        return self.model_dir(model) / "leaderboard.json"
+
+    def mtbench_dir(self, model: str) -> Path:
+        return self.model_dir(model) / "mtbench"
+
+    def contamination(self, model: str) -> Path:
+        return self.model_dir(model) / "contamination.json"
+
+    def report_html(self) -> Path:
+        return self.reports / "report.html"
+
+    def log_file(self) -> Path:
+        return self.reports / "run.log"
+
+    # manifest
+    def load_manifest(self) -> dict[str, Any]:
+        if self.manifest_path.exists():
+            return read_json(self.manifest_path)
+        return {}
+
+    def write_manifest(self, config: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """Create or refresh the manifest, keeping recorded stage status."""
+        old = self.load_manifest()
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "experiment": self.experiment,
+            "created": old.get("created", _now()),
+            "updated": _now(),
+            "config": config,
+            **environment(),
+            "stages": old.get("stages", {}),
+            **extra,
+        }
+        atomic_write_json(self.manifest_path, manifest)
+        return manifest
+
+    def set_stage(self, stage: str, status: str, **fields: Any) -> None:
+        manifest = self.load_manifest() or {"schema_version": SCHEMA_VERSION,
+                                            "experiment": self.experiment, "stages": {}}
+        entry = manifest.setdefault("stages", {}).setdefault(stage, {})
+        entry.update({"status": status, "updated": _now(), **fields})
+        manifest["updated"] = _now()
+        atomic_write_json(self.manifest_path, manifest)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    t = {"start": time.time()}
+    yield t
+    t["seconds"] = round(time.time() - t["start"], 3)

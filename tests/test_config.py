@@ -1,0 +1,106 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from evalkit.cli import main
+from evalkit.config import load_experiment
+from evalkit.errors import UserError
+
+GOOD = textwrap.dedent("""\
+    name: exp1
+    base_model: some-org/some-model
+    datasets:
+      pairs: {path: data/pairs.jsonl}
+    variants:
+      - name: dpo
+        data: pairs
+        loss: dpo
+      - name: dpop
+        data: pairs
+        loss: dpop
+        beta: 0.3
+    """)
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_good_file_validates_and_prints_resolved(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD)))
+    assert code == 0, err
+    assert "name: exp1" in out and "lambda: 50.0" in out
+
+
+def test_unknown_key_names_path_and_line(tmp_path, capsys):
+    text = GOOD.replace("beta: 0.3", "betta: 0.3")
+    code, out, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert "exp.yaml:12: variants[1].betta: unknown key" in lines[0]
+
+
+def test_wrong_type(tmp_path, capsys):
+    text = GOOD.replace("beta: 0.3", "beta: lots")
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "variants[1].beta" in err and "exp.yaml:12" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert err.strip() == f"evalkit: error: {tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_invalid_yaml_names_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, "name: x\nbase_model: [a, b\nseed: 1\n")))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "invalid YAML" in err and "exp.yaml:" in err
+
+
+def test_missing_required_key(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, "name: x\n")))
+    assert code == 2
+    assert "base_model: required key missing" in err
+
+
+def test_unknown_dataset_reference(tmp_path):
+    with pytest.raises(UserError, match="unknown dataset 'other'"):
+        load_experiment(write(tmp_path, GOOD.replace("data: pairs\n    loss: dpop", "data: other\n    loss: dpop")))
+
+
+def test_set_overrides_are_typed(tmp_path):
+    p = write(tmp_path, GOOD)
+    exp = load_experiment(p, ["variants[1].beta=0.5", "variants.dpo.max_steps=7", "seed=3",
+                              "name=123", "variants.dpop.lambda=5"])
+    assert exp.variants[1].beta == 0.5 and isinstance(exp.variants[1].beta, float)
+    assert exp.variants[0].max_steps == 7
+    assert exp.seed == 3
+    assert exp.name == "123"  # a string field keeps the text as given
+    assert exp.variants[1].dpop_lambda == 5.0
+
+
+def test_set_override_bad_value_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD)), "--set", "variants[0].beta=high")
+    assert code == 2 and "variants[0].beta" in err and len(err.strip().splitlines()) == 1
+
+
+def test_subprocess_exit_code_and_no_traceback(tmp_path):
+    p = write(tmp_path, GOOD.replace("loss: dpo\n", "loss: dpo\n    colour: red\n", 1))
+    res = subprocess.run([sys.executable, "-m", "evalkit.cli", "validate", str(p)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().endswith("variants[0].colour: unknown key")

@@ -1,0 +1,58 @@
+import json
+import os
+
+import pytest
+
+from evalkit import rundir
+from evalkit.rundir import RunDir, append_jsonl, atomic_write_json, read_json, read_jsonl
+
+
+def test_atomic_write_survives_crash_mid_write(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    atomic_write_json(target, {"value": 1})
+
+    # Simulate a crash after the new bytes are written but before the rename.
+    def crash(fd):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(rundir.os, "fsync", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"value": 2, "big": "x" * 100_000})
+    monkeypatch.undo()
+    assert read_json(target) == {"schema_version": 1, "value": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "no temp file left behind"
+
+
+def test_atomic_write_adds_schema_version(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == rundir.SCHEMA_VERSION
+
+
+def test_torn_jsonl_tail_is_ignored_and_repaired(tmp_path):
+    path = tmp_path / "log.jsonl"
+    append_jsonl(path, {"i": 0})
+    append_jsonl(path, {"i": 1})
+    with open(path, "a") as f:
+        f.write('{"i": 2, "text": "half a reco')  # a crash mid-append
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1]
+    append_jsonl(path, {"i": 3})
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1, 3]
+    assert path.read_text().count("\n") == 3
+
+
+def test_corrupt_middle_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        read_jsonl(path)
+
+
+def test_manifest_keeps_stage_status(tmp_path):
+    rd = RunDir("exp", reports=tmp_path / "r", checkpoints=tmp_path / "c")
+    rd.write_manifest({"name": "exp"})
+    rd.set_stage("train:dpo", "done", seconds=1.5)
+    m = rd.write_manifest({"name": "exp", "changed": True})
+    assert m["stages"]["train:dpo"]["status"] == "done"
+    for key in ("schema_version", "config", "versions", "git_sha", "hardware"):
+        assert key in m
+    assert m["versions"]["torch"]
