@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file")
     _add_set(p)
 
+    p = sub.add_parser("train", help="train the variants an experiment file describes")
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="train only this variant (repeatable)")
+    _add_set(p)
     return parser
 
 
@@ -42,7 +47,28 @@ def _run(args: argparse.Namespace) -> int:
         from .pipeline import run_demo
         run_demo(out=args.out)
         return 0
+    if args.verb == "train":
+        from .config import load_experiment
+        from .pipeline import train_variants
+        exp = load_experiment(args.experiment, args.overrides)
+        for name in args.only:
+            exp.variant(name)  # an unknown name fails early, in one line
+        for name, path in train_variants(exp, only=args.only or None).items():
+            print(f"{name}: {path}")
+        return 0
     raise AssertionError(args.verb)
+
+
+def _quiet_libraries() -> None:
+    """Keep our own progress bars; silence the libraries' per-file loading bars."""
+    import warnings
+    warnings.filterwarnings("ignore", module="lm_eval")
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="evalkit: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     try:
         return _run(args)
     except UserError as e:

@@ -239,7 +239,8 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
 
 def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: bool) -> None:
     import torch
-    from tqdm.auto import tqdm
+
+    from .progress import bar as progress_bar
 
     steps, seq, bs = spec["pretrain_steps"], spec["max_length"], spec["batch_size"]
     if steps == 0:
@@ -255,7 +256,7 @@ def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: boo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     model.train()
-    bar = tqdm(range(steps), desc="pretrain tiny model", disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc="pretrain tiny model", enabled=progress)
     for _ in bar:
         starts = torch.randint(0, n_windows, (bs,), generator=gen)
         batch = torch.stack([stream[s:s + seq] for s in starts.tolist()])

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from .config import Experiment, TinyBase, load_experiment
-from .rundir import RunDir
+from .rundir import RunDir, read_json
 
 log = logging.getLogger("evalkit")
 
@@ -16,6 +16,7 @@ DEMO_EXPERIMENT = REPO_ROOT / "tasks" / "experiments" / "demo.yaml"
 
 def rundir_for(exp: Experiment, reports: str | Path | None = None) -> RunDir:
     return RunDir(exp.name, reports=reports)
+
 
 
 def resolve_base_model(exp: Experiment, rd: RunDir) -> str:
@@ -37,7 +38,77 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     rd.set_stage("base_model", "running")
     base = resolve_base_model(exp, rd)
     rd.set_stage("base_model", "done", path=base)
+    trained = train_variants(exp, rd=rd, base=base)
     print(f"demo finished in {time.time() - t0:.1f}s")
     print(f"  base model : {base}")
+    for name, path in trained.items():
+        s = read_json(rd.train_metadata(name)).get("logps_summary", {})
+        print(f"  {name:<10} : {path}  (mean chosen log-prob {s.get('chosen_start', float('nan')):.2f}"
+              f" -> {s.get('chosen_end', float('nan')):.2f})")
     print(f"  manifest   : {rd.manifest_path}")
     return rd
+
+
+# ---------------------------------------------------------------- training
+
+def dataset_rows(exp: Experiment, name: str, rd: RunDir):
+    """Rows of a named dataset; generated datasets are written to the run dir first."""
+    from .rundir import atomic_write_text
+    from .train.data import read_rows
+    src = exp.datasets[name]
+    if src.generate:
+        path = rd.generated_data(name)
+        if not path.exists():
+            from .train.builders import metamath_synthetic_pairs
+            import json
+            rows = metamath_synthetic_pairs(src.n, src.seed)
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        return read_rows(path), str(path)
+    if src.hub:
+        return read_rows(hub=src.hub, subset=src.subset, split=src.split), f"hub:{src.hub}[{src.split}]"
+    return read_rows(src.path), src.path
+
+
+def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | None = None,
+                   progress: bool = True, base: str | None = None) -> dict[str, Path]:
+    """Train each variant (or those in `only`); a variant whose checkpoint records the same
+    config, base and data is skipped."""
+    from .models import load_tokenizer
+    from .rundir import read_json
+    from .train.data import tokenize_rows
+    from .train.reference import ReferenceCache, model_fingerprint
+    from .train.trainer import train_variant, variant_config_hash
+
+    rd = rd or rundir_for(exp)
+    base = base or resolve_base_model(exp, rd)
+    tok = load_tokenizer(base)
+    cache = ReferenceCache(rd.reference_cache())
+    base_fp = model_fingerprint(base)
+    out: dict[str, Path] = {}
+    for v in exp.variants:
+        if only and v.name not in only:
+            continue
+        rows, source = dataset_rows(exp, v.data, rd)
+        data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
+                             skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+        ckpt = rd.checkpoint(v.name)
+        meta_path = rd.train_metadata(v.name)
+        want = variant_config_hash(v, base_fp, data.fingerprint())
+        if meta_path.exists() and read_json(meta_path).get("config_hash") == want:
+            log.info("variant %s: up to date at %s, skipped", v.name, ckpt)
+            out[v.name] = ckpt
+            continue
+        stage = f"train:{v.name}"
+        rd.set_stage(stage, "running")
+        t0 = time.time()
+        res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                            data_info={"dataset": v.data, "source": source})
+        s = res.metadata.get("logps_summary", {})
+        log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
+                 v.name, res.metadata.get("steps", 0), time.time() - t0, s.get("chosen_start", float("nan")),
+                 s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
+                 s.get("rejected_end", float("nan")))
+        rd.set_stage(stage, "done", path=str(ckpt), seconds=round(time.time() - t0, 2),
+                     config_hash=want)
+        out[v.name] = ckpt
+    return out

@@ -201,6 +201,10 @@ class RunDir:
     def reference_cache(self) -> Path:
         return self.checkpoints / "_reference_cache"
 
+    def generated_data(self, dataset: str) -> Path:
+        """Preference pairs the project generates for a dataset entry (`generate:`)."""
+        return self.reports / "data" / f"{dataset}.jsonl"
+
     # reports
     @property
     def manifest_path(self) -> Path:

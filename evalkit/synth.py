@@ -38,6 +38,12 @@ class MathProblem:
     steps: list[tuple[str, int]]
     lines: list[str]            # solution lines; line i uses {v0}..{vi} placeholders
     answer: int
+    carry: tuple[str, int] = ("+", 0)   # step 2 = v0 <op> operand
+
+    def values_from(self, v0: int) -> list[int]:
+        """Intermediate results when the first one is `v0`, carried through step 2."""
+        op, k = self.carry
+        return [v0, {"+": v0 + k, "-": v0 - k, "*": v0 * k}[op]]
 
     def solution(self, values: list[int] | None = None) -> str:
         """Render the worked solution; `values` overrides the intermediate results."""
@@ -60,6 +66,7 @@ def math_problem(rng: random.Random) -> MathProblem:
         lines = [f"{name} has {a} * {b} = {{v0}} {item}.",
                  f"After giving away {c}, {name} has {{v0}} - {c} = {{v1}} {item}."]
         steps = [(f"{a}*{b}", v0), (f"{v0}-{c}", v1)]
+        carry = ("-", c)
     elif kind == 1:  # add then multiply
         a, b, k = rng.randint(2, 20), rng.randint(2, 20), rng.randint(2, 5)
         q = (f"{name} buys {a} {item} on Monday and {b} {item} on Tuesday. "
@@ -68,6 +75,7 @@ def math_problem(rng: random.Random) -> MathProblem:
         lines = [f"{name} buys {a} + {b} = {{v0}} {item}.",
                  f"They cost {{v0}} * {k} = {{v1}} dollars."]
         steps = [(f"{a}+{b}", v0), (f"{v0}*{k}", v1)]
+        carry = ("*", k)
     elif kind == 2:  # subtract then add
         a = rng.randint(10, 40)
         b, c = rng.randint(1, a - 1), rng.randint(2, 30)
@@ -77,6 +85,7 @@ def math_problem(rng: random.Random) -> MathProblem:
         lines = [f"After {name} takes {b}, there are {a} - {b} = {{v0}} {item}.",
                  f"Adding {c} gives {{v0}} + {c} = {{v1}} {item}."]
         steps = [(f"{a}-{b}", v0), (f"{v0}+{c}", v1)]
+        carry = ("+", c)
     else:  # multiply then add
         a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 25)
         q = (f"{name} packs {a} {box} of {b} {item} and has {c} loose {item}. "
@@ -85,7 +94,8 @@ def math_problem(rng: random.Random) -> MathProblem:
         lines = [f"The {box} hold {a} * {b} = {{v0}} {item}.",
                  f"With the loose ones, {name} has {{v0}} + {c} = {{v1}} {item}."]
         steps = [(f"{a}*{b}", v0), (f"{v0}+{c}", v1)]
-    return MathProblem(q, steps, lines, v1)
+        carry = ("+", c)
+    return MathProblem(q, steps, lines, v1, carry)
 
 
 @dataclass

@@ -1,0 +1,306 @@
+"""Preference data: load rows, check them, tokenize pairs, batch them.
+
+Formats (as TRL names them):
+  standard        {"prompt": str, "chosen": str, "rejected": str}
+  conversational  {"prompt": [messages], "chosen": [messages], "rejected": [messages]}
+                  (without "prompt", the shared leading messages are the prompt)
+Sources: JSONL, JSON (a list of rows), Parquet, or a hub dataset (name, subset, split).
+
+Each pair is rendered ONCE as a whole conversation with the tokenizer's chat template; the
+prompt/completion boundary is found from character offsets, so prompt and completion are
+never templated separately. Exactly one BOS starts every sequence and EOS ends it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from ..errors import UserError
+
+log = logging.getLogger("evalkit")
+
+
+@dataclass
+class Row:
+    data: dict[str, Any]
+    where: str   # "file.jsonl:12", "file.parquet#3", "hub:org/name[train]#5"
+
+
+@dataclass
+class TokenizedPair:
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    chosen_prompt_len: int     # tokens of chosen_ids that belong to the prompt (masked)
+    rejected_prompt_len: int
+    edit_distance: int         # token edit distance between the two completions
+    where: str
+
+    @property
+    def chosen_len(self) -> int:
+        return len(self.chosen_ids) - self.chosen_prompt_len
+
+    @property
+    def rejected_len(self) -> int:
+        return len(self.rejected_ids) - self.rejected_prompt_len
+
+
+class BadRow(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- loading
+
+def read_rows(path: str | Path | None = None, hub: str | None = None, subset: str | None = None,
+              split: str = "train") -> list[Row]:
+    if hub:
+        return _read_hub(hub, subset, split)
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such data file")
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                if not isinstance(obj, dict):
+                    raise UserError(f"{path}:{lineno}: expected a JSON object")
+                rows.append(Row(obj, f"{path}:{lineno}"))
+        return rows
+    if suffix == ".json":
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+            obj = obj["data"]
+        if not isinstance(obj, list):
+            raise UserError(f"{path}: expected a JSON list of rows")
+        return [Row(r, f"{path}[{i}]") for i, r in enumerate(obj)]
+    if suffix == ".parquet":
+        import pandas as pd
+        frame = pd.read_parquet(path)
+        return [Row(_plain(r), f"{path}#{i}") for i, r in enumerate(frame.to_dict("records"))]
+    raise UserError(f"{path}: unsupported data format {suffix!r} (use .jsonl, .json or .parquet)")
+
+
+def _plain(obj):
+    """numpy arrays from parquet -> python lists, recursively."""
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        obj = obj.tolist()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _read_hub(name: str, subset: str | None, split: str) -> list[Row]:
+    import datasets
+    try:
+        ds = datasets.load_dataset(name, subset, split=split)
+    except Exception as e:  # datasets raises many types for "not found / offline"
+        raise UserError(f"hub dataset {name!r} ({subset or 'default'}, {split}): {str(e).splitlines()[0]}") from None
+    return [Row(dict(r), f"hub:{name}[{split}]#{i}") for i, r in enumerate(ds)]
+
+
+# ---------------------------------------------------------------- checking
+
+def _messages(value: Any, field: str, default_role: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        for m in value:
+            if not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise BadRow(f"{field}: each message needs string 'role' and 'content'")
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise BadRow(f"{field}: expected a string or a list of messages")
+
+
+def normalise_row(data: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt, chosen, rejected) as message lists; raises BadRow naming the field."""
+    for key in ("chosen", "rejected"):
+        if key not in data:
+            raise BadRow(f"{key}: missing key")
+        val = data[key]
+        if val is None or (isinstance(val, str) and not val.strip()) or (isinstance(val, list) and not val):
+            raise BadRow(f"{key}: empty completion")
+        if not isinstance(val, (str, list)):
+            raise BadRow(f"{key}: completion must be a string or a list of messages, got {type(val).__name__}")
+    if "prompt" in data:
+        if data["prompt"] is None or (isinstance(data["prompt"], str) and not data["prompt"].strip()):
+            raise BadRow("prompt: empty prompt")
+        prompt = _messages(data["prompt"], "prompt", "user")
+        chosen = _messages(data["chosen"], "chosen", "assistant")
+        rejected = _messages(data["rejected"], "rejected", "assistant")
+    else:  # implicit prompt: the shared leading messages
+        if isinstance(data["chosen"], str):
+            raise BadRow("prompt: missing key")
+        full_c = _messages(data["chosen"], "chosen", "assistant")
+        full_r = _messages(data["rejected"], "rejected", "assistant")
+        k = 0
+        while k < min(len(full_c), len(full_r)) - 1 and full_c[k] == full_r[k]:
+            k += 1
+        if k == 0:
+            raise BadRow("prompt: missing key (and chosen/rejected share no leading messages)")
+        prompt, chosen, rejected = full_c[:k], full_c[k:], full_r[k:]
+    for key, msgs in (("chosen", chosen), ("rejected", rejected)):
+        if not any(m["content"].strip() for m in msgs):
+            raise BadRow(f"{key}: empty completion")
+    if chosen == rejected:
+        raise BadRow("chosen: identical to rejected")
+    return prompt, chosen, rejected
+
+
+# ---------------------------------------------------------------- tokenizing
+
+def _render(tok, prompt: list[dict], completion: list[dict]) -> tuple[str, str]:
+    """(prompt_text, full_text) with the prompt text a prefix of the full text."""
+    if getattr(tok, "chat_template", None):
+        full = tok.apply_chat_template(prompt + completion, tokenize=False)
+        prompt_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        if not full.startswith(prompt_text):
+            # Some templates render the generation prompt differently from a finished
+            # turn; fall back to the longest common prefix as the boundary.
+            n = 0
+            while n < min(len(full), len(prompt_text)) and full[n] == prompt_text[n]:
+                n += 1
+            prompt_text = full[:n]
+        return prompt_text, full
+    # No template (a base model): plain concatenation, as TRL does for standard rows.
+    p = "\n".join(m["content"] for m in prompt)
+    c = "\n".join(m["content"] for m in completion)
+    return p, p + c
+
+
+def _encode(tok, text: str, prompt_chars: int) -> tuple[list[int], int]:
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    # tokens that start before the boundary belong to the prompt
+    n_prompt = sum(1 for (start, _end) in offsets if start < prompt_chars)
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    if bos is not None and _adds_bos(tok):
+        if not ids or ids[0] != bos:
+            ids, n_prompt = [bos] + ids, n_prompt + 1
+        while len(ids) > 1 and ids[1] == bos:  # a template that wrote BOS twice
+            ids, n_prompt = ids[:1] + ids[2:], n_prompt - 1
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids = ids + [eos]
+    return ids, n_prompt
+
+
+_ADDS_BOS: dict[int, bool] = {}
+
+
+def _adds_bos(tok) -> bool:
+    """Whether the tokenizer puts BOS first by default (Llama-style)."""
+    key = id(tok)
+    if key not in _ADDS_BOS:
+        ids = tok("a").input_ids
+        _ADDS_BOS[key] = bool(ids) and ids[0] == tok.bos_token_id
+    return _ADDS_BOS[key]
+
+
+def _truncate(ids: list[int], n_prompt: int, max_length: int, max_prompt_length: int) -> tuple[list[int], int]:
+    """Keep the start of the prompt (max_prompt_length) and of the completion (max_length)."""
+    prompt, completion = ids[:n_prompt], ids[n_prompt:]
+    if len(prompt) > max_prompt_length:
+        prompt = prompt[:max_prompt_length]
+    completion = completion[: max(0, max_length - len(prompt))]
+    return prompt + completion, len(prompt)
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    from rapidfuzz.distance import Levenshtein
+    return Levenshtein.distance(a, b)
+
+
+def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length: int, where: str) -> TokenizedPair:
+    prompt, chosen, rejected = normalise_row(data)
+    out = {}
+    for key, completion in (("chosen", chosen), ("rejected", rejected)):
+        prompt_text, full = _render(tok, prompt, completion)
+        ids, n_prompt = _encode(tok, full, len(prompt_text))
+        ids, n_prompt = _truncate(ids, n_prompt, max_length, max_prompt_length)
+        if len(ids) - n_prompt <= 0:
+            raise BadRow(f"{key}: completion truncated to zero tokens (max_length {max_length}, "
+                         f"prompt {n_prompt} tokens)")
+        out[key] = (ids, n_prompt)
+    (c_ids, c_p), (r_ids, r_p) = out["chosen"], out["rejected"]
+    return TokenizedPair(c_ids, r_ids, c_p, r_p, edit_distance(c_ids[c_p:], r_ids[r_p:]), where)
+
+
+class PreferenceData:
+    """Tokenized pairs plus their fingerprint and edit-distance summary."""
+
+    def __init__(self, pairs: list[TokenizedPair], n_skipped: int = 0, source: str = ""):
+        self.pairs = pairs
+        self.n_skipped = n_skipped
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def fingerprint(self) -> str:
+        """Hash of the token ids and prompt boundaries: covers rows, tokenizer, template, lengths."""
+        h = hashlib.sha256()
+        for p in self.pairs:
+            h.update(json.dumps([p.chosen_ids, p.chosen_prompt_len, p.rejected_ids, p.rejected_prompt_len]).encode())
+        return h.hexdigest()[:16]
+
+    def edit_distance_summary(self) -> dict[str, float]:
+        d = sorted(p.edit_distance for p in self.pairs)
+        if not d:
+            return {}
+        q = lambda f: d[min(len(d) - 1, int(f * len(d)))]  # noqa: E731
+        return {"n": len(d), "mean": round(statistics.fmean(d), 3), "min": d[0], "p25": q(0.25),
+                "median": q(0.5), "p75": q(0.75), "max": d[-1]}
+
+
+def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: int,
+                  skip_invalid: bool = False, source: str = "") -> PreferenceData:
+    pairs, skipped = [], 0
+    for row in rows:
+        try:
+            pairs.append(tokenize_pair(tok, row.data, max_length, max_prompt_length, row.where))
+        except BadRow as e:
+            if not skip_invalid:
+                raise UserError(f"{row.where}: {e}") from None
+            skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d invalid row(s) (skip_invalid: true)", source or "data", skipped)
+    if not pairs:
+        raise UserError(f"{source or 'data'}: no valid preference pairs")
+    return PreferenceData(pairs, skipped, source)
+
+
+# ---------------------------------------------------------------- batching
+
+def collate(pairs: list[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """One batch of 2B rows, the B chosen then the B rejected, right-padded to the longest.
+
+    loss_mask marks the completion tokens whose log-probs count (as next-token targets).
+    """
+    seqs = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
+    prompt_lens = [p.chosen_prompt_len for p in pairs] + [p.rejected_prompt_len for p in pairs]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, (s, n_p) in enumerate(zip(seqs, prompt_lens)):
+        input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        attention_mask[i, : len(s)] = 1
+        loss_mask[i, n_p: len(s)] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}

@@ -1,0 +1,114 @@
+"""Preference losses: pure functions of sequence log-probs. No model, no state.
+
+Every loss takes four tensors of shape (B,), the policy and reference log-probs of the
+chosen (y_w) and rejected (y_l) completions, and returns a LossOutput whose first element
+is the per-pair loss (B,). Sequence log-probs are SUMS over completion tokens unless the
+caller chose `logp_reduction: length_average` (trainer side: see `sequence_logps`).
+
+With h_w = log pi(y_w|x) - log ref(y_w|x) and h_l = log pi(y_l|x) - log ref(y_l|x):
+
+  dpo   Rafailov et al. 2023      -log sigmoid(beta * (h_w - h_l))
+  dpop  Pal et al. 2024 (Smaug)   -log sigmoid(beta * (h_w - h_l - lambda * max(0, -h_w)))
+        The penalty sits INSIDE the sigmoid and is scaled by beta (the corrected form).
+        lambda = 0 is exactly DPO; while h_w >= 0 the gradient equals DPO's.
+  ipo   Azar et al. 2023           (h_w - h_l - 1/(2*beta))^2     (tau = beta)
+  hinge SLiC, Zhao et al. 2023     max(0, 1 - beta * (h_w - h_l))
+
+Modifiers, valid for every loss:
+  beta_chosen / beta_rejected  the 3D-properties remedy (Yan et al. 2024): the margin
+                               becomes beta_w*h_w - beta_l*h_l (dpo, dpop; DPOP's penalty
+                               is scaled by beta_w)
+  label_smoothing eps          conservative DPO: (1-eps)*L(m) + eps*L(-m) (dpo, dpop)
+  sft_weight alpha             + alpha * NLL(y_w), the token-mean negative log-likelihood
+                               of the chosen completion (`add_sft`)
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+
+class LossOutput(NamedTuple):
+    losses: torch.Tensor            # (B,) per-pair loss
+    chosen_rewards: torch.Tensor    # (B,) beta * h_w, detached
+    rejected_rewards: torch.Tensor  # (B,) beta * h_l, detached
+    penalty_active: Optional[torch.Tensor] = None  # (B,) bool, DPOP only: h_w < 0
+
+
+def _margin_terms(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
+                  reference_rejected_logps, beta, beta_chosen, beta_rejected):
+    h_w = policy_chosen_logps - reference_chosen_logps
+    h_l = policy_rejected_logps - reference_rejected_logps
+    beta_w = beta if beta_chosen is None else beta_chosen
+    beta_l = beta if beta_rejected is None else beta_rejected
+    return h_w, h_l, beta_w, beta_l
+
+
+def _smoothed_logsigmoid_loss(logits: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+
+
+def dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        *, beta: float, beta_chosen: float | None = None, beta_rejected: float | None = None,
+        label_smoothing: float = 0.0, **_) -> LossOutput:
+    """-log sigmoid(beta_w*h_w - beta_l*h_l); beta_w = beta_l = beta unless given."""
+    h_w, h_l, beta_w, beta_l = _margin_terms(policy_chosen_logps, policy_rejected_logps,
+                                             reference_chosen_logps, reference_rejected_logps,
+                                             beta, beta_chosen, beta_rejected)
+    logits = beta_w * h_w - beta_l * h_l
+    return LossOutput(_smoothed_logsigmoid_loss(logits, label_smoothing),
+                      (beta_w * h_w).detach(), (beta_l * h_l).detach())
+
+
+def dpop(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+         *, beta: float, dpop_lambda: float = 50.0, beta_chosen: float | None = None,
+         beta_rejected: float | None = None, label_smoothing: float = 0.0, **_) -> LossOutput:
+    """-log sigmoid(beta_w*h_w - beta_l*h_l - beta_w*lambda*max(0, -h_w)).
+
+    With one beta this is -log sigmoid(beta * (h_w - h_l - lambda * max(0, -h_w))).
+    d/dh_w: DPO's gradient while h_w >= 0; (1 + lambda) times it while h_w < 0.
+    """
+    h_w, h_l, beta_w, beta_l = _margin_terms(policy_chosen_logps, policy_rejected_logps,
+                                             reference_chosen_logps, reference_rejected_logps,
+                                             beta, beta_chosen, beta_rejected)
+    penalty = torch.clamp(-h_w, min=0.0)
+    logits = beta_w * h_w - beta_l * h_l - beta_w * dpop_lambda * penalty
+    return LossOutput(_smoothed_logsigmoid_loss(logits, label_smoothing),
+                      (beta_w * h_w).detach(), (beta_l * h_l).detach(), (h_w < 0).detach())
+
+
+def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        *, beta: float, **_) -> LossOutput:
+    """(h_w - h_l - 1/(2*tau))^2 with tau = beta.
+
+    The IPO paper and TRL use length-averaged log-probs; pick `logp_reduction:
+    length_average` in the variant for that form. The default (sum) is the same formula on
+    summed log-probs.
+    """
+    h_w = policy_chosen_logps - reference_chosen_logps
+    h_l = policy_rejected_logps - reference_rejected_logps
+    losses = (h_w - h_l - 1.0 / (2.0 * beta)) ** 2
+    return LossOutput(losses, (beta * h_w).detach(), (beta * h_l).detach())
+
+
+def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+          *, beta: float, **_) -> LossOutput:
+    """SLiC's calibration hinge relu(1 - beta*(h_w - h_l)); add SLiC's NLL term with sft_weight."""
+    h_w = policy_chosen_logps - reference_chosen_logps
+    h_l = policy_rejected_logps - reference_rejected_logps
+    losses = torch.relu(1.0 - beta * (h_w - h_l))
+    return LossOutput(losses, (beta * h_w).detach(), (beta * h_l).detach())
+
+
+LOSSES: dict[str, Callable[..., LossOutput]] = {"dpo": dpo, "dpop": dpop, "ipo": ipo, "hinge": hinge}
+
+
+def add_sft(out: LossOutput, policy_chosen_logps_sum: torch.Tensor, chosen_lengths: torch.Tensor,
+            sft_weight: float) -> LossOutput:
+    """L + alpha * NLL(y_w), NLL as the token-mean negative log-likelihood of y_w."""
+    if sft_weight == 0:
+        return out
+    nll = -policy_chosen_logps_sum / chosen_lengths.clamp(min=1)
+    return out._replace(losses=out.losses + sft_weight * nll)
