@@ -80,7 +80,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         return m.to(device)
 
     with accelerator.main_process_first():
-        ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=variant.batch_size,
+        # no gradients here, so larger batches than training
+        ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
                                               device=str(device), progress=progress and accelerator.is_main_process)
 
     # 2. the policy, in fp32 master weights (bf16 comes from autocast)
@@ -102,12 +103,11 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 3. batches: indices into the data, shuffled by seed
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    indices = list(range(len(data)))
-    gen = torch.Generator().manual_seed(seed)
+    sampler = LengthGroupedBatches(data, variant.batch_size, seed)
     loader = torch.utils.data.DataLoader(
-        indices, batch_size=variant.batch_size, shuffle=True, generator=gen,
+        list(range(len(data))), batch_sampler=sampler,
         collate_fn=lambda idx: {**collate([data.pairs[i] for i in idx], pad_id), "index": torch.tensor(idx)})
-    batches_per_epoch = math.ceil(len(data) / variant.batch_size)
+    batches_per_epoch = len(sampler)
     total_steps = variant.max_steps or max(1, math.ceil(variant.epochs * batches_per_epoch / variant.grad_accum))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=variant.learning_rate, weight_decay=variant.weight_decay)
@@ -188,7 +188,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
     unwrapped = accelerator.unwrap_model(model)
-    end = _final_logps(unwrapped, data, pad_id, device, variant.batch_size)
+    end = _final_logps(unwrapped, data, pad_id, device, 2 * variant.batch_size)
     n_eval = len(end["chosen_logps"])
     start_c = ref["chosen_logps"][:n_eval].mean().item()
     start_r = ref["rejected_logps"][:n_eval].mean().item()
@@ -231,6 +231,33 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     return TrainResult(out_dir, meta, history)
 
 
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """Seeded shuffled batches of similar-length pairs: less padding, same data per epoch.
+
+    Shuffle all indices, cut them into windows of 16 batches, sort each window by length,
+    cut it into batches, and shuffle the batch order. A new order every epoch.
+    """
+
+    def __init__(self, data: PreferenceData, batch_size: int, seed: int, window: int = 16):
+        self.lengths = [max(len(p.chosen_ids), len(p.rejected_ids)) for p in data.pairs]
+        self.batch_size, self.seed, self.window, self.epoch = batch_size, seed, window, 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=gen).tolist()
+        span = self.batch_size * self.window
+        batches = []
+        for s in range(0, len(order), span):
+            chunk = sorted(order[s:s + span], key=lambda i: self.lengths[i])
+            batches += [chunk[b:b + self.batch_size] for b in range(0, len(chunk), self.batch_size)]
+        for j in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[j]
+
+
 def _accumulate(window: dict[str, list[float]], accelerator, **values) -> None:
     for k, v in values.items():
         if v is None:
@@ -244,7 +271,7 @@ def _mean(xs: list[float]) -> float:
 
 
 @torch.no_grad()
-def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, max_pairs: int = 256):
+def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, max_pairs: int = 64):
     """Summed log-probs of the first `max_pairs` pairs under the trained model."""
     was = model.training
     model.eval()

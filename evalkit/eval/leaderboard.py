@@ -1,0 +1,257 @@
+"""Leaderboard scoring: a thin adapter over lm_eval.simple_evaluate.
+
+It writes the suite's task YAML (evalkit.eval.suites), calls lm-eval with the chosen backend,
+and turns lm-eval's results into evalkit's record (leaderboard.json):
+
+    {schema_version, suite, backend, lm_eval_version, model, dtype, batch_size,
+     apply_chat_template, fewshot_as_multiturn, seed, limit, comparable,
+     tasks: {entry: {metric, value, stderr, n_shot, n_samples, version, subtasks?,
+                     normalised?}},
+     average}
+
+Values are fractions (0-1), as lm-eval reports them; the report shows x100.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text
+from .suites import Entry, Suite, write_task_yamls
+
+log = logging.getLogger("evalkit")
+
+BACKENDS = ("hf", "vllm", "api")
+
+
+@dataclass
+class LeaderboardOptions:
+    backend: str = "hf"
+    batch_size: str | int = "auto"
+    dtype: str = "auto"
+    device: str | None = None
+    limit: int | None = None
+    data_dir: str | None = None
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    seed: int = 1234
+    # vllm
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    # api: an OpenAI-compatible server (vLLM's for log-likelihood tasks)
+    base_url: str | None = None
+    api_model: str | None = None
+    tokenizer: str | None = None
+    num_concurrent: int = 1
+    extra_model_args: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- lm-eval model arguments
+
+def model_spec(model: str, opt: LeaderboardOptions) -> tuple[str, dict[str, Any]]:
+    """(lm-eval model name, model_args) for a backend."""
+    if opt.backend not in BACKENDS:
+        raise UserError(f"unknown backend {opt.backend!r} (use {', '.join(BACKENDS)})")
+    if opt.backend == "hf":
+        from ..models import check_model_ref, resolve_device
+        check_model_ref(model)
+        args = {"pretrained": model, "dtype": opt.dtype, "device": resolve_device(opt.device)}
+        return "hf", {**args, **opt.extra_model_args}
+    if opt.backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise UserError("backend vllm is not installed: pip install 'evalkit[vllm]' (CUDA machines only)")
+        from ..models import check_model_ref
+        check_model_ref(model)
+        args = {"pretrained": model, "dtype": opt.dtype, "tensor_parallel_size": opt.tensor_parallel_size,
+                "data_parallel_size": opt.data_parallel_size}
+        return "vllm", {**args, **opt.extra_model_args}
+    if not opt.base_url:
+        raise UserError("backend api needs --base-url (an OpenAI-compatible server, e.g. `vllm serve`)")
+    base = opt.base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    if opt.apply_chat_template:
+        name, url = "local-chat-completions", f"{base}/chat/completions"
+    else:
+        name, url = "local-completions", f"{base}/completions"
+    args = {"model": opt.api_model or model, "base_url": url, "num_concurrent": opt.num_concurrent,
+            "max_retries": 3, "tokenized_requests": False}
+    if opt.tokenizer or not opt.apply_chat_template:
+        args["tokenizer"] = opt.tokenizer or model
+        args["tokenizer_backend"] = "huggingface"
+    return name, {**args, **opt.extra_model_args}
+
+
+# ---------------------------------------------------------------- summarising
+
+def _metric_value(result: dict, metric: str, flt: str) -> tuple[float, float | None]:
+    key = f"{metric},{flt}"
+    if key not in result:
+        have = sorted(k for k in result if "," in k and "_stderr" not in k)
+        raise UserError(f"lm-eval returned no {key!r} (has: {', '.join(have)})")
+    stderr = result.get(f"{metric}_stderr,{flt}")
+    stderr = None if stderr in (None, "N/A") or (isinstance(stderr, float) and math.isnan(stderr)) else stderr
+    return float(result[key]), stderr
+
+
+def normalise(raw: float, baseline: float) -> float:
+    """The v2 leaderboard normalisation: chance maps to 0, perfect to 1, below chance to 0."""
+    if baseline >= 1:
+        return 0.0
+    return max(0.0, (raw - baseline) / (1.0 - baseline))
+
+
+def summarise_entry(entry: Entry, results: dict, n_samples: dict, versions: dict, n_shot: dict,
+                    normalised_suite: bool) -> dict[str, Any]:
+    subtasks = {}
+    for ref in entry.tasks:
+        if ref.task not in results:
+            raise UserError(f"lm-eval returned no results for task {ref.task}")
+        vals = [_metric_value(results[ref.task], m, entry.filter) for m in entry.metrics]
+        value = sum(v for v, _ in vals) / len(vals)
+        errs = [e for _, e in vals if e is not None]
+        stderr = (sum(errs) / len(errs)) if len(errs) == len(vals) else None
+        n = int((n_samples.get(ref.task) or {}).get("effective", 0))
+        sub = {"value": value, "stderr": stderr, "n_samples": n}
+        if normalised_suite and entry.normalise_subtasks:
+            sub["baseline"] = ref.baseline if ref.baseline is not None else entry.baseline
+            sub["normalised"] = normalise(value, sub["baseline"] or 0.0)
+        subtasks[ref.task] = sub
+    key = "normalised" if normalised_suite and entry.normalise_subtasks else "value"
+    total_n = sum(s["n_samples"] for s in subtasks.values())
+    if entry.aggregate == "weighted_mean" and total_n:
+        value = sum(s[key] * s["n_samples"] for s in subtasks.values()) / total_n
+        # stderr of a size-weighted mean of independent means
+        stderr = math.sqrt(sum((s["stderr"] * s["n_samples"] / total_n) ** 2 for s in subtasks.values())) \
+            if all(s["stderr"] is not None for s in subtasks.values()) else None
+    else:  # single task, or the plain (unweighted) mean over subtasks
+        value = sum(s[key] for s in subtasks.values()) / len(subtasks)
+        stderr = math.sqrt(sum(s["stderr"] ** 2 for s in subtasks.values())) / len(subtasks) \
+            if all(s["stderr"] is not None for s in subtasks.values()) and key == "value" else None
+    first = entry.tasks[0].task
+    out = {"metric": "+".join(entry.metrics) + ("" if entry.filter == "none" else f",{entry.filter}"),
+           "value": value, "stderr": stderr, "n_shot": entry.shots, "n_samples": total_n,
+           "version": versions.get(first), "aggregate": entry.aggregate}
+    if normalised_suite:
+        if entry.normalise_subtasks:
+            out["normalised"] = value
+            out["value"] = sum(s["value"] for s in subtasks.values()) / len(subtasks)
+        else:
+            out["normalised"] = normalise(value, entry.baseline or 0.0)
+            out["baseline"] = entry.baseline or 0.0
+    if len(entry.tasks) > 1:
+        out["subtasks"] = subtasks
+    if n_shot.get(first) is not None and n_shot.get(first) != entry.shots:
+        log.warning("task %s ran %s-shot, the suite asks for %s", first, n_shot.get(first), entry.shots)
+    return out
+
+
+def summarise(suite: Suite, lm_results: dict) -> dict[str, Any]:
+    """evalkit's tasks table and average from lm-eval's output dict (pure; no model)."""
+    tasks = {e.name: summarise_entry(e, lm_results["results"], lm_results.get("n-samples", {}),
+                                     lm_results.get("versions", {}), lm_results.get("n-shot", {}), suite.normalise)
+             for e in suite.entries}
+    key = "normalised" if suite.normalise else "value"
+    return {"tasks": tasks, "average": sum(t[key] for t in tasks.values()) / len(tasks)}
+
+
+# ---------------------------------------------------------------- running
+
+def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *, model_label: str | None = None,
+        progress: bool = True) -> dict[str, Any]:
+    """Score `model` on `suite`; write leaderboard.json and per-sample JSONL into out_dir."""
+    import lm_eval
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    out_dir = Path(out_dir)
+    data_dir = Path(opt.data_dir).resolve() if opt.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {opt.data_dir}: no such directory")
+    lm_name, model_args = model_spec(model, opt)
+    task_dir = out_dir / "lm_eval_tasks"
+    names = write_task_yamls(suite, task_dir, data_dir)
+    tm = TaskManager(include_path=str(task_dir), include_defaults=False)
+    cache_dir = out_dir / "lm_eval_cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    log.info("leaderboard %s on %s (%d lm-eval tasks, backend %s%s)", suite.name, model_label or model, len(names),
+             opt.backend, f", limit {opt.limit}" if opt.limit else "")
+    res = simple_evaluate(
+        model=lm_name, model_args=model_args, tasks=names, task_manager=tm,
+        batch_size=opt.batch_size if opt.backend != "api" else 1, limit=opt.limit,
+        use_cache=str(cache_dir / "requests"),  # lm-eval's request cache: a rerun recomputes nothing
+        log_samples=True, apply_chat_template=opt.apply_chat_template,
+        fewshot_as_multiturn=opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
+        fewshot_random_seed=opt.seed, bootstrap_iters=1000, verbosity="WARNING")
+    seconds = time.time() - t0
+    summary = summarise(suite, res)
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": suite.name,
+        "backend": opt.backend,
+        "lm_eval_model": lm_name,
+        "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval"),
+        "model": model_label or model,
+        "model_path": model,
+        "dtype": opt.dtype,
+        "batch_size": str(res.get("config", {}).get("batch_size", opt.batch_size)),
+        "apply_chat_template": opt.apply_chat_template,
+        "fewshot_as_multiturn": opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        "seed": opt.seed,
+        "data_dir": str(data_dir) if data_dir else None,
+        "limit": opt.limit,
+        "comparable": opt.limit is None,
+        "normalised": suite.normalise,
+        **summary,
+        "seconds": round(seconds, 2),
+        "samples_dir": "leaderboard_samples",
+    }
+    # per-sample logs first, then the record: the record's presence means "finished"
+    samples_dir = out_dir / "leaderboard_samples"
+    for task, samples in (res.get("samples") or {}).items():
+        atomic_write_text(samples_dir / f"{task}.jsonl",
+                          "".join(json.dumps(_sample_row(s), default=str) + "\n" for s in samples))
+    atomic_write_json(out_dir / "leaderboard.json", record)
+    return record
+
+
+def _sample_row(sample: dict) -> dict:
+    """The per-sample fields worth keeping: id, target, metrics, the filtered response."""
+    keep = {"doc_id": sample.get("doc_id"), "target": sample.get("target"), "filter": sample.get("filter"),
+            "metrics": sample.get("metrics")}
+    for m in sample.get("metrics") or []:
+        if m in sample:
+            keep[m] = sample[m]
+    resps = sample.get("filtered_resps")
+    if resps is not None:
+        keep["filtered_resps"] = resps
+    return keep
+
+
+def _version(pkg: str) -> str:
+    from importlib import metadata
+    return metadata.version(pkg.replace("_", "-"))
+
+
+def load_results(paths: list[str | Path]):
+    """Many leaderboard.json files as one pandas frame: a row per model, a column per entry."""
+    import pandas as pd
+    rows = []
+    for p in paths:
+        p = Path(p)
+        rec = json.loads((p / "leaderboard.json" if p.is_dir() else p).read_text())
+        key = "normalised" if rec.get("normalised") else "value"
+        row = {"model": rec["model"], "suite": rec["suite"], "comparable": rec.get("comparable", True)}
+        row.update({name: t[key] for name, t in rec["tasks"].items()})
+        row["average"] = rec["average"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")

@@ -1,0 +1,182 @@
+"""Leaderboard suites: data files in tasks/suites/, turned into lm-eval task YAML.
+
+A suite is a list of entries; an entry is one leaderboard column (e.g. "mmlu") made of one or
+more lm-eval tasks, a shot count, a metric (and filter), how subtasks combine, and for
+normalised suites a chance baseline. The YAML we generate for each task only `include`s
+lm-eval's own built-in task file and overrides the shot count and, offline, the data
+source: prompts, targets, filters and metrics stay lm-eval's.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import UserError
+
+SUITES_DIR = Path(__file__).resolve().parent.parent.parent / "tasks" / "suites"
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskRef(_Strict):
+    task: str
+    yaml: Optional[str] = Field(None, description="built-in YAML, relative to lm_eval/tasks/")
+    baseline: Optional[float] = None
+
+
+class Entry(_Strict):
+    name: str
+    shots: int = Field(ge=0)
+    metric: Union[str, list[str]]
+    filter: str = "none"
+    aggregate: Literal["single", "unweighted_mean", "weighted_mean"] = "single"
+    baseline: Optional[float] = None
+    normalise_subtasks: bool = False
+    tasks: list[TaskRef]
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+
+class Suite(_Strict):
+    name: str
+    description: str = ""
+    normalise: bool = False
+    entries: list[Entry]
+
+    def task_refs(self) -> list[tuple[Entry, TaskRef]]:
+        return [(e, t) for e in self.entries for t in e.tasks]
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            names = available_suites()
+            close = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.4)
+            hint = f"; did you mean {', '.join(close)}?" if close else f" (available: {', '.join(names)})"
+            raise UserError(f"unknown suite {name_or_path!r}{hint}")
+    try:
+        return Suite.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"{path}: {loc}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}") from None
+
+
+def show_suite(suite: Suite) -> str:
+    rows = [("entry", "task(s)", "shots", "metric", "filter", "combine")]
+    for e in suite.entries:
+        tasks = e.tasks[0].task if len(e.tasks) == 1 else f"{len(e.tasks)} tasks ({e.tasks[0].task}, ...)"
+        combine = {"single": "-", "unweighted_mean": "unweighted mean", "weighted_mean": "size-weighted mean"}[e.aggregate]
+        if suite.normalise:
+            combine += ", normalised per subtask" if e.normalise_subtasks else f", baseline {e.baseline}"
+        rows.append((e.name, tasks, str(e.shots), "+".join(e.metrics), e.filter, combine))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"{suite.name}: {suite.description}"]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("average: plain mean of the entries" + (" after normalisation" if suite.normalise else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- lm-eval task YAML
+
+def lm_eval_tasks_dir() -> Path:
+    import lm_eval
+    return Path(lm_eval.__file__).resolve().parent / "tasks"
+
+
+def builtin_yaml(ref: TaskRef) -> Path:
+    """The built-in YAML of a task: from the suite file, else from lm-eval's index."""
+    if ref.yaml:
+        p = lm_eval_tasks_dir() / ref.yaml
+        if not p.exists():
+            raise UserError(f"task {ref.task}: built-in file {ref.yaml} not found in this lm-eval "
+                            f"({lm_eval_tasks_dir()})")
+        return p
+    from lm_eval.tasks import TaskManager  # indexing every built-in task takes ~15 s
+    tm = TaskManager()
+    info = tm.task_index.get(ref.task)
+    if info is None or not info.get("yaml_path") or info.get("yaml_path") == -1:
+        close = difflib.get_close_matches(ref.task, list(tm.all_tasks), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown lm-eval task {ref.task!r}{hint}")
+    return Path(info["yaml_path"])
+
+
+def resolved_config(path: Path) -> dict:
+    """The built-in task config with its includes merged (functions left unresolved)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+    return load_yaml(path, resolve_func=False)
+
+
+def local_data_files(cfg: dict, data_dir: Path, task: str, shots: int) -> tuple[str, dict]:
+    """(loader, {split: file}) for a task's hub dataset under data_dir.
+
+    Layout: DATA_DIR/<dataset_path>/<dataset_name or "default">/<split>.{jsonl,json,parquet}
+    The evaluation split is required, the few-shot split too when shots > 0; other splits are
+    used when present.
+    """
+    folder = data_dir / cfg["dataset_path"] / (cfg.get("dataset_name") or "default")
+    fewshot_split = cfg.get("fewshot_split") or cfg.get("training_split") or cfg.get("validation_split")
+    eval_split = cfg.get("test_split") or cfg.get("validation_split")
+    wanted = {s for s in (cfg.get("training_split"), cfg.get("validation_split"), cfg.get("test_split"),
+                          cfg.get("fewshot_split")) if s}
+    required = {eval_split} | ({fewshot_split} if shots > 0 and not _has_fixed_samples(cfg) else set())
+    files: dict[str, Path] = {}
+    for split in sorted(wanted):
+        found = [folder / f"{split}{suf}" for suf in DATA_SUFFIXES if (folder / f"{split}{suf}").exists()]
+        if found:
+            files[split] = found[0]
+        elif split in required:
+            raise UserError(f"task {task}: missing data file {folder / (split + '.jsonl')} "
+                            f"(or .json/.parquet), needed for the {split!r} split")
+    kinds = {f.suffix for f in files.values()}
+    if len(kinds) > 1:
+        raise UserError(f"task {task}: mixed data formats in {folder}; use one of .jsonl, .json, .parquet")
+    loader = "parquet" if kinds == {".parquet"} else "json"
+    return loader, {k: str(v) for k, v in files.items()}
+
+
+def _has_fixed_samples(cfg: dict) -> bool:
+    return bool((cfg.get("fewshot_config") or {}).get("samples"))
+
+
+def write_task_yamls(suite: Suite, out_dir: Path, data_dir: Path | None = None) -> list[str]:
+    """One YAML per task under out_dir; returns the task names to run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for entry, ref in suite.task_refs():
+        src = builtin_yaml(ref)
+        doc: dict = {"include": str(src), "task": ref.task, "num_fewshot": entry.shots}
+        if data_dir is not None:
+            cfg = resolved_config(src)
+            loader, files = local_data_files(cfg, data_dir, ref.task, entry.shots)
+            doc.update({"dataset_path": loader, "dataset_name": None, "dataset_kwargs": {"data_files": files}})
+            for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
+                if cfg.get(key) and cfg[key] not in files:
+                    doc[key] = None  # a split the local data does not have
+        # absolute paths: lm-eval resolves relative data paths against the working directory
+        (out_dir / f"{ref.task}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        names.append(ref.task)
+    (out_dir / "suite.json").write_text(json.dumps(suite.model_dump(), indent=1))
+    return names
