@@ -29,6 +29,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file")
     _add_set(p)
 
+    p = sub.add_parser("leaderboard", help="score a model on a leaderboard suite through lm-eval")
+    p.add_argument("model", nargs="?", help="hub id or local Hugging Face directory")
+    p.add_argument("--suite", default="open_llm_v1", help="suite name (tasks/suites/) or a suite YAML file")
+    p.add_argument("--show", action="store_true", help="print the suite as a table and exit")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"])
+    p.add_argument("--limit", type=int, help="only the first N documents per task (results marked not comparable)")
+    p.add_argument("--data-dir", help="read every task from local files in hub schema under DIR")
+    p.add_argument("--out", help="result directory (default reports/leaderboard/<model>)")
+    p.add_argument("--batch-size", default="auto")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="hf backend device (default: cuda if present, else cpu)")
+    p.add_argument("--chat-template", action="store_true", help="apply the model's chat template")
+    p.add_argument("--fewshot-as-multiturn", action="store_true", help="few-shot examples as chat turns")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--base-url", help="api backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-model", help="api backend: the model name the server knows (default MODEL)")
+    p.add_argument("--tokenizer", help="api backend: tokenizer for log-likelihood requests (default MODEL)")
+    p.add_argument("--num-concurrent", type=int, default=1, help="api backend: parallel requests")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
+    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm backend")
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -47,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
         from .pipeline import run_demo
         run_demo(out=args.out)
         return 0
+    if args.verb == "leaderboard":
+        return _leaderboard(args)
     if args.verb == "train":
         from .config import load_experiment
         from .pipeline import train_variants
@@ -57,6 +80,31 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}: {path}")
         return 0
     raise AssertionError(args.verb)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    import re
+
+    from .eval import leaderboard
+    from .eval.suites import load_suite, show_suite
+    suite = load_suite(args.suite)
+    if args.show:
+        print(show_suite(suite))
+        return 0
+    if not args.model:
+        raise UserError("leaderboard: give a MODEL (hub id or local directory), or --show")
+    batch = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    opt = leaderboard.LeaderboardOptions(
+        backend=args.backend, batch_size=batch, dtype=args.dtype, device=args.device, limit=args.limit,
+        data_dir=args.data_dir, apply_chat_template=args.chat_template,
+        fewshot_as_multiturn=args.fewshot_as_multiturn, seed=args.seed, base_url=args.base_url,
+        api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
+        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
+    out = args.out or f"reports/leaderboard/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.model.strip('/'))}"
+    rec = leaderboard.run(args.model, suite, out, opt)
+    print(leaderboard.format_record(rec))
+    print(f"results: {out}/leaderboard.json")
+    return 0
 
 
 def _quiet_libraries() -> None:

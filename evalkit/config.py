@@ -93,6 +93,9 @@ class Variant(Strict):
     max_length: int = Field(512, ge=8)
     max_prompt_length: int = Field(256, ge=1)
     gradient_checkpointing: bool = False
+    pack_prompt: Union[bool, Literal["auto"]] = Field(
+        "auto", description="encode each pair's prompt once ([prompt|chosen|rejected] with a 4D mask); "
+                            "auto: when the model's attention is eager or sdpa")
     lora: Optional[LoraSpec] = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     seed: Optional[int] = None
@@ -110,7 +113,23 @@ class Variant(Strict):
 
 
 class LeaderboardSection(Strict):
+    """Open LLM Leaderboard-style scoring through lm-eval (evalkit.eval.leaderboard)."""
     enabled: bool = True
+    suite: str = "open_llm_v1"
+    backend: Literal["hf", "vllm", "api"] = "hf"
+    data_dir: Optional[str] = Field(
+        None, description="local data in hub schema; 'sample' generates the project's small sample data")
+    limit: Optional[int] = Field(None, ge=1)
+    batch_size: Union[int, Literal["auto"]] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    apply_chat_template: bool = False
+    fewshot_as_multiturn: bool = False
+    seed: int = 1234
+    base_url: Optional[str] = None
+    api_model: Optional[str] = None
+    num_concurrent: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    data_parallel_size: int = Field(1, ge=1)
 
 
 class MTBenchSection(Strict):

@@ -39,12 +39,17 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     base = resolve_base_model(exp, rd)
     rd.set_stage("base_model", "done", path=base)
     trained = train_variants(exp, rd=rd, base=base)
+    models = {"base": base, **{k: str(v) for k, v in trained.items()}}
+    boards = score_leaderboard(exp, rd, models)
     print(f"demo finished in {time.time() - t0:.1f}s")
     print(f"  base model : {base}")
     for name, path in trained.items():
         s = read_json(rd.train_metadata(name)).get("logps_summary", {})
         print(f"  {name:<10} : {path}  (mean chosen log-prob {s.get('chosen_start', float('nan')):.2f}"
               f" -> {s.get('chosen_end', float('nan')):.2f})")
+    for name, rec in boards.items():
+        print(f"  leaderboard {name:<6}: average {100 * rec['average']:.2f} on {rec['suite']} (sample data) "
+              f"-> {rd.leaderboard(name)}")
     print(f"  manifest   : {rd.manifest_path}")
     return rd
 
@@ -111,4 +116,52 @@ def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | 
         rd.set_stage(stage, "done", path=str(ckpt), seconds=round(time.time() - t0, 2),
                      config_hash=want)
         out[v.name] = ckpt
+    return out
+
+
+# ---------------------------------------------------------------- leaderboard
+
+def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str, dict]:
+    """Score every model on the configured suite; a finished, matching result is kept."""
+    import hashlib
+    import json
+
+    from .eval import leaderboard
+    from .eval.suites import load_suite
+    from .train.reference import model_fingerprint
+
+    sec = exp.eval.leaderboard
+    if sec is None or not sec.enabled:
+        return {}
+    suite = load_suite(sec.suite)
+    data_dir = sec.data_dir
+    if data_dir == "sample":
+        from .eval.sample_data import write_open_llm_v1
+        data_dir = str(rd.sample_data("leaderboard"))
+        if not (Path(data_dir) / "openai/gsm8k/main/test.jsonl").exists():
+            write_open_llm_v1(data_dir, seed=exp.seed)
+    opt = leaderboard.LeaderboardOptions(
+        backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, limit=sec.limit, data_dir=data_dir,
+        apply_chat_template=sec.apply_chat_template, fewshot_as_multiturn=sec.fewshot_as_multiturn,
+        seed=sec.seed, base_url=sec.base_url, api_model=sec.api_model, num_concurrent=sec.num_concurrent,
+        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
+    out = {}
+    for label, path in models.items():
+        want = hashlib.sha256(json.dumps({"model": model_fingerprint(path), "suite": suite.model_dump(),
+                                          "section": sec.model_dump(mode="json")}, sort_keys=True).encode()
+                              ).hexdigest()[:16]
+        target = rd.leaderboard(label)
+        if target.exists():
+            rec = read_json(target)
+            if rec.get("input_hash") == want:
+                log.info("leaderboard %s: up to date, skipped", label)
+                out[label] = rec
+                continue
+        stage = f"leaderboard:{label}"
+        rd.set_stage(stage, "running")
+        t0 = time.time()
+        rec = leaderboard.run(path, suite, rd.model_dir(label), opt, model_label=label, input_hash=want)
+        rd.set_stage(stage, "done", seconds=round(time.time() - t0, 2), input_hash=want)
+        log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
+        out[label] = rec
     return out

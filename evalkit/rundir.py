@@ -216,6 +216,10 @@ class RunDir:
     def leaderboard(self, model: str) -> Path:
         return self.model_dir(model) / "leaderboard.json"
 
+    def sample_data(self, kind: str) -> Path:
+        """Small synthetic benchmark data the project generates for this run."""
+        return self.reports / "sample_data" / kind
+
     def mtbench_dir(self, model: str) -> Path:
         return self.model_dir(model) / "mtbench"
 

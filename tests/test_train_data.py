@@ -103,3 +103,23 @@ def test_edit_distance_summary(tmp_path, tok):
     data = tokenize_rows(tok, read_rows(write_jsonl(tmp_path / "p.jsonl", rows)), 128, 64)
     s = data.edit_distance_summary()
     assert s["n"] == 2 and s["min"] <= s["median"] <= s["max"] and s["max"] > s["min"]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_prompt_gives_the_same_logps_as_padding(tmp_path, tiny_model_dir, tok, attn):
+    """[prompt|chosen|rejected] with a 4D mask and restarted positions == two padded rows."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from evalkit.train.builders import metamath_synthetic_pairs
+    from evalkit.train.data import collate_packed, shares_prompt
+    from evalkit.train.logps import batch_logps
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attn)
+    rows = metamath_synthetic_pairs(6, seed=5) + [GOOD]
+    data = tokenize_rows(tok, read_rows(write_jsonl(tmp_path / "p.jsonl", rows)), 160, 96)
+    assert all(shares_prompt(p) for p in data.pairs)
+    with torch.no_grad():
+        padded = batch_logps(model, collate(data.pairs, tok.pad_token_id))
+        packed = batch_logps(model, collate_packed(data.pairs, tok.pad_token_id))
+    assert torch.equal(padded[1], packed[1])
+    assert torch.allclose(padded[0], packed[0], atol=1e-4), (padded[0] - packed[0]).abs().max()

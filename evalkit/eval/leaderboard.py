@@ -165,7 +165,7 @@ def summarise(suite: Suite, lm_results: dict) -> dict[str, Any]:
 # ---------------------------------------------------------------- running
 
 def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *, model_label: str | None = None,
-        progress: bool = True) -> dict[str, Any]:
+        input_hash: str | None = None) -> dict[str, Any]:
     """Score `model` on `suite`; write leaderboard.json and per-sample JSONL into out_dir."""
     import lm_eval
     from lm_eval import simple_evaluate
@@ -214,6 +214,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         **summary,
         "seconds": round(seconds, 2),
         "samples_dir": "leaderboard_samples",
+        "input_hash": input_hash,
     }
     # per-sample logs first, then the record: the record's presence means "finished"
     samples_dir = out_dir / "leaderboard_samples"
@@ -222,6 +223,18 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
                           "".join(json.dumps(_sample_row(s), default=str) + "\n" for s in samples))
     atomic_write_json(out_dir / "leaderboard.json", record)
     return record
+
+
+def format_record(rec: dict) -> str:
+    """A short table of a leaderboard record, values x100."""
+    key = "normalised" if rec.get("normalised") else "value"
+    lines = [f"{rec['model']} on {rec['suite']} ({rec['backend']}"
+             + (f", limit {rec['limit']}: NOT comparable" if rec.get("limit") else "") + ")"]
+    for name, t in rec["tasks"].items():
+        err = f" +- {100 * t['stderr']:.2f}" if t.get("stderr") is not None and key == "value" else ""
+        lines.append(f"  {name:<16} {100 * t[key]:6.2f}{err}   ({t['metric']}, {t['n_shot']}-shot, n={t['n_samples']})")
+    lines.append(f"  {'average':<16} {100 * rec['average']:6.2f}")
+    return "\n".join(lines)
 
 
 def _sample_row(sample: dict) -> dict:

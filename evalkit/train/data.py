@@ -304,3 +304,79 @@ def collate(pairs: list[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
         attention_mask[i, : len(s)] = 1
         loss_mask[i, n_p: len(s)] = True
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
+
+
+def shares_prompt(p: TokenizedPair) -> bool:
+    """True when chosen and rejected start with the same prompt tokens (almost always)."""
+    n = p.chosen_prompt_len
+    return n == p.rejected_prompt_len and p.chosen_ids[:n] == p.rejected_ids[:n]
+
+
+def collate_packed(pairs: list[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
+    """One row per pair, the prompt encoded once: [prompt | chosen | rejected].
+
+    The rejected tokens attend to the prompt and to themselves but not to the chosen ones, and
+    their positions restart after the prompt, so each completion sees exactly the context it
+    would see alone. Needs a model that accepts a 4D attention mask and position_ids (HF
+    eager/sdpa attention). Every pair must satisfy shares_prompt().
+
+    Returns input_ids, position_ids, allowed (B, W, W) bool, and for each side the target
+    token positions, the positions whose logits predict them, and a validity mask.
+    """
+    b = len(pairs)
+    lengths = [p.chosen_prompt_len + p.chosen_len + p.rejected_len for p in pairs]
+    width = max(lengths)
+    c_max = max(p.chosen_len for p in pairs)
+    r_max = max(p.rejected_len for p in pairs)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((b, width), dtype=torch.long)
+    allowed = torch.zeros((b, width, width), dtype=torch.bool)
+    out = {k: torch.zeros((b, n), dtype=torch.long) for k, n in
+           (("chosen_target", c_max), ("chosen_pred", c_max), ("rejected_target", r_max), ("rejected_pred", r_max))}
+    c_valid = torch.zeros((b, c_max), dtype=torch.bool)
+    r_valid = torch.zeros((b, r_max), dtype=torch.bool)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for i, p in enumerate(pairs):
+        n_p, n_c, n_r = p.chosen_prompt_len, p.chosen_len, p.rejected_len
+        seq = p.chosen_ids + p.rejected_ids[n_p:]
+        total = len(seq)
+        input_ids[i, :total] = torch.tensor(seq)
+        position_ids[i, :n_p + n_c] = torch.arange(n_p + n_c)
+        position_ids[i, n_p + n_c:total] = torch.arange(n_p, n_p + n_r)
+        allowed[i, :total, :total] = causal[:total, :total]
+        allowed[i, n_p + n_c:total, n_p:n_p + n_c] = False   # rejected cannot see chosen
+        pad = torch.arange(total, width)
+        allowed[i, pad, pad] = True                          # padding rows attend to themselves only
+        c_pos = torch.arange(n_p, n_p + n_c)
+        r_pos = torch.arange(n_p + n_c, total)
+        out["chosen_target"][i, :n_c] = c_pos
+        out["chosen_pred"][i, :n_c] = c_pos - 1
+        out["rejected_target"][i, :n_r] = r_pos
+        r_pred = r_pos - 1
+        r_pred[0] = n_p - 1                                  # the first rejected token follows the prompt
+        out["rejected_pred"][i, :n_r] = r_pred
+        c_valid[i, :n_c] = True
+        r_valid[i, :n_r] = True
+    return {"input_ids": input_ids, "position_ids": position_ids, "allowed": allowed,
+            "chosen_valid": c_valid, "rejected_valid": r_valid,
+            # the tokens a padded batch would hold, so throughput compares like for like
+            "n_tokens": torch.tensor(sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)), **out}
+
+
+PACK_MAX_WIDTH = 2048  # the (B, W, W) mask grows with W^2: beyond this, pad instead
+
+
+def make_batch(pairs: list[TokenizedPair], pad_id: int, pack: bool) -> dict[str, torch.Tensor]:
+    """collate_packed() when asked and possible for every pair, else collate()."""
+    if pack and all(shares_prompt(p) for p in pairs) and \
+            max(p.chosen_prompt_len + p.chosen_len + p.rejected_len for p in pairs) <= PACK_MAX_WIDTH:
+        return collate_packed(pairs, pad_id)
+    batch = collate(pairs, pad_id)
+    batch["n_tokens"] = batch["attention_mask"].sum()
+    return batch
+
+
+def supports_packing(model) -> bool:
+    """Packing needs attention that takes a 4D additive mask: HF's eager or sdpa."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return impl in ("eager", "sdpa")

@@ -21,9 +21,34 @@ def sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: tor
 
 
 def batch_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward over a collated batch (chosen rows then rejected rows)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-    return sequence_logps(out.logits, batch["input_ids"], batch["loss_mask"])
+    """One forward over a batch; returns (sums, lengths) for the B chosen then the B rejected.
+
+    Accepts collate() batches (2B padded rows) and collate_packed() batches (B rows, the
+    prompt encoded once).
+    """
+    if "allowed" not in batch:
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        return sequence_logps(out.logits, batch["input_ids"], batch["loss_mask"])
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+        mask = batch["allowed"][:, None]          # SDPA takes a boolean mask: True = may attend
+    else:                                         # eager adds the mask to the scores
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(batch["allowed"].shape, dtype=dtype, device=batch["allowed"].device)
+        mask.masked_fill_(~batch["allowed"], torch.finfo(dtype).min)
+        mask = mask[:, None]
+    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                attention_mask=mask, use_cache=False)
+    logits = out.logits.float()
+    lse = torch.logsumexp(logits, dim=-1)                              # (B, W)
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    sums, lengths = [], []
+    for side in ("chosen", "rejected"):
+        target, pred, valid = batch[f"{side}_target"], batch[f"{side}_pred"], batch[f"{side}_valid"]
+        tokens = batch["input_ids"][rows, target]
+        token_logps = (logits[rows, pred, tokens] - lse[rows, pred]) * valid
+        sums.append(token_logps.sum(-1))
+        lengths.append(valid.sum(-1))
+    return torch.cat(sums), torch.cat(lengths)
 
 
 def reduce_logps(logp_sums: torch.Tensor, lengths: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from ..progress import bar as progress_bar
 
-from .data import PreferenceData, collate
+from .data import PreferenceData, make_batch, supports_packing
 from .logps import batch_logps
 
 log = logging.getLogger("evalkit")
@@ -61,7 +61,8 @@ class ReferenceCache:
 
     def get_or_compute(self, reference_fingerprint: str, data: PreferenceData,
                        load_reference: Callable[[], object], batch_size: int = 8,
-                       device: str = "cpu", progress: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+                       device: str = "cpu", progress: bool = True, pack: bool | str = "auto"
+                       ) -> tuple[dict[str, torch.Tensor], str]:
         """{chosen_logps, rejected_logps, chosen_lengths, rejected_lengths} (summed), and the key."""
         key = self.key(reference_fingerprint, data)
         path = self.path(key)
@@ -74,7 +75,7 @@ class ReferenceCache:
             except Exception:  # a foreign or damaged file: recompute
                 log.warning("reference cache %s unreadable; recomputing", path)
         model = load_reference()
-        result = compute_reference_logps(model, data, batch_size, device, progress)
+        result = compute_reference_logps(model, data, batch_size, device, progress, pack)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.folder)
         os.close(fd)
@@ -89,7 +90,7 @@ class ReferenceCache:
 
 @torch.no_grad()
 def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, device: str = "cpu",
-                            progress: bool = True) -> dict[str, torch.Tensor]:
+                            progress: bool = True, pack: bool | str = "auto") -> dict[str, torch.Tensor]:
     """Summed completion log-probs of every pair under `model`, batched by length."""
     global FORWARD_PASSES
     n = len(data)
@@ -99,9 +100,10 @@ def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, de
     was_training = model.training
     model.eval()
     pad = _pad_id(model)
+    pack = supports_packing(model) if pack == "auto" else bool(pack)
     for start in progress_bar(range(0, n, batch_size), desc="reference log-probs", enabled=progress):
         idx = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in collate([data.pairs[i] for i in idx], pad).items()}
+        batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], pad, pack).items()}
         sums, lengths = batch_logps(model, batch)
         FORWARD_PASSES += 1
         b = len(idx)

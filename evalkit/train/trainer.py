@@ -23,7 +23,7 @@ from ..progress import bar as progress_bar
 
 from ..config import Variant
 from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, environment
-from .data import PreferenceData, collate
+from .data import PreferenceData, make_batch, supports_packing
 from .logps import batch_logps, reduce_logps
 from .losses import LOSSES, add_sft
 from .reference import ReferenceCache, model_fingerprint
@@ -72,20 +72,25 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
 
-    # 1. reference log-probs: computed once by the main process, shared through the cache
+    # 1. the policy, in fp32 master weights (bf16 comes from autocast)
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    pack = supports_packing(model) if variant.pack_prompt == "auto" else bool(variant.pack_prompt)
+
+    # 2. reference log-probs: computed once by the main process, shared through the cache.
+    # When the reference is the base, the untrained policy IS the reference: no second load.
     ref_fp = model_fingerprint(reference_model)
 
     def load_reference():
+        if reference_model == base_model:
+            return model.to(device)
         m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=resolve_dtype(want, str(device)))
         return m.to(device)
 
     with accelerator.main_process_first():
         # no gradients here, so larger batches than training
         ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
-                                              device=str(device), progress=progress and accelerator.is_main_process)
-
-    # 2. the policy, in fp32 master weights (bf16 comes from autocast)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+                                              device=str(device), progress=progress and accelerator.is_main_process,
+                                              pack=pack)
     if variant.gradient_checkpointing:
         # transformers 5 renamed it; older releases only have the gradient_ name
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
@@ -101,12 +106,12 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             target_modules=variant.lora.target_modules, task_type="CAUSAL_LM"))
     model.train()
 
-    # 3. batches: indices into the data, shuffled by seed
+    # 3. batches: indices into the data, shuffled by seed, similar lengths together
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     sampler = LengthGroupedBatches(data, variant.batch_size, seed)
     loader = torch.utils.data.DataLoader(
         list(range(len(data))), batch_sampler=sampler,
-        collate_fn=lambda idx: {**collate([data.pairs[i] for i in idx], pad_id), "index": torch.tensor(idx)})
+        collate_fn=lambda idx: {**make_batch([data.pairs[i] for i in idx], pad_id, pack), "index": torch.tensor(idx)})
     batches_per_epoch = len(sampler)
     total_steps = variant.max_steps or max(1, math.ceil(variant.epochs * batches_per_epoch / variant.grad_accum))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -137,6 +142,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         for batch in loader:
             with accelerator.accumulate(model):
                 idx = batch.pop("index").cpu()
+                n_tokens = int(batch.pop("n_tokens"))
                 b = len(idx)
                 sums, lengths = batch_logps(model, batch)
                 pol_c, pol_r = reduce_logps(sums[:b], lengths[:b], reduction), reduce_logps(sums[b:], lengths[b:], reduction)
@@ -152,7 +158,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             micro += 1
-            tokens += int(batch["attention_mask"].sum())
+            tokens += n_tokens
             _accumulate(window, accelerator, loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
                         rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
                         reward_margin=out.chosen_rewards - out.rejected_rewards,
@@ -188,7 +194,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
     unwrapped = accelerator.unwrap_model(model)
-    end = _final_logps(unwrapped, data, pad_id, device, 2 * variant.batch_size)
+    end = _final_logps(unwrapped, data, pad_id, device, 2 * variant.batch_size, pack)
     n_eval = len(end["chosen_logps"])
     start_c = ref["chosen_logps"][:n_eval].mean().item()
     start_r = ref["rejected_logps"][:n_eval].mean().item()
@@ -271,7 +277,8 @@ def _mean(xs: list[float]) -> float:
 
 
 @torch.no_grad()
-def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, max_pairs: int = 64):
+def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, pack: bool,
+                 max_pairs: int = 64):
     """Summed log-probs of the first `max_pairs` pairs under the trained model."""
     was = model.training
     model.eval()
@@ -279,7 +286,7 @@ def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: i
     pairs = data.pairs[:max_pairs]
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s:s + batch_size]
-        batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items() if k != "n_tokens"}
         sums, _ = batch_logps(model, batch)
         chosen.append(sums[:len(chunk)].double().cpu())
         rejected.append(sums[len(chunk):].double().cpu())

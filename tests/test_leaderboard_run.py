@@ -1,0 +1,148 @@
+"""Real lm-eval runs on the tiny model and the project's sample data in hub schema."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import UserError
+from evalkit.eval import leaderboard
+from evalkit.eval.sample_data import write_open_llm_v1
+from evalkit.eval.suites import Suite, load_suite
+
+MINI = textwrap.dedent("""\
+    name: mini
+    entries:
+      - {name: arc_challenge, shots: 25, metric: acc_norm, tasks: [{task: arc_challenge, yaml: arc/arc_challenge.yaml}]}
+      - {name: mmlu, shots: 5, metric: acc, aggregate: unweighted_mean,
+         tasks: [{task: mmlu_anatomy}, {task: mmlu_virology}]}
+      - {name: truthfulqa_mc2, shots: 0, metric: acc, tasks: [{task: truthfulqa_mc2}]}
+      - {name: gsm8k, shots: 5, metric: exact_match, filter: strict-match, tasks: [{task: gsm8k}]}
+    """)
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    return write_open_llm_v1(tmp_path_factory.mktemp("data"), n_eval=6)
+
+
+@pytest.fixture(scope="module")
+def mini_suite(tmp_path_factory):
+    p = tmp_path_factory.mktemp("suite") / "mini.yaml"
+    p.write_text(MINI)
+    return load_suite(str(p))
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_model_dir, sample_dir, mini_suite, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lb")
+    opt = leaderboard.LeaderboardOptions(batch_size=16, data_dir=str(sample_dir), device="cpu")
+    rec = leaderboard.run(str(tiny_model_dir), mini_suite, out, opt, model_label="tiny")
+    return out, rec
+
+
+def test_record_fields_and_samples(scored):
+    out, rec = scored
+    on_disk = json.loads((out / "leaderboard.json").read_text())
+    assert on_disk == json.loads(json.dumps(rec))
+    for key in ("schema_version", "suite", "backend", "lm_eval_version", "model", "dtype", "batch_size",
+                "apply_chat_template", "limit", "tasks", "average"):
+        assert key in rec, key
+    assert rec["comparable"] is True and rec["limit"] is None
+    arc = rec["tasks"]["arc_challenge"]
+    assert arc["n_shot"] == 25 and arc["n_samples"] == 6 and arc["metric"] == "acc_norm"
+    assert rec["tasks"]["gsm8k"]["metric"] == "exact_match,strict-match"
+    assert set(rec["tasks"]["mmlu"]["subtasks"]) == {"mmlu_anatomy", "mmlu_virology"}
+    rows = [json.loads(x) for x in (out / "leaderboard_samples" / "arc_challenge.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all("acc_norm" in r for r in rows)
+    # generated task YAML only includes the built-in and overrides shots and data (absolute paths)
+    doc = (out / "lm_eval_tasks" / "arc_challenge.yaml").read_text()
+    assert "include: /" in doc and "num_fewshot: 25" in doc and "data_files" in doc
+
+
+def test_parity_with_the_lm_eval_cli(scored, tiny_model_dir, tmp_path):
+    """Every number evalkit reports equals what the lm_eval CLI computes for the same tasks."""
+    out, rec = scored
+    tasks = ["arc_challenge", "mmlu_anatomy", "mmlu_virology", "truthfulqa_mc2", "gsm8k"]
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "lm_eval"), "run", "--model", "hf",
+         "--model_args", f"pretrained={tiny_model_dir},dtype=auto,device=cpu",
+         "--tasks", ",".join(tasks), "--include_path", str(out / "lm_eval_tasks"), "--batch_size", "16",
+         "--seed", "1234", "--output_path", str(tmp_path / "cli")],
+        capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    results = json.loads(next((tmp_path / "cli").rglob("results_*.json")).read_text())["results"]
+    t = rec["tasks"]
+    assert t["arc_challenge"]["value"] == results["arc_challenge"]["acc_norm,none"]
+    assert t["arc_challenge"]["stderr"] == results["arc_challenge"]["acc_norm_stderr,none"]
+    assert t["truthfulqa_mc2"]["value"] == results["truthfulqa_mc2"]["acc,none"]
+    assert t["gsm8k"]["value"] == results["gsm8k"]["exact_match,strict-match"]
+    for subject in ("mmlu_anatomy", "mmlu_virology"):
+        assert t["mmlu"]["subtasks"][subject]["value"] == results[subject]["acc,none"]
+    assert t["mmlu"]["value"] == pytest.approx((results["mmlu_anatomy"]["acc,none"]
+                                                + results["mmlu_virology"]["acc,none"]) / 2, abs=1e-15)
+
+
+def test_rerun_is_served_from_the_request_cache(scored, tiny_model_dir, sample_dir, mini_suite, monkeypatch):
+    out, rec = scored
+    from lm_eval.models.huggingface import HFLM
+    calls = []
+    real = HFLM._loglikelihood_tokens
+
+    def counting(self, requests, *a, **kw):
+        calls.append(len(requests))
+        return real(self, requests, *a, **kw)
+
+    monkeypatch.setattr(HFLM, "_loglikelihood_tokens", counting)
+    opt = leaderboard.LeaderboardOptions(batch_size=16, data_dir=str(sample_dir), device="cpu")
+    again = leaderboard.run(str(tiny_model_dir), mini_suite, out, opt, model_label="tiny")
+    assert sum(calls) == 0, f"{sum(calls)} log-likelihood requests recomputed"
+    assert again["tasks"] == rec["tasks"]
+
+
+def test_limit_is_recorded_as_not_comparable(tiny_model_dir, sample_dir, tmp_path):
+    suite = Suite.model_validate({"name": "one", "entries": [
+        {"name": "arc_challenge", "shots": 0, "metric": "acc", "tasks": [{"task": "arc_challenge"}]}]})
+    opt = leaderboard.LeaderboardOptions(batch_size=8, data_dir=str(sample_dir), device="cpu", limit=2)
+    rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt)
+    assert rec["limit"] == 2 and rec["comparable"] is False
+    assert rec["tasks"]["arc_challenge"]["n_samples"] == 2
+
+
+def test_bad_input_errors(tiny_model_dir, sample_dir, mini_suite, tmp_path):
+    opt = leaderboard.LeaderboardOptions(data_dir=str(sample_dir))
+    with pytest.raises(UserError, match="no such model directory"):
+        leaderboard.run(str(tmp_path / "nope"), mini_suite, tmp_path / "o", opt)
+    with pytest.raises(UserError, match=r"install 'evalkit\[vllm\]'"):
+        leaderboard.run(str(tiny_model_dir), mini_suite, tmp_path / "o",
+                        leaderboard.LeaderboardOptions(backend="vllm"))
+    broken = tmp_path / "data"
+    import shutil
+    shutil.copytree(sample_dir, broken)
+    (broken / "openai/gsm8k/main/test.jsonl").unlink()
+    with pytest.raises(UserError, match=r"task gsm8k: missing data file .*openai/gsm8k/main/test.jsonl"):
+        leaderboard.run(str(tiny_model_dir), mini_suite, tmp_path / "o",
+                        leaderboard.LeaderboardOptions(data_dir=str(broken)))
+    bad = Suite.model_validate({"name": "x", "entries": [
+        {"name": "a", "shots": 0, "metric": "acc", "tasks": [{"task": "arc_challange"}]}]})
+    with pytest.raises(UserError, match=r"unknown lm-eval task 'arc_challange'; did you mean arc_challenge"):
+        leaderboard.run(str(tiny_model_dir), bad, tmp_path / "o", opt)
+
+
+def test_api_backend_against_transformers_serve(tiny_model_dir, sample_dir, tmp_path):
+    """lm-eval's local-completions over HTTP to a real `transformers serve` (generation only:
+    that server returns no log-probs)."""
+    from servers import transformers_serve
+    suite = Suite.model_validate({"name": "gen", "entries": [
+        {"name": "gsm8k", "shots": 1, "metric": "exact_match", "filter": "strict-match",
+         "tasks": [{"task": "gsm8k"}]}]})
+    with transformers_serve(tiny_model_dir) as base_url:
+        opt = leaderboard.LeaderboardOptions(backend="api", base_url=base_url, api_model=str(tiny_model_dir),
+                                             data_dir=str(sample_dir), limit=2)
+        rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt)
+    assert rec["backend"] == "api" and rec["lm_eval_model"] == "local-completions"
+    assert rec["tasks"]["gsm8k"]["n_samples"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "leaderboard_samples" / "gsm8k.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(isinstance(r["filtered_resps"], list) for r in rows)
