@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
     p.add_argument("--data-parallel-size", type=int, default=1, help="vllm backend")
 
+    p = sub.add_parser("contamination", help="reference-based contamination check (Shi 2023, as Smaug used it)")
+    p.add_argument("target", help="the model to check (hub id or local directory)")
+    p.add_argument("--reference", required=True, help="reference model that samples the neighbours")
+    p.add_argument("--benchmark", action="append", required=True, metavar="NAME_OR_JSONL",
+                   help="arc_challenge, truthfulqa, truthfulqa_mc2, gsm8k, mmlu, hellaswag, winogrande, "
+                        "or a JSONL with a 'text' field (repeatable)")
+    p.add_argument("--control", help="a clean model run as the control target (default: the reference)")
+    p.add_argument("--data-dir", help="local benchmark data (the leaderboard's --data-dir layout)")
+    p.add_argument("--out", help="result directory (default reports/contamination/<target>)")
+    p.add_argument("--n-examples", type=int, default=100)
+    p.add_argument("--n-neighbours", type=int, default=100)
+    p.add_argument("--ratio-gen", type=float, default=0.4)
+    p.add_argument("--threshold", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -70,6 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "leaderboard":
         return _leaderboard(args)
+    if args.verb == "contamination":
+        return _contamination(args)
     if args.verb == "train":
         from .config import load_experiment
         from .pipeline import train_variants
@@ -104,6 +121,20 @@ def _leaderboard(args: argparse.Namespace) -> int:
     rec = leaderboard.run(args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
     print(f"results: {out}/leaderboard.json")
+    return 0
+
+
+def _contamination(args: argparse.Namespace) -> int:
+    import re
+
+    from .eval import contamination, contamination_run
+    p = contamination.Params(n_examples=args.n_examples, n_neighbours=args.n_neighbours, ratio_gen=args.ratio_gen,
+                             threshold=args.threshold, seed=args.seed)
+    out = args.out or f"reports/contamination/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.target.strip('/'))}"
+    rec = contamination_run.run(args.target, args.reference, args.benchmark, out, p, control=args.control,
+                                data_dir=args.data_dir)
+    print(contamination_run.format_record(rec))
+    print(f"results: {out}/contamination.json")
     return 0
 
 

@@ -137,7 +137,19 @@ class MTBenchSection(Strict):
 
 
 class ContaminationSection(Strict):
+    """The reference-based contamination check and the n-gram overlap check."""
     enabled: bool = True
+    benchmarks: list[str] = ["arc_challenge", "truthfulqa", "gsm8k"]
+    reference: Optional[str] = Field(None, description="reference model (default: the base model)")
+    control: Optional[str] = Field(None, description="clean control target (default: the reference itself)")
+    data_dir: Optional[str] = Field(None, description="local data; 'sample' uses the project's sample data")
+    n_examples: int = Field(100, ge=1)
+    n_neighbours: int = Field(100, ge=2)
+    ratio_gen: float = Field(0.4, gt=0, lt=1)
+    threshold: float = Field(0.1, gt=0, le=1)
+    max_tokens: int = Field(150, ge=8)
+    seed: int = 0
+    ngram: int = Field(13, ge=1, description="n for the training-set overlap check")
 
 
 class EvalSection(Strict):

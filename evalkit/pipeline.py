@@ -165,3 +165,90 @@ def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> di
         log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
         out[label] = rec
     return out
+
+
+# ---------------------------------------------------------------- contamination
+
+def _sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | None:
+    if value != "sample":
+        return value
+    from .eval.sample_data import write_open_llm_v1
+    data_dir = rd.sample_data("leaderboard")
+    if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
+        write_open_llm_v1(data_dir, seed=exp.seed)
+    return str(data_dir)
+
+
+def check_contamination(exp: Experiment, rd: RunDir, base: str, targets: dict[str, str]) -> dict[str, dict]:
+    """Each target against the reference (default: the base), with a control beside it."""
+    import hashlib
+    import json
+
+    from .eval import contamination as C
+    from .eval import contamination_run
+    from .train.reference import model_fingerprint
+
+    sec = exp.eval.contamination
+    if sec is None or not sec.enabled or not targets:
+        return {}
+    reference = sec.reference or base
+    data_dir = _sample_data_dir(exp, rd, sec.data_dir)
+    p = C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
+                 threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed)
+    loaded: dict = {}
+    out = {}
+    for label, path in targets.items():
+        want = hashlib.sha256(json.dumps({"target": model_fingerprint(path), "reference": model_fingerprint(reference),
+                                          "section": sec.model_dump(mode="json")}, sort_keys=True).encode()
+                              ).hexdigest()[:16]
+        target_file = rd.contamination(label)
+        if target_file.exists() and read_json(target_file).get("input_hash") == want:
+            log.info("contamination %s: up to date, skipped", label)
+            out[label] = read_json(target_file)
+            continue
+        stage = f"contamination:{label}"
+        rd.set_stage(stage, "running")
+        t0 = time.time()
+        rec = contamination_run.run(path, reference, sec.benchmarks, rd.model_dir(label), p,
+                                    control=sec.control, data_dir=data_dir, models=loaded, input_hash=want,
+                                    labels={"target": label})
+        rd.set_stage(stage, "done", seconds=round(time.time() - t0, 2), input_hash=want)
+        out[label] = rec
+    return out
+
+
+def check_ngram_overlap(exp: Experiment, rd: RunDir) -> dict | None:
+    """n-gram overlap of every training dataset with every contamination benchmark."""
+    from .eval.benchmark_texts import load_examples
+    from .eval.ngram import overlap
+    from .rundir import atomic_write_json
+
+    sec = exp.eval.contamination
+    if sec is None or not sec.enabled or not exp.datasets:
+        return None
+    data_dir = _sample_data_dir(exp, rd, sec.data_dir)
+    bench = {name: load_examples(name, data_dir)[1] for name in sec.benchmarks}
+    result: dict = {"n": sec.ngram, "datasets": {}}
+    for ds in exp.datasets:
+        rows, source = dataset_rows(exp, ds, rd)
+        train_texts = [_row_text(r.data) for r in rows]
+        result["datasets"][ds] = {"source": source, "n_rows": len(rows), "benchmarks": {
+            name: overlap(train_texts, [(e.id, e.text) for e in exs], sec.ngram) for name, exs in bench.items()}}
+    atomic_write_json(rd.ngram_overlap(), result)
+    for ds, d in result["datasets"].items():
+        for name, r in d["benchmarks"].items():
+            if r["n_dirty"]:
+                log.warning("training set %s shares %d-grams with %d of %d %s items", ds, sec.ngram,
+                            r["n_dirty"], r["n_items"], name)
+    return result
+
+
+def _row_text(data: dict) -> str:
+    parts = []
+    for key in ("prompt", "chosen", "rejected"):
+        v = data.get(key)
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, list):
+            parts += [m.get("content", "") for m in v if isinstance(m, dict)]
+    return "\n".join(parts)

@@ -226,6 +226,9 @@ class RunDir:
     def contamination(self, model: str) -> Path:
         return self.model_dir(model) / "contamination.json"
 
+    def ngram_overlap(self) -> Path:
+        return self.reports / "ngram_overlap.json"
+
     def report_html(self) -> Path:
         return self.reports / "report.html"
 

@@ -360,7 +360,8 @@ def collate_packed(pairs: list[TokenizedPair], pad_id: int) -> dict[str, torch.T
     return {"input_ids": input_ids, "position_ids": position_ids, "allowed": allowed,
             "chosen_valid": c_valid, "rejected_valid": r_valid,
             # the tokens a padded batch would hold, so throughput compares like for like
-            "n_tokens": torch.tensor(sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)), **out}
+            "n_tokens": torch.tensor(sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)),
+            "n_processed": torch.tensor(sum(lengths)), **out}
 
 
 PACK_MAX_WIDTH = 2048  # the (B, W, W) mask grows with W^2: beyond this, pad instead
@@ -372,7 +373,7 @@ def make_batch(pairs: list[TokenizedPair], pad_id: int, pack: bool) -> dict[str,
             max(p.chosen_prompt_len + p.chosen_len + p.rejected_len for p in pairs) <= PACK_MAX_WIDTH:
         return collate_packed(pairs, pad_id)
     batch = collate(pairs, pad_id)
-    batch["n_tokens"] = batch["attention_mask"].sum()
+    batch["n_tokens"] = batch["n_processed"] = batch["attention_mask"].sum()
     return batch
 
 

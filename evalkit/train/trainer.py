@@ -134,7 +134,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     window: dict[str, list[float]] = {}
     history: list[dict[str, Any]] = []
     warnings: list[str] = []
-    step, tokens, micro = 0, 0, 0
+    step, tokens, processed, micro = 0, 0, 0, 0
     grad_norm = float("nan")
     bar = progress_bar(total=total_steps, desc=f"train {variant.name}", enabled=progress and accelerator.is_main_process)
     t_loop = time.time()
@@ -143,6 +143,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             with accelerator.accumulate(model):
                 idx = batch.pop("index").cpu()
                 n_tokens = int(batch.pop("n_tokens"))
+                n_processed = int(batch.pop("n_processed"))
                 b = len(idx)
                 sums, lengths = batch_logps(model, batch)
                 pol_c, pol_r = reduce_logps(sums[:b], lengths[:b], reduction), reduce_logps(sums[b:], lengths[b:], reduction)
@@ -159,6 +160,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 optimizer.zero_grad(set_to_none=True)
             micro += 1
             tokens += n_tokens
+            processed += n_processed
             _accumulate(window, accelerator, loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
                         rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
                         reward_margin=out.chosen_rewards - out.rejected_rewards,
@@ -224,7 +226,11 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                               "reduction": "sum"},
             "warnings": warnings,
             "seconds": round(time.time() - t_start, 2),
+            # pair tokens (prompt counted for both sides, as padded batches hold them) and the
+            # tokens actually run through the model (the prompt once when packed)
             "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
+            "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
+            "packed_prompt": pack,
             "device": str(device), "mixed_precision": mixed,
             "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
             **environment(),
@@ -286,7 +292,8 @@ def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: i
     pairs = data.pairs[:max_pairs]
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s:s + batch_size]
-        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items() if k != "n_tokens"}
+        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items()
+                 if k not in ("n_tokens", "n_processed")}
         sums, _ = batch_logps(model, batch)
         chosen.append(sums[:len(chunk)].double().cpu())
         rejected.append(sums[len(chunk):].double().cpu())

@@ -1,0 +1,126 @@
+"""Benchmark examples as plain texts (question + " " + correct answer), for the contamination
+check and the n-gram overlap check. Built as the reference implementation builds them.
+
+Sources: a hub dataset, the --data-dir layout the leaderboard uses
+(DIR/<dataset_path>/<dataset_name|default>/<split>.jsonl), or a custom JSONL with a
+"text" field (and optionally "id").
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from .contamination import Example
+
+# name: (hub path, hub config, split, builder)
+def _arc(row, i):
+    key = {"A": 0, "B": 1, "C": 2, "D": 3}.get(row["answerKey"])
+    if key is None:  # the original skips keys outside A-D
+        return None
+    return row["question"] + " " + row["choices"]["text"][key]
+
+
+def _truthfulqa_mc1(row, i):
+    t = row["mc1_targets"]
+    return row["question"] + " " + t["choices"][t["labels"].index(1)]
+
+
+def _truthfulqa_mc2(row, i):
+    t = row["mc2_targets"]
+    return row["question"] + " " + t["choices"][t["labels"].index(1)]
+
+
+def _gsm8k(row, i):
+    return row["question"] + " " + row["answer"].split("####")[0].strip()
+
+
+def _mmlu(row, i):
+    return row["question"] + " " + row["choices"][int(row["answer"])]
+
+
+def _hellaswag(row, i):
+    return row["ctx"] + " " + row["endings"][int(row["label"])]
+
+
+def _winogrande(row, i):
+    option = row["option1"] if str(row["answer"]) == "1" else row["option2"]
+    return row["sentence"].replace("_", option, 1)
+
+
+BENCHMARKS: dict[str, tuple[str, str | None, str, Callable]] = {
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test", _arc),
+    "truthfulqa": ("truthfulqa/truthful_qa", "multiple_choice", "validation", _truthfulqa_mc1),
+    "truthfulqa_mc2": ("truthfulqa/truthful_qa", "multiple_choice", "validation", _truthfulqa_mc2),
+    "gsm8k": ("openai/gsm8k", "main", "test", _gsm8k),
+    "mmlu": ("cais/mmlu", "all", "test", _mmlu),
+    "hellaswag": ("Rowan/hellaswag", None, "validation", _hellaswag),
+    "winogrande": ("allenai/winogrande", "winogrande_xl", "validation", _winogrande),
+}
+
+
+def _rows_from_dir(data_dir: Path, path: str, config: str | None, split: str, name: str) -> list[dict]:
+    base = data_dir / path
+    folders = [base / (config or "default")]
+    if name == "mmlu" and not folders[0].exists():  # per-subject folders, as lm-eval reads them
+        folders = sorted(p for p in base.iterdir() if p.is_dir()) if base.exists() else []
+    rows = []
+    for folder in folders:
+        for suffix in (".jsonl", ".json", ".parquet"):
+            f = folder / f"{split}{suffix}"
+            if f.exists():
+                rows += _read_rows(f)
+                break
+    if not rows:
+        raise UserError(f"benchmark {name}: no data at {base / (config or 'default') / (split + '.jsonl')}")
+    return rows
+
+
+def _read_rows(f: Path) -> list[dict]:
+    if f.suffix == ".parquet":
+        import pandas as pd
+        from ..train.data import _plain
+        return [_plain(r) for r in pd.read_parquet(f).to_dict("records")]
+    if f.suffix == ".json":
+        return json.loads(f.read_text())
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+
+def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tuple[str, list[Example]]:
+    """(benchmark name, examples in source order)."""
+    p = Path(name_or_path)
+    if p.suffix in (".jsonl", ".json") and p.exists():
+        rows = _read_rows(p)
+        out = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+                raise UserError(f"{p}:{i + 1}: needs a non-empty string field 'text'")
+            out.append(Example(str(row.get("id", i)), row["text"]))
+        return p.stem, out
+    if name_or_path not in BENCHMARKS:
+        if p.suffix in (".jsonl", ".json"):
+            raise UserError(f"{name_or_path}: no such file")
+        close = difflib.get_close_matches(name_or_path, list(BENCHMARKS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(BENCHMARKS)})"
+        raise UserError(f"unknown benchmark {name_or_path!r}{hint}")
+    path, config, split, build = BENCHMARKS[name_or_path]
+    if data_dir is not None:
+        rows = _rows_from_dir(Path(data_dir), path, config, split, name_or_path)
+    else:
+        import datasets
+        try:
+            rows = list(datasets.load_dataset(path, config, split=split))
+        except Exception as e:
+            raise UserError(f"benchmark {name_or_path}: cannot load {path} ({config}, {split}): "
+                            f"{str(e).splitlines()[0]}") from None
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            text = build(row, i)
+        except (KeyError, IndexError, ValueError, TypeError) as e:
+            raise UserError(f"benchmark {name_or_path}: row {i} lacks the fields it needs ({e!r})") from None
+        if text is not None:
+            out.append(Example(str(row.get("id", i)) if isinstance(row, dict) else str(i), text))
+    return name_or_path, out

@@ -1,0 +1,246 @@
+"""The reference-based contamination check (Shi 2023, as the Smaug paper used it).
+
+Per benchmark example text x (question + " " + correct answer):
+  1. L_t(x): mean token NLL of x under the TARGET model;
+  2. neighbours: the first ceil(ratio_gen * n_words) words of x as a prefix, and
+     n_neighbours continuations SAMPLED from the REFERENCE model (at most n_words - prefix
+     words new tokens, at least 1), decoded with the prefix;
+  3. L_t(z_i) for each neighbour, truncated at max_tokens (150) tokens;
+  4. s(x) = share of neighbours with L_t(z_i) < L_t(x): a memorised x has an unusually low
+     loss, so s(x) is near 0;
+  5. result = share of examples with s(x) < threshold (0.1). Near 1 reads "seen in training".
+
+Unlike the original script, sampling is seeded, neighbours for many examples come from one
+batched generate call, all texts are scored in large length-sorted padded batches, and
+every result carries a control (the same test with a clean model as the target) and a
+bootstrap interval. More per-example signals: perplexity, target-minus-reference
+log-perplexity, lower-case ratio, zlib ratio, Min-K% Prob and Min-K%++.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..progress import bar as progress_bar
+
+log = logging.getLogger("evalkit")
+
+
+@dataclass
+class Params:
+    ratio_gen: float = 0.4
+    n_neighbours: int = 100
+    n_examples: int = 100
+    threshold: float = 0.1
+    max_tokens: int = 150          # neighbour scoring truncation, as in the original
+    seed: int = 0                  # the example shuffle (random.seed(0) in the original) and sampling
+    k: float = 0.2                 # Min-K% and Min-K%++
+    score_batch_tokens: int = 16384
+    generate_batch: int = 800      # sequences per generate call (examples x neighbours)
+    bootstrap: int = 1000
+
+
+@dataclass
+class Example:
+    id: str
+    text: str
+
+
+# ---------------------------------------------------------------- scoring texts
+
+@dataclass
+class TextScores:
+    mean_nll: list[float]                        # per text, mean token NLL (the "loss")
+    token_logps: list[list[float]] | None = None  # per text, log p of tokens 2..n
+    minkpp_z: list[list[float]] | None = None     # per text, Min-K%++ z per token
+
+
+def _encode_all(tok, texts: list[str], max_tokens: int | None) -> list[list[int]]:
+    enc = tok(texts, add_special_tokens=True, truncation=max_tokens is not None,
+              max_length=max_tokens)["input_ids"]
+    return [list(x) for x in enc]
+
+
+@torch.no_grad()
+def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, details: bool = False,
+                batch_tokens: int = 16384, progress: bool = False, desc: str = "score") -> TextScores:
+    """Mean token NLL of each text, as `loss` of model(ids, labels=ids): the first token is
+    context only. Texts are tokenized once, sorted by length, right-padded (padding
+    masked), in batches of about `batch_tokens` tokens. With details, also each text's
+    token log-probs and Min-K%++ z-scores."""
+    ids = _encode_all(tok, texts, max_tokens)
+    # logits are (tokens x vocab) floats: keep a batch near 2**27 of them (512 MB)
+    batch_tokens = max(256, min(batch_tokens, 2**27 // max(1, len(tok))))
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    nll = [math.nan] * len(ids)
+    logps: list[list[float]] = [[] for _ in ids]
+    zs: list[list[float]] = [[] for _ in ids]
+    batches, start = [], 0
+    while start < len(order):
+        width = len(ids[order[start]])
+        end = start + 1
+        while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    for batch in progress_bar(batches, desc=desc, enabled=progress):
+        width = max(len(ids[i]) for i in batch)
+        x = torch.full((len(batch), width), pad, dtype=torch.long)
+        m = torch.zeros((len(batch), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            x[r, :len(ids[i])] = torch.tensor(ids[i])
+            m[r, :len(ids[i])] = 1
+        x, m = x.to(device), m.to(device)
+        logits = model(input_ids=x, attention_mask=m).logits[:, :-1].float()
+        targets = x[:, 1:]
+        valid = m[:, 1:].bool()
+        # log p(token) = logit - logsumexp: no (N, T, V) log-softmax unless details are asked
+        tok_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        n = valid.sum(-1)
+        mean_nll = -(tok_lp * valid).sum(-1) / n.clamp(min=1)
+        if details:
+            log_probs = torch.log_softmax(logits, dim=-1)
+            probs = log_probs.exp()
+            mu = (probs * log_probs).sum(-1)
+            sigma = ((probs * log_probs.pow(2)).sum(-1) - mu.pow(2)).clamp(min=1e-12).sqrt()
+            z = (tok_lp - mu) / sigma
+        for r, i in enumerate(batch):
+            k = int(n[r])
+            nll[i] = float(mean_nll[r]) if k > 0 else math.nan
+            if details:
+                logps[i] = tok_lp[r, :k].tolist()
+                zs[i] = z[r, :k].tolist()
+    return TextScores(nll, logps if details else None, zs if details else None)
+
+
+def min_k(values: list[float], k: float) -> float:
+    """Mean of the lowest k share of values (at least one): Min-K% Prob / Min-K%++."""
+    if not values:
+        return math.nan
+    n = max(1, int(len(values) * k))
+    return sum(sorted(values)[:n]) / n
+
+
+# ---------------------------------------------------------------- neighbours
+
+def prefix_of(text: str, ratio: float) -> tuple[str, int]:
+    """(prefix, new-token budget): the first ceil(ratio*n_words) words, and the words left."""
+    words = text.split()
+    n_prefix = math.ceil(len(words) * ratio)
+    prefix = " ".join(words[:n_prefix]) if n_prefix > 0 else "<|startoftext|> "
+    return prefix, len(words) - n_prefix
+
+
+@torch.no_grad()
+def generate_neighbours(model, tok, examples: list[Example], p: Params, progress: bool = False) -> list[list[str]]:
+    """n_neighbours sampled continuations per example from `model` (the reference).
+
+    Examples with similar budgets share one left-padded generate call; each example's
+    continuations are cut at its own budget (n_words - prefix words new tokens, at least 1),
+    as a per-example call with max_new_tokens=budget would produce.
+    """
+    from transformers import GenerationConfig
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    eos = tok.eos_token_id
+    prepared = []
+    for ex in examples:
+        prefix, budget = prefix_of(ex.text, p.ratio_gen)
+        if budget < 1:
+            raise UserError(f"example {ex.id}: text too short for a prefix ({len(ex.text.split())} words; "
+                            f"need at least {math.ceil(1 / (1 - p.ratio_gen))})")
+        prepared.append((tok(prefix, add_special_tokens=True)["input_ids"], budget))
+    order = sorted(range(len(examples)), key=lambda i: (prepared[i][1], len(prepared[i][0])))
+    per_call = max(1, p.generate_batch // p.n_neighbours)
+    out: list[list[str]] = [[] for _ in examples]
+    gen = torch.Generator(device="cpu").manual_seed(p.seed)
+    saved_padding = getattr(tok, "padding_side", "right")
+    chunks = [order[s:s + per_call] for s in range(0, len(order), per_call)]
+    for chunk in progress_bar(chunks, desc="neighbours", enabled=progress):
+        width = max(len(prepared[i][0]) for i in chunk)
+        budget = max(prepared[i][1] for i in chunk)
+        x = torch.full((len(chunk), width), pad, dtype=torch.long)
+        m = torch.zeros((len(chunk), width), dtype=torch.long)
+        for r, i in enumerate(chunk):  # left padding for generation
+            ids = prepared[i][0]
+            x[r, width - len(ids):] = torch.tensor(ids)
+            m[r, width - len(ids):] = 1
+        # seed torch's global RNG from our generator: generate() samples with it
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        cfg = GenerationConfig(do_sample=True, max_new_tokens=budget, min_new_tokens=1,
+                               num_return_sequences=p.n_neighbours, pad_token_id=pad, eos_token_id=eos,
+                               top_k=50, top_p=1.0, temperature=1.0)
+        seqs = model.generate(input_ids=x.to(device), attention_mask=m.to(device), generation_config=cfg)
+        new = seqs[:, width:].cpu()
+        for r, i in enumerate(chunk):
+            ids, own_budget = prepared[i]
+            rows = new[r * p.n_neighbours:(r + 1) * p.n_neighbours, :own_budget]
+            out[i] = [tok.decode(ids + row.tolist(), skip_special_tokens=True) for row in rows]
+    tok.padding_side = saved_padding
+    return out
+
+
+# ---------------------------------------------------------------- the test
+
+@dataclass
+class Run:
+    """Per-example results of one target model against shared neighbours."""
+    example_nll: list[float]
+    neighbour_nll: list[list[float]]
+    scores: list[float] = field(default_factory=list)
+
+
+def neighbour_scores(example_nll: list[float], neighbour_nll: list[list[float]]) -> list[float]:
+    """s(x): the share of neighbours whose loss is below the example's."""
+    return [sum(1 for z in zs if z < x) / len(zs) for x, zs in zip(example_nll, neighbour_nll)]
+
+
+def result_of(scores: list[float], threshold: float) -> float:
+    return sum(1 for s in scores if s < threshold) / len(scores)
+
+
+def bootstrap_ci(scores: list[float], threshold: float, n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    k = len(scores)
+    stats = sorted(result_of([scores[rng.randrange(k)] for _ in range(k)], threshold) for _ in range(n))
+    return [stats[int(0.025 * (n - 1))], stats[int(0.975 * (n - 1))]]
+
+
+def score_target(model, tok, examples: list[Example], neighbours: list[list[str]], p: Params,
+                 progress: bool = False, details: bool = True) -> tuple[Run, TextScores]:
+    """Example and neighbour losses under one target model (neighbours shared across targets)."""
+    ex_scores = score_texts(model, tok, [e.text for e in examples], None, details=details,
+                            batch_tokens=p.score_batch_tokens)
+    flat = [z for zs in neighbours for z in zs]
+    nb = score_texts(model, tok, flat, p.max_tokens, batch_tokens=p.score_batch_tokens, progress=progress,
+                     desc="score neighbours").mean_nll
+    per = [nb[i * p.n_neighbours:(i + 1) * p.n_neighbours] for i in range(len(examples))]
+    run = Run(ex_scores.mean_nll, per)
+    run.scores = neighbour_scores(run.example_nll, per)
+    return run, ex_scores
+
+
+def signals(text: str, nll: float, ref_nll: float, lower_nll: float, token_logps: list[float],
+            minkpp_z: list[float], k: float) -> dict[str, float]:
+    """The per-example signals the original reports, plus Min-K% and Min-K%++."""
+    return {
+        "ppl": math.exp(nll),
+        "log_ppl_minus_ref": nll - ref_nll,                  # "ppl/Ref_ppl" in the original
+        "lowercase_ratio": -(lower_nll / nll) if nll else math.nan,   # "ppl/lowercase_ppl"
+        "zlib_ratio": nll / len(zlib.compress(text.encode("utf-8"))),  # "ppl/zlib"
+        "min_k_prob": min_k(token_logps, k),                 # higher = more likely seen
+        "min_k_plus_plus": min_k(minkpp_z, k),
+    }
+
+
+def params_dict(p: Params) -> dict[str, Any]:
+    return asdict(p)
