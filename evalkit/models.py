@@ -203,13 +203,13 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
     t0 = time.time()
     # 1. corpus and tokenizer
     corpus = tiny_corpus(spec["seed"], spec["n_documents"])
-    tok = train_tokenizer(corpus, spec["vocab_size"], spec["max_length"])
+    tok = train_tokenizer(corpus, spec["vocab_size"], spec["max_position_embeddings"])
     # 2. model, seeded
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=spec["hidden_size"],
         intermediate_size=spec["intermediate_size"], num_hidden_layers=spec["num_layers"],
         num_attention_heads=spec["num_heads"], num_key_value_heads=spec["num_heads"],
-        max_position_embeddings=spec["max_length"], tie_word_embeddings=True,
+        max_position_embeddings=spec["max_position_embeddings"], tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id, rms_norm_eps=1e-5)
     torch.manual_seed(spec["seed"])

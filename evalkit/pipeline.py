@@ -41,6 +41,8 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     trained = train_variants(exp, rd=rd, base=base)
     models = {"base": base, **{k: str(v) for k, v in trained.items()}}
     boards = score_leaderboard(exp, rd, models)
+    contam = check_contamination(exp, rd, base, {k: str(v) for k, v in trained.items()})
+    overlap = check_ngram_overlap(exp, rd)
     print(f"demo finished in {time.time() - t0:.1f}s")
     print(f"  base model : {base}")
     for name, path in trained.items():
@@ -50,6 +52,13 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     for name, rec in boards.items():
         print(f"  leaderboard {name:<6}: average {100 * rec['average']:.2f} on {rec['suite']} (sample data) "
               f"-> {rd.leaderboard(name)}")
+    for name, rec in contam.items():
+        cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
+        print(f"  contamination {name:<6}: {cells}")
+    if overlap:
+        for ds, d in overlap["datasets"].items():
+            cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
+            print(f"  {overlap['n']}-gram overlap of {ds}: {cells}")
     print(f"  manifest   : {rd.manifest_path}")
     return rd
 

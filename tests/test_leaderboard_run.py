@@ -68,7 +68,7 @@ def test_parity_with_the_lm_eval_cli(scored, tiny_model_dir, tmp_path):
     tasks = ["arc_challenge", "mmlu_anatomy", "mmlu_virology", "truthfulqa_mc2", "gsm8k"]
     cli = subprocess.run(
         [str(Path(sys.executable).parent / "lm_eval"), "run", "--model", "hf",
-         "--model_args", f"pretrained={tiny_model_dir},dtype=auto,device=cpu",
+         "--model_args", f"pretrained={tiny_model_dir},dtype=auto", "--device", "cpu",
          "--tasks", ",".join(tasks), "--include_path", str(out / "lm_eval_tasks"), "--batch_size", "16",
          "--seed", "1234", "--output_path", str(tmp_path / "cli")],
         capture_output=True, text=True, timeout=600)
@@ -145,4 +145,7 @@ def test_api_backend_against_transformers_serve(tiny_model_dir, sample_dir, tmp_
     assert rec["backend"] == "api" and rec["lm_eval_model"] == "local-completions"
     assert rec["tasks"]["gsm8k"]["n_samples"] == 2
     rows = [json.loads(x) for x in (tmp_path / "leaderboard_samples" / "gsm8k.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 and all(isinstance(r["filtered_resps"], list) for r in rows)
+    strict = [r for r in rows if r["filter"] == "strict-match"]
+    assert len(strict) == 2
+    # the server really generated text for each prompt
+    assert all(isinstance(r["resps"][0][0], str) and r["resps"][0][0].strip() for r in strict)

@@ -244,9 +244,9 @@ def _sample_row(sample: dict) -> dict:
     for m in sample.get("metrics") or []:
         if m in sample:
             keep[m] = sample[m]
-    resps = sample.get("filtered_resps")
-    if resps is not None:
-        keep["filtered_resps"] = resps
+    for key in ("resps", "filtered_resps"):
+        if sample.get(key) is not None:
+            keep[key] = sample[key]
     return keep
 
 
