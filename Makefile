@@ -11,9 +11,16 @@ export TOKENIZERS_PARALLELISM ?= false
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints-cpu.txt)
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test bench clean-demo browser
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Debian's chromium for the report's real-browser test (Playwright drives /usr/bin/chromium).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get) for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "warning: could not install chromium; the browser test needs it" >&2; }
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("report", help="render one self-contained HTML page from result directories")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/<experiment> directories")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -87,6 +91,10 @@ def _run(args: argparse.Namespace) -> int:
         return _leaderboard(args)
     if args.verb == "contamination":
         return _contamination(args)
+    if args.verb == "report":
+        from .report.render import render
+        print(f"report: {render(args.dirs, args.out)}")
+        return 0
     if args.verb == "train":
         from .config import load_experiment
         from .pipeline import train_variants

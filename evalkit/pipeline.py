@@ -43,6 +43,7 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     boards = score_leaderboard(exp, rd, models)
     contam = check_contamination(exp, rd, base, {k: str(v) for k, v in trained.items()})
     overlap = check_ngram_overlap(exp, rd)
+    report = write_report(exp, rd)
     print(f"demo finished in {time.time() - t0:.1f}s")
     print(f"  base model : {base}")
     for name, path in trained.items():
@@ -60,6 +61,8 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
             cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
             print(f"  {overlap['n']}-gram overlap of {ds}: {cells}")
     print(f"  manifest   : {rd.manifest_path}")
+    if report:
+        print(f"  report     : {report}")
     return rd
 
 
@@ -261,3 +264,13 @@ def _row_text(data: dict) -> str:
         elif isinstance(v, list):
             parts += [m.get("content", "") for m in v if isinstance(m, dict)]
     return "\n".join(parts)
+
+
+def write_report(exp: Experiment, rd: RunDir) -> Path | None:
+    if not exp.report.enabled:
+        return None
+    from .report.render import render
+    t0 = time.time()
+    out = render([rd.reports], rd.report_html())
+    rd.set_stage("report", "done", seconds=round(time.time() - t0, 2), path=str(out))
+    return out

@@ -1,0 +1,100 @@
+"""matplotlib figures as inline SVG strings: no files, no network, text kept as text."""
+from __future__ import annotations
+
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                            "axes.spines.right": False, "figure.dpi": 96})
+PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+
+
+def to_svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]                      # drop the XML prologue and DOCTYPE
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    return svg
+
+
+def training_curves(training: dict[str, list[dict]]) -> str | None:
+    """Per variant: loss, chosen/rejected log-probs, reward margin, DPOP penalty share."""
+    if not training:
+        return None
+    panels = [("loss", "loss"), ("logps_chosen", "log pi(y_w) (chosen)"), ("logps_rejected", "log pi(y_l) (rejected)"),
+              ("reward_margin", "reward margin"), ("penalty_active", "DPOP penalty active (share)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.4))
+    for ax, (key, title) in zip(axes, panels):
+        for i, (name, rows) in enumerate(training.items()):
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=name, color=PALETTE[i % len(PALETTE)], lw=1.4)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    axes[0].legend(frameon=False)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def contamination_bars(rows: list[dict]) -> str | None:
+    """rows: {model, benchmark, result, control, ci, control_ci} -> grouped bars with CIs."""
+    if not rows:
+        return None
+    benches = list(dict.fromkeys(r["benchmark"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(benches) * len(models) ** 0.5), 2.8))
+    width = 0.8 / (len(models) + 1)
+    for b_i, bench in enumerate(benches):
+        for m_i, model in enumerate(models + ["control"]):
+            r = next((x for x in rows if x["benchmark"] == bench and x["model"] == (model if model != "control" else models[0])), None)
+            if r is None:
+                continue
+            val, ci = (r["control"], r["control_ci"]) if model == "control" else (r["result"], r["ci"])
+            x = b_i + (m_i - len(models) / 2) * width
+            ax.bar(x, val, width, color="#bbbbbb" if model == "control" else PALETTE[m_i % len(PALETTE)],
+                   label=(model if b_i == 0 else None), yerr=[[val - ci[0]], [ci[1] - val]], capsize=2)
+    ax.axhline(0.85, ls="--", lw=0.8, color="#c44e52")
+    ax.set_xticks(range(len(benches)), benches)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("result (share flagged)")
+    ax.legend(frameon=False, fontsize=8, ncol=min(4, len(models) + 1))
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def score_histograms(per_model: dict[str, list[float]], xlabel: str) -> str | None:
+    if not per_model:
+        return None
+    fig, ax = plt.subplots(figsize=(4.5, 2.4))
+    for i, (name, vals) in enumerate(per_model.items()):
+        ax.hist(vals, bins=20, range=(0, 1), alpha=0.55, label=name, color=PALETTE[i % len(PALETTE)])
+    ax.axvline(0.1, ls="--", lw=0.8, color="#c44e52")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("examples")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def category_bars(per_model: dict[str, dict[str, float]]) -> str | None:
+    if not per_model:
+        return None
+    cats = sorted({c for d in per_model.values() for c in d})
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(cats)), 2.6))
+    width = 0.8 / len(per_model)
+    for i, (name, scores) in enumerate(per_model.items()):
+        xs = [c_i + (i - len(per_model) / 2 + 0.5) * width for c_i in range(len(cats))]
+        ax.bar(xs, [scores.get(c, 0) for c in cats], width, label=name, color=PALETTE[i % len(PALETTE)])
+    ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
+    ax.set_ylim(0, 10)
+    ax.set_ylabel("mean score (1-10)")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return to_svg(fig)

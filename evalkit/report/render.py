@@ -1,0 +1,237 @@
+"""One self-contained HTML page comparing every checkpoint of one or more experiments.
+
+Computation lives here (tables as lists of dicts, the paired bootstrap, SVG plots); the
+template only lays them out. jinja2 autoescape is on, so model text can never become markup.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from ..rundir import atomic_write_text
+from . import plots
+from .data import Experiment, leaderboard_samples, load_experiment_dir
+from .stats import paired_bootstrap
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PUBLISHED = Path(__file__).resolve().parent.parent.parent / "tasks" / "published"
+MAX_QUESTIONS = 40          # browsable MT-Bench questions per experiment (keeps the page small)
+MAX_ANSWER_CHARS = 2000
+
+
+def _pct(x):
+    return None if x is None else 100.0 * x
+
+
+# ---------------------------------------------------------------- leaderboard
+
+def _doc_values(exp: Experiment, model: str, task: str, metrics: list[str], flt: str) -> dict[Any, float]:
+    out = {}
+    for row in leaderboard_samples(exp, model, task):
+        if row.get("filter", "none") != flt:
+            continue
+        vals = [row[m] for m in metrics if isinstance(row.get(m), (int, float))]
+        if len(vals) == len(metrics):
+            out[row["doc_id"]] = sum(vals) / len(vals)
+    return out
+
+
+def leaderboard_section(exp: Experiment) -> dict | None:
+    if not exp.leaderboard:
+        return None
+    recs = exp.leaderboard
+    entries = list(next(iter(recs.values()))["tasks"])
+    base = recs.get("base")
+    rows = []
+    for model, rec in recs.items():
+        key = "normalised" if rec.get("normalised") else "value"
+        cells = []
+        for e in entries:
+            t = rec["tasks"].get(e)
+            if t is None:
+                cells.append({"value": None})
+                continue
+            cell = {"value": _pct(t[key]), "stderr": _pct(t.get("stderr")) if key == "value" else None}
+            if base is not None and model != "base" and e in base["tasks"]:
+                cell.update(_delta(exp, model, e, t, base["tasks"][e], key))
+            cells.append(cell)
+        avg = {"value": _pct(rec["average"])}
+        if base is not None and model != "base":
+            avg["delta"] = _pct(rec["average"] - base["average"])
+        rows.append({"model": exp.label(model), "cells": cells, "average": avg, "suite": rec["suite"],
+                     "limited": rec.get("limit"), "backend": rec.get("backend")})
+    return {"entries": entries, "rows": rows, "suite": rows[0]["suite"],
+            "metrics": {e: next(iter(recs.values()))["tasks"][e]["metric"] for e in entries},
+            "shots": {e: next(iter(recs.values()))["tasks"][e]["n_shot"] for e in entries}}
+
+
+def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: str) -> dict:
+    delta = _pct(t[key] - base_t[key])
+    metrics = t["metric"].split(",")[0].split("+")
+    flt = t["metric"].split(",")[1] if "," in t["metric"] else "none"
+    subtasks = list((t.get("subtasks") or {entry: None}).keys()) if t.get("subtasks") else [entry]
+    if not t.get("subtasks"):
+        subtasks = [_single_task(exp, model, entry)]
+    groups = []
+    for task in subtasks:
+        a = _doc_values(exp, "base", task, metrics, flt)
+        b = _doc_values(exp, model, task, metrics, flt)
+        ids = sorted(set(a) & set(b), key=str)
+        if ids:
+            groups.append(([a[i] for i in ids], [b[i] for i in ids]))
+    how = "weighted_mean" if t.get("aggregate") == "weighted_mean" else "unweighted_mean"
+    test = paired_bootstrap(groups, how) if groups and key == "value" else None
+    out = {"delta": delta}
+    if test and test["delta"] is not None:
+        out.update({"ci": [_pct(test["lo"]), _pct(test["hi"])], "significant": test["significant"]})
+    return out
+
+
+def _single_task(exp: Experiment, model: str, entry: str) -> str:
+    folder = exp.path / model / "leaderboard_samples"
+    files = sorted(folder.glob("*.jsonl")) if folder.exists() else []
+    names = [f.stem for f in files]
+    return entry if entry in names or not names else next((n for n in names if n.startswith(entry)), entry)
+
+
+def published_table(name: str | None) -> dict | None:
+    if not name:
+        return None
+    path = PUBLISHED / f"{name}.yaml"
+    if not path.exists():
+        return None
+    return yaml.safe_load(path.read_text())
+
+
+# ---------------------------------------------------------------- contamination
+
+def contamination_section(exp: Experiment) -> dict | None:
+    if not exp.contamination and not exp.ngram:
+        return None
+    rows = []
+    for model, rec in exp.contamination.items():
+        for bench, b in rec["benchmarks"].items():
+            rows.append({"model": exp.label(model), "benchmark": bench, "result": b["result"], "ci": b["ci"],
+                         "control": b["control"], "control_ci": b["control_ci"], "n": b["n_examples"],
+                         "reference": rec.get("reference"), "control_kind": rec.get("control_kind"),
+                         "signals": b.get("signals", {})})
+    hist = {exp.label(m): [r["score"] for rows_ in per.values() for r in rows_]
+            for m, per in exp.contamination_rows.items()}
+    ngram_rows = []
+    if exp.ngram:
+        for ds, d in exp.ngram["datasets"].items():
+            for bench, r in d["benchmarks"].items():
+                ngram_rows.append({"dataset": ds, "benchmark": bench, "n": r["n"], "dirty": r["n_dirty"],
+                                   "n_items": r["n_items"], "share": r["share"], "ids": r["dirty_ids"][:20]})
+    return {"rows": rows, "chart": plots.contamination_bars(rows),
+            "hist": plots.score_histograms(hist, "per-example score s(x)") if any(hist.values()) else None,
+            "ngram": ngram_rows}
+
+
+# ---------------------------------------------------------------- MT-Bench
+
+def mtbench_section(exp: Experiment) -> dict | None:
+    if not exp.mtbench:
+        return None
+    rows, cats = [], {}
+    questions: dict[Any, dict] = {}
+    for model, mt in exp.mtbench.items():
+        s = mt["summary"]
+        rows.append({"model": exp.label(model), "turn_1": s.get("turn_1"), "turn_2": s.get("turn_2"),
+                     "overall": s.get("overall"), "failed": s.get("failed_parses", 0), "errors": s.get("errors", 0),
+                     "tokens": sum((s.get("tokens") or {}).values()), "cost": s.get("cost")})
+        cats[exp.label(model)] = s.get("per_category") or {}
+        questions.update(mt["questions"])
+    browse = []
+    for qid in sorted(questions, key=lambda q: (str(type(q)), q))[:MAX_QUESTIONS]:
+        q = questions[qid]
+        models = []
+        for model, mt in exp.mtbench.items():
+            ans = next((a for a in mt["answers"] if a.get("question_id") == qid), None)
+            turns = (ans or {}).get("choices", [{}])[0].get("turns", [])
+            judg = [j for j in mt["judgments"] if j.get("question_id") == qid]
+            models.append({"model": exp.label(model),
+                           "turns": [t[:MAX_ANSWER_CHARS] for t in turns],
+                           "judgments": [{"turn": j.get("turn"), "score": j.get("score"),
+                                          "text": str(j.get("judgment", ""))[:MAX_ANSWER_CHARS]} for j in judg]})
+        browse.append({"id": qid, "category": q.get("category"), "turns": q.get("turns", []), "models": models})
+    return {"rows": rows, "chart": plots.category_bars(cats), "questions": browse,
+            "n_questions": len(questions)}
+
+
+# ---------------------------------------------------------------- training
+
+def training_section(exp: Experiment) -> dict | None:
+    if not exp.training:
+        return None
+    rows = []
+    for v, t in exp.training.items():
+        m = t["meta"]
+        s = m.get("logps_summary") or {}
+        rows.append({"variant": exp.label(v), "loss": m.get("loss"), "beta": m.get("hyperparameters", {}).get("beta"),
+                     "lambda": m.get("hyperparameters", {}).get("lambda") if m.get("loss") == "dpop" else None,
+                     "steps": m.get("steps"), "chosen_start": s.get("chosen_start"), "chosen_end": s.get("chosen_end"),
+                     "rejected_start": s.get("rejected_start"), "rejected_end": s.get("rejected_end"),
+                     "edit": (m.get("data") or {}).get("edit_distance") or {}, "n_pairs": (m.get("data") or {}).get("n_pairs"),
+                     "warnings": m.get("warnings") or []})
+    return {"rows": rows, "chart": plots.training_curves({exp.label(v): t["metrics"] for v, t in exp.training.items()})}
+
+
+# ---------------------------------------------------------------- summary and page
+
+def summary_section(exp: Experiment) -> dict:
+    man = exp.manifest
+    cfg = man.get("config") or {}
+    warnings = []
+    for model, rec in exp.leaderboard.items():
+        if rec.get("limit"):
+            warnings.append(f"{model}: leaderboard run limited to {rec['limit']} documents per task; "
+                            f"not comparable with full runs")
+    for model, mt in exp.mtbench.items():
+        failed = mt["summary"].get("failed_parses", 0)
+        if failed:
+            warnings.append(f"{model}: {failed} MT-Bench judgments could not be parsed (excluded from the means)")
+    for v, t in exp.training.items():
+        warnings += [f"{v}: {w}" for w in t["meta"].get("warnings") or []]
+    base = cfg.get("base_model")
+    if isinstance(base, dict) and "tiny" in base:
+        t = base["tiny"]
+        base = (f"offline tiny Llama (seed {t.get('seed')}, {t.get('num_layers')} layers, hidden "
+                f"{t.get('hidden_size')}, vocab {t.get('vocab_size')})")
+    return {"experiment": exp.name, "base_model": base,
+            "variants": [v.get("name") for v in cfg.get("variants", [])], "hardware": man.get("hardware") or {},
+            "versions": man.get("versions") or {}, "git_sha": man.get("git_sha"), "created": man.get("created"),
+            "updated": man.get("updated"), "warnings": warnings}
+
+
+def build(dirs: list[str | Path]) -> dict:
+    exps = [load_experiment_dir(d) for d in dirs]
+    for e in exps:
+        e.multi = len(exps) > 1
+    published = None
+    for e in exps:
+        published = published or published_table(((e.manifest.get("config") or {}).get("report") or {}).get("published"))
+    title = None
+    if len(exps) == 1:
+        title = ((exps[0].manifest.get("config") or {}).get("report") or {}).get("title")
+    return {"title": title or "evalkit report: " + ", ".join(e.name for e in exps),
+            "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "experiments": [{"name": e.name, "summary": summary_section(e), "leaderboard": leaderboard_section(e),
+                             "mtbench": mtbench_section(e), "contamination": contamination_section(e),
+                             "training": training_section(e)} for e in exps],
+            "published": published}
+
+
+def render(dirs: list[str | Path], out: str | Path) -> Path:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda x, d=2: "" if x is None else f"{x:.{d}f}"
+    env.filters["signed"] = lambda x, d=2: "" if x is None else f"{x:+.{d}f}"
+    html = env.get_template("report.html.j2").render(**build(dirs))
+    out = Path(out)
+    atomic_write_text(out, html)
+    return out

@@ -1,0 +1,119 @@
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from evalkit.report.render import build, render
+from evalkit.report.stats import paired_bootstrap
+from report_fixtures import XSS
+from report_fixtures import build as build_fixture
+
+GOLDEN = Path(__file__).parent / "golden" / "report_structure.json"
+
+
+@pytest.fixture
+def report(tmp_path):
+    reports = build_fixture(tmp_path)
+    out = render([reports], tmp_path / "report.html")
+    return reports, out, out.read_text()
+
+
+class Structure(HTMLParser):
+    """Section headings and, per table class, its column headers."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings, self.tables, self._in, self._table, self._text = [], {}, None, None, ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "br" and self._in:
+            self._text += " "
+        if tag in ("h2", "th") or (tag == "table"):
+            if tag == "table":
+                self._table = dict(attrs).get("class", "")
+                self.tables.setdefault(self._table, [])
+            else:
+                self._in, self._text = tag, ""
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            text = re.sub(r"\s+", " ", self._text).strip()
+            if tag == "h2":
+                self.headings.append(text)
+            elif self._table is not None and self._table != "summary":
+                self.tables[self._table].append(text)
+            self._in = None
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._in:
+            self._text += data
+
+
+def structure(html: str) -> dict:
+    p = Structure()
+    p.feed(html)
+    return {"headings": p.headings, "tables": {k: v for k, v in p.tables.items() if k != "summary"}}
+
+
+def test_every_section_with_the_fixture_numbers(report):
+    reports, out, html = report
+    for heading in ("Summary", "Leaderboard", "MT-Bench", "Contamination", "Training",
+                    "Published numbers (not measured here)"):
+        assert f">{heading}</h2>" in html, heading
+    data = build([reports])["experiments"][0]
+    lb = {r["model"]: r for r in data["leaderboard"]["rows"]}
+    assert lb["base"]["cells"][0]["value"] == pytest.approx(30.0) and lb["dpo"]["cells"][0]["value"] == pytest.approx(60.0)
+    assert lb["dpo"]["cells"][0]["delta"] == pytest.approx(30.0)
+    assert "60.00" in html and "+30.00" in html and "30.00" in html
+    assert "limit 100, not comparable" in html
+    assert "0.12" in html and "0.34" in html and "[0.07, 0.17]" in html    # contamination result and CI
+    assert "3 / 40" in html                                                # n-gram overlap
+    assert "5.50" in html and "4.25" in html and "0.0123" in html          # MT-Bench turns and cost
+    assert "-30.00 &rarr; -45.50" in html and "-30.00 &rarr; -28.25" in html  # training summary
+    assert "80.48" in html and "not measured here" in html                 # the published table
+    assert "MT-Bench judgments could not be parsed" in html and "chosen fell" in html
+    assert html.count("<svg") >= 4                                          # inline plots, no <img src=http>
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+
+
+def test_model_text_is_escaped(report):
+    _, _, html = report
+    assert "<script>window.__xss" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in html
+
+
+def test_paired_bootstrap_covers_a_known_difference():
+    base = [1.0] * 30 + [0.0] * 70
+    variant = [1.0] * 30 + [1.0] * 20 + [0.0] * 50      # the same docs, 20 more right: +0.2
+    t = paired_bootstrap([(base, variant)], n=2000, seed=1)
+    assert t["delta"] == pytest.approx(0.2)
+    assert t["lo"] <= 0.2 <= t["hi"] and t["significant"]
+    same = paired_bootstrap([(base, list(base))], n=500)
+    assert same["delta"] == 0 and same["lo"] <= 0 <= same["hi"] and not same["significant"]
+    # two subtasks, unweighted: (+0.2 + 0.0) / 2 = 0.1
+    two = paired_bootstrap([(base, variant), (base[:10], base[:10])], how="unweighted_mean", n=500)
+    assert two["delta"] == pytest.approx(0.1)
+
+
+def test_structure_matches_the_golden_file(report):
+    """Re-record with: EVALKIT_RECORD_GOLDEN=1 pytest tests/test_report.py -k golden"""
+    got = structure(report[2])
+    if os.environ.get("EVALKIT_RECORD_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(GOLDEN.read_text())
+
+
+def test_report_cli_and_missing_dir(report, tmp_path, capsys):
+    from evalkit.cli import main
+    reports, _, _ = report
+    assert main(["report", str(reports), str(reports), "--out", str(tmp_path / "two.html")]) == 0
+    html = (tmp_path / "two.html").read_text()
+    assert "Experiment fx" in html and "fx/dpo" in html
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no such result directory" in capsys.readouterr().err
