@@ -65,6 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("mtbench", help="MT-Bench answers and LLM-judge scores")
+    p.add_argument("model", help="hub id or local directory (answers are generated), or an answers JSONL to judge as is")
+    p.add_argument("--judge", required=True, help="judge model name (any; e.g. gpt-4o or a served local model)")
+    p.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge (default: OpenAI)")
+    p.add_argument("--judge-serve", help="serve this local model with `transformers serve` as the judge")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the judge's key")
+    p.add_argument("--mode", default="single", choices=["single", "pairwise"])
+    p.add_argument("--baseline", help="pairwise: the baseline's answers JSONL (FastChat model_answer format)")
+    p.add_argument("--questions", help="'sample', a question JSONL, or (default) the 80 MT-Bench questions")
+    p.add_argument("--data-dir", help="a FastChat llm_judge/data directory (questions, judge prompts, references)")
+    p.add_argument("--reference-answers", default="gpt-4", choices=["gpt-4", "gpt-4-0125-preview"])
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"], help="how answers are generated")
+    p.add_argument("--base-url", help="api backend: the server that answers")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--logprobs", action="store_true", help="also ask the judge for logprobs (weighted scores)")
+    p.add_argument("--out", help="result directory (default reports/mtbench/<model>)")
+
     p = sub.add_parser("report", help="render one self-contained HTML page from result directories")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/<experiment> directories")
     p.add_argument("--out", required=True, help="the HTML file to write")
@@ -91,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         return _leaderboard(args)
     if args.verb == "contamination":
         return _contamination(args)
+    if args.verb == "mtbench":
+        return _mtbench(args)
     if args.verb == "report":
         from .report.render import render
         print(f"report: {render(args.dirs, args.out)}")
@@ -146,6 +166,38 @@ def _contamination(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mtbench(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+    import re
+    from pathlib import Path
+
+    from .eval import generate, mtbench
+    from .eval import judge as J
+    from .eval.serve import transformers_serve
+    data = mtbench.load_data(args.questions, args.data_dir, args.reference_answers)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model.strip("/"))
+    out = Path(args.out or f"reports/mtbench/{name}")
+    if args.model.endswith(".jsonl"):  # an existing FastChat answer file, judged as it is
+        answers = mtbench.read_answer_file(args.model)
+    else:
+        answers = generate.generate_answers(args.model, data.questions, out / "answers.jsonl",
+                                            generate.GenOptions(backend=args.backend, base_url=args.base_url,
+                                                                max_new_tokens=args.max_new_tokens,
+                                                                concurrency=args.concurrency),
+                                            model_id=Path(args.model).name)
+    baseline = mtbench.read_answer_file(args.baseline) if args.baseline else None
+    serving = transformers_serve(args.judge_serve) if args.judge_serve else contextlib.nullcontext(args.judge_base_url)
+    with serving as base_url:
+        opt = mtbench.JudgeOptions(J.ClientOptions(model=args.judge_serve or args.judge, base_url=base_url, api_key_env=args.api_key_env,
+                                                   concurrency=args.concurrency, logprobs=args.logprobs),
+                                   mode=args.mode)
+        summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline)
+    print(json.dumps({k: v for k, v in summary.items() if k != "error_examples"}, indent=1))
+    print(f"results: {out}")
+    return 0
+
+
 def _quiet_libraries() -> None:
     """Keep our own progress bars; silence the libraries' per-file loading bars."""
     import warnings
@@ -156,6 +208,8 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
+    for name in ("httpx", "httpx2", "openai", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

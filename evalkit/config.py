@@ -133,8 +133,40 @@ class LeaderboardSection(Strict):
     data_parallel_size: int = Field(1, ge=1)
 
 
+class JudgeSection(Strict):
+    """An LLM judge behind any OpenAI-compatible endpoint. The key is read from api_key_env."""
+    model: Optional[str] = Field(None, description="the judge model name (default: the served model)")
+    base_url: Optional[str] = None
+    serve: Optional[str] = Field(None, description="a local model to serve with `transformers serve` as the judge")
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    logprobs: bool = False
+    max_tokens: int = Field(2048, ge=1)
+    price_per_million: Optional[dict[str, float]] = None
+
+    @model_validator(mode="after")
+    def _model_or_serve(self):
+        if not self.model and not self.serve:
+            raise ValueError("give the judge's model (and base_url), or serve: a local model")
+        return self
+
+
 class MTBenchSection(Strict):
+    """MT-Bench answers and LLM judgments (evalkit.eval.mtbench)."""
     enabled: bool = True
+    questions: Optional[str] = Field(None, description="None: the 80 MT-Bench questions; 'sample'; or a JSONL")
+    data_dir: Optional[str] = Field(None, description="a FastChat llm_judge/data directory")
+    reference_answers: Literal["gpt-4", "gpt-4-0125-preview"] = "gpt-4"
+    backend: Literal["hf", "vllm", "api"] = "hf"
+    base_url: Optional[str] = None
+    max_new_tokens: int = Field(1024, ge=1)
+    system_prompt: Optional[str] = None
+    batch_size: int = Field(8, ge=1)
+    mode: Literal["single", "pairwise"] = "single"
+    baseline: Optional[str] = Field(None, description="pairwise: the model label to compare against (e.g. base)")
+    judge: Optional[JudgeSection] = None
 
 
 class ContaminationSection(Strict):

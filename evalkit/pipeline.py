@@ -41,6 +41,7 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     trained = train_variants(exp, rd=rd, base=base)
     models = {"base": base, **{k: str(v) for k, v in trained.items()}}
     boards = score_leaderboard(exp, rd, models)
+    mt = run_mtbench(exp, rd, models)
     contam = check_contamination(exp, rd, base, {k: str(v) for k, v in trained.items()})
     overlap = check_ngram_overlap(exp, rd)
     report = write_report(exp, rd)
@@ -53,6 +54,10 @@ def run_demo(out: str | Path = "reports/demo") -> RunDir:
     for name, rec in boards.items():
         print(f"  leaderboard {name:<6}: average {100 * rec['average']:.2f} on {rec['suite']} (sample data) "
               f"-> {rd.leaderboard(name)}")
+    for name, s in mt.items():
+        print(f"  mt-bench {name:<6}: turn 1 {_fmt(s.get('turn_1'))}, turn 2 {_fmt(s.get('turn_2'))}, "
+              f"overall {_fmt(s.get('overall'))} ({s['failed_parses']} failed parses, {s['errors']} errors; "
+              f"judge {s['judge']})")
     for name, rec in contam.items():
         cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
         print(f"  contamination {name:<6}: {cells}")
@@ -274,3 +279,54 @@ def write_report(exp: Experiment, rd: RunDir) -> Path | None:
     out = render([rd.reports], rd.report_html())
     rd.set_stage("report", "done", seconds=round(time.time() - t0, 2), path=str(out))
     return out
+
+
+# ---------------------------------------------------------------- MT-Bench
+
+def run_mtbench(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str, dict]:
+    """Answers for every model, then the judge (served locally when the config says so)."""
+    import contextlib
+
+    from .eval import generate, mtbench
+    from .eval import judge as J
+    from .eval.serve import transformers_serve
+
+    sec = exp.eval.mtbench
+    if sec is None or not sec.enabled:
+        return {}
+    if sec.judge is None:
+        from .errors import UserError
+        raise UserError("eval.mtbench.judge: required key missing (model, and base_url or serve)")
+    data = mtbench.load_data(sec.questions, sec.data_dir, sec.reference_answers)
+    gen = generate.GenOptions(backend=sec.backend, max_new_tokens=sec.max_new_tokens, system_prompt=sec.system_prompt,
+                              batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
+    answers = {}
+    for label, path in models.items():
+        stage = f"mtbench_answers:{label}"
+        rd.set_stage(stage, "running")
+        answers[label] = generate.generate_answers(path, data.questions, rd.mtbench_dir(label) / "answers.jsonl",
+                                                   gen, model_id=label)
+        rd.set_stage(stage, "done")
+    j = sec.judge
+    out = {}
+    serving = transformers_serve(j.serve) if j.serve else contextlib.nullcontext(j.base_url)
+    with serving as base_url:
+        # a server we start is pinned to the model it serves: requests must name that model
+        client = J.ClientOptions(model=j.serve or j.model, base_url=base_url, api_key_env=j.api_key_env,
+                                 concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
+                                 logprobs=j.logprobs)
+        opt = mtbench.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens,
+                                   price_per_million=j.price_per_million)
+        for label in models:
+            if sec.mode == "pairwise" and label == sec.baseline:
+                continue
+            stage = f"mtbench_judge:{label}"
+            rd.set_stage(stage, "running")
+            baseline = answers.get(sec.baseline) if sec.mode == "pairwise" else None
+            out[label] = mtbench.judge_answers(data, answers[label], rd.mtbench_dir(label), opt, baseline=baseline)
+            rd.set_stage(stage, "done", errors=out[label]["errors"], failed_parses=out[label]["failed_parses"])
+    return out
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

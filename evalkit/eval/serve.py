@@ -1,0 +1,61 @@
+"""Start a local OpenAI-compatible server for a model: `transformers serve MODEL` on loopback.
+
+Used when an experiment asks for a judge it should serve itself (e.g. a local checkpoint as
+the judge), and by the tests. On a GPU machine, `vllm serve` is the faster choice: start it
+yourself and give its URL as the judge's base_url.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def transformers_serve(model: str | Path, timeout: float = 180.0, device: str = "auto"):
+    """Yields the base URL (http://127.0.0.1:PORT/v1); stops the server on exit."""
+    import httpx
+    exe = Path(sys.executable).parent / "transformers"
+    if not exe.exists():
+        raise UserError("`transformers serve` is not available (pip install 'evalkit[serve]')")
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"evalkit-transformers-serve-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", device, "--default-seed", "0"],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise UserError(f"transformers serve {model} exited with {proc.returncode}; see {log_path}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise UserError(f"transformers serve {model} did not start in {timeout:.0f}s; see {log_path}")
+            time.sleep(0.5)
+        yield f"{base}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
