@@ -1,0 +1,73 @@
+"""160 judge calls against the scripted server with 200 ms latency at concurrency 16.
+
+Prints the wall time against the ideal (160 x 0.2 / 16 = 2.0 s) and the calls an immediate
+rerun makes (0: every finished key is skipped).
+
+    python bench/judge_concurrency.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import subprocess  # noqa: E402
+
+from evalkit.eval.serve import free_port  # noqa: E402
+from evalkit.eval import judge as J  # noqa: E402
+from evalkit.eval import mtbench  # noqa: E402
+
+N_QUESTIONS, LATENCY, CONCURRENCY = 80, 0.2, 16   # 80 questions x 2 turns = 160 calls
+
+
+def main():
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "q.jsonl").write_text("".join(json.dumps({"question_id": i, "category": "writing",
+                                                       "turns": [f"Question {i}?", f"Follow-up {i}?"]}) + "\n"
+                                           for i in range(N_QUESTIONS)))
+        answers = [{"question_id": i, "answer_id": str(i), "model_id": "m", "tstamp": 0,
+                    "choices": [{"index": 0, "turns": [f"Answer {i}.", f"Second {i}."]}]} for i in range(N_QUESTIONS)]
+        data = mtbench.load_data(str(d / "q.jsonl"))
+        # the server in its own process, as a real endpoint would be (not sharing our GIL)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "evalkit.devserver", "--port", str(port),
+                                   "--latency", str(LATENCY)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    httpx.get(f"{base}/stats", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            opt = mtbench.JudgeOptions(J.ClientOptions(model="scripted", base_url=f"{base}/v1",
+                                                       concurrency=CONCURRENCY, timeout=10))
+            import openai  # noqa: F401  the SDK's import (~1.8 s here) is process start-up, not judging
+            t = time.time()
+            s = mtbench.judge_answers(data, answers, d / "out", opt, progress=False)
+            wall = time.time() - t
+            calls = httpx.get(f"{base}/stats").json()["calls"]
+            t = time.time()
+            s2 = mtbench.judge_answers(data, answers, d / "out", opt, progress=False)
+            rerun_wall = time.time() - t
+            rerun_calls = httpx.get(f"{base}/stats").json()["calls"] - calls
+        finally:
+            server.terminate()
+            server.wait(10)
+    ideal = 2 * N_QUESTIONS * LATENCY / CONCURRENCY
+    print(f"{2 * N_QUESTIONS} judge calls, latency {LATENCY * 1000:.0f} ms, concurrency {CONCURRENCY}: "
+          f"{calls} calls made, {s['n_judged']} judged")
+    print(f"wall {wall:.2f} s vs ideal {ideal:.2f} s: {wall / ideal:.2f}x (target <= 1.5x)")
+    print(f"immediate rerun: {rerun_calls} calls, {rerun_wall:.2f} s (target 0 calls); "
+          f"summary calls_this_run={s2['calls_this_run']}")
+
+
+if __name__ == "__main__":
+    main()
