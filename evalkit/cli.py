@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline, offline, on the embedded tiny setup")
     p.add_argument("--out", default="reports/demo", help="report directory (default reports/demo)")
 
+    p = sub.add_parser("run", help="everything an experiment file describes; resumable")
+    p.add_argument("experiment", help="experiment YAML file")
+    _add_set(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan (what would run or be skipped) and stop")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="rerun a stage (e.g. train:dpop) or every stage of a kind (e.g. leaderboard)")
+
     p = sub.add_parser("validate", help="check an experiment file and print it resolved")
     p.add_argument("experiment", help="experiment YAML file")
     _add_set(p)
@@ -104,6 +111,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "demo":
         from .pipeline import run_demo
         run_demo(out=args.out)
+        return 0
+    if args.verb == "run":
+        from .config import load_experiment
+        from .pipeline import print_summary
+        from .runner import run_experiment
+        exp = load_experiment(args.experiment, args.overrides)
+        runner = run_experiment(exp, force=args.force, dry_run=args.dry_run)
+        if not args.dry_run:
+            print_summary(exp, runner.rd)
         return 0
     if args.verb == "leaderboard":
         return _leaderboard(args)

@@ -30,45 +30,44 @@ def resolve_base_model(exp: Experiment, rd: RunDir) -> str:
     return exp.base_model
 
 
-def run_demo(out: str | Path = "reports/demo") -> RunDir:
+def run_demo(out: str | Path = "reports/demo", force: list[str] | None = None) -> RunDir:
+    """`evalkit demo` is exactly `evalkit run tasks/experiments/demo.yaml` (reports under `out`)."""
+    from .runner import run_experiment
     exp = load_experiment(DEMO_EXPERIMENT)
     rd = rundir_for(exp, reports=out)
     t0 = time.time()
-    rd.write_manifest(exp.model_dump(mode="json", by_alias=True))
-    rd.set_stage("base_model", "running")
-    base = resolve_base_model(exp, rd)
-    rd.set_stage("base_model", "done", path=base)
-    trained = train_variants(exp, rd=rd, base=base)
-    models = {"base": base, **{k: str(v) for k, v in trained.items()}}
-    boards = score_leaderboard(exp, rd, models)
-    mt = run_mtbench(exp, rd, models)
-    contam = check_contamination(exp, rd, base, {k: str(v) for k, v in trained.items()})
-    overlap = check_ngram_overlap(exp, rd)
-    report = write_report(exp, rd)
-    print(f"demo finished in {time.time() - t0:.1f}s")
-    print(f"  base model : {base}")
-    for name, path in trained.items():
-        s = read_json(rd.train_metadata(name)).get("logps_summary", {})
-        print(f"  {name:<10} : {path}  (mean chosen log-prob {s.get('chosen_start', float('nan')):.2f}"
-              f" -> {s.get('chosen_end', float('nan')):.2f})")
-    for name, rec in boards.items():
-        print(f"  leaderboard {name:<6}: average {100 * rec['average']:.2f} on {rec['suite']} (sample data) "
-              f"-> {rd.leaderboard(name)}")
-    for name, s in mt.items():
-        print(f"  mt-bench {name:<6}: turn 1 {_fmt(s.get('turn_1'))}, turn 2 {_fmt(s.get('turn_2'))}, "
-              f"overall {_fmt(s.get('overall'))} ({s['failed_parses']} failed parses, {s['errors']} errors; "
-              f"judge {s['judge']})")
-    for name, rec in contam.items():
-        cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
-        print(f"  contamination {name:<6}: {cells}")
-    if overlap:
-        for ds, d in overlap["datasets"].items():
-            cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
-            print(f"  {overlap['n']}-gram overlap of {ds}: {cells}")
-    print(f"  manifest   : {rd.manifest_path}")
-    if report:
-        print(f"  report     : {report}")
+    run_experiment(exp, rd, force=force)
+    print_summary(exp, rd)
+    print(f"demo finished in {time.time() - t0:.1f}s; open {rd.report_html()}")
     return rd
+
+
+def print_summary(exp: Experiment, rd: RunDir) -> None:
+    """A few lines per finished result, read back from the run directory."""
+    labels = ["base"] + [v.name for v in exp.variants]
+    for v in exp.variants:
+        if rd.train_metadata(v.name).exists():
+            s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
+            print(f"  train {v.name:<8}: mean chosen log-prob {s.get('chosen_start', float('nan')):.2f} -> "
+                  f"{s.get('chosen_end', float('nan')):.2f}  ({rd.checkpoint(v.name)})")
+    for m in labels:
+        if rd.leaderboard(m).exists():
+            rec = read_json(rd.leaderboard(m))
+            print(f"  leaderboard {m:<8}: average {100 * rec['average']:.2f} on {rec['suite']}")
+        if (rd.mtbench_dir(m) / "summary.json").exists():
+            s = read_json(rd.mtbench_dir(m) / "summary.json")
+            print(f"  mt-bench {m:<8}: overall {_fmt(s.get('overall'))} ({s.get('failed_parses', 0)} failed parses, "
+                  f"{s.get('errors', 0)} errors; judge {s.get('judge')})")
+        if rd.contamination(m).exists():
+            rec = read_json(rd.contamination(m))
+            cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
+            print(f"  contamination {m:<8}: {cells}")
+    if rd.ngram_overlap().exists():
+        ov = read_json(rd.ngram_overlap())
+        for ds, d in ov["datasets"].items():
+            cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
+            print(f"  {ov['n']}-gram overlap of {ds}: {cells}")
+    print(f"  manifest: {rd.manifest_path}")
 
 
 # ---------------------------------------------------------------- training
@@ -283,7 +282,8 @@ def write_report(exp: Experiment, rd: RunDir) -> Path | None:
 
 # ---------------------------------------------------------------- MT-Bench
 
-def run_mtbench(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str, dict]:
+def run_mtbench(exp: Experiment, rd: RunDir, models: dict[str, str], judge_url: str | None = None,
+                only: list[str] | None = None) -> dict[str, dict]:
     """Answers for every model, then the judge (served locally when the config says so)."""
     import contextlib
 
@@ -309,7 +309,10 @@ def run_mtbench(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str
         rd.set_stage(stage, "done")
     j = sec.judge
     out = {}
-    serving = transformers_serve(j.serve) if j.serve else contextlib.nullcontext(j.base_url)
+    if judge_url is not None:
+        serving = contextlib.nullcontext(judge_url)
+    else:
+        serving = transformers_serve(j.serve) if j.serve else contextlib.nullcontext(j.base_url)
     with serving as base_url:
         # a server we start is pinned to the model it serves: requests must name that model
         client = J.ClientOptions(model=j.serve or j.model, base_url=base_url, api_key_env=j.api_key_env,
@@ -317,7 +320,7 @@ def run_mtbench(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str
                                  logprobs=j.logprobs)
         opt = mtbench.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens,
                                    price_per_million=j.price_per_million)
-        for label in models:
+        for label in (only or list(models)):
             if sec.mode == "pairwise" and label == sec.baseline:
                 continue
             stage = f"mtbench_judge:{label}"
