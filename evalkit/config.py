@@ -71,6 +71,12 @@ class LoraSpec(Strict):
     target_modules: list[str] = ["q_proj", "v_proj"]
 
 
+class StepwiseSpec(Strict):
+    """sDPO (Kim et al. 2024): T chunks; step t trains from M_{t-1} with M_{t-1} as the reference."""
+    chunks: int = Field(2, ge=2)
+    order: Literal["as_given", "easy_to_hard"] = "as_given"
+
+
 class Variant(Strict):
     """One trained checkpoint: a loss with its hyperparameters, on a dataset."""
     name: str = Field(pattern=NAME_RE)
@@ -98,6 +104,7 @@ class Variant(Strict):
         "auto", description="encode each pair's prompt once ([prompt|chosen|rejected] with a 4D mask); "
                             "auto: when the model's attention is eager or sdpa")
     lora: Optional[LoraSpec] = None
+    stepwise: Optional[StepwiseSpec] = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     seed: Optional[int] = None
     logging_steps: int = Field(5, ge=1)

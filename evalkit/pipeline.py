@@ -122,8 +122,13 @@ def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | 
         stage = f"train:{v.name}"
         rd.set_stage(stage, "running")
         t0 = time.time()
-        res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                            data_info={"dataset": v.data, "source": source})
+        if v.stepwise is not None:
+            from .train.stepwise import train_stepwise
+            res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                                 data_info={"dataset": v.data, "source": source})
+        else:
+            res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                                data_info={"dataset": v.data, "source": source})
         s = res.metadata.get("logps_summary", {})
         log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
                  v.name, res.metadata.get("steps", 0), time.time() - t0, s.get("chosen_start", float("nan")),

@@ -1,0 +1,87 @@
+"""sDPO (Kim et al., arXiv 2403.19270): stepwise preference training with a stronger reference.
+
+The data is split into T chunks. Step t initialises from M_{t-1} and uses M_{t-1} as the
+reference (M_0 = the base), with reference log-probs through the same cache. With
+order=easy_to_hard, chunks are ordered by the base model's reference margin
+log pi_ref(y_w) - log pi_ref(y_l), largest (easiest) first. Each step's checkpoint is kept as
+<variant>.step<t>; the last one is the variant. evalkit.json lists the steps.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..config import Variant
+from ..rundir import atomic_write_json, read_json
+from .data import PreferenceData
+from .reference import ReferenceCache, model_fingerprint
+from .trainer import TrainResult, train_variant, variant_config_hash
+
+
+def reference_margins(data: PreferenceData, cache: ReferenceCache, reference: str, load_reference,
+                      batch_size: int) -> list[float]:
+    ref, _ = cache.get_or_compute(model_fingerprint(reference), data, load_reference, batch_size=batch_size,
+                                  progress=False)
+    return (ref["chosen_logps"] - ref["rejected_logps"]).tolist()
+
+
+def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_dir: str | Path,
+                   cache: ReferenceCache, *, seed: int = 0, data_info: dict | None = None, tokenizer=None,
+                   progress: bool = True) -> TrainResult:
+    from transformers import AutoModelForCausalLM
+    spec = variant.stepwise
+    out_dir = Path(out_dir)
+    pairs = list(data.pairs)
+    load = lambda path: (lambda: AutoModelForCausalLM.from_pretrained(path))  # noqa: E731
+    if spec.order == "easy_to_hard":
+        margins = reference_margins(data, cache, base_model, load(base_model), 2 * variant.batch_size)
+        pairs = [p for _, p in sorted(zip(margins, pairs), key=lambda mp: -mp[0])]
+    size = math.ceil(len(pairs) / spec.chunks)
+    chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
+    per_step = variant.model_copy(update={"stepwise": None,
+                                          "max_steps": math.ceil(variant.max_steps / len(chunks)) if variant.max_steps else None})
+    previous = base_model
+    steps: list[dict[str, Any]] = []
+    result = None
+    for t, chunk in enumerate(chunks, 1):
+        chunk_data = PreferenceData(chunk, source=f"{data.source} chunk {t}/{len(chunks)}")
+        step_dir = out_dir.with_name(f"{out_dir.name}.step{t}")
+        margin = reference_margins(chunk_data, cache, previous, load(previous), 2 * variant.batch_size)
+        base_margin = margin if previous == base_model else \
+            reference_margins(chunk_data, cache, base_model, load(base_model), 2 * variant.batch_size)
+        result = train_variant(per_step, previous, chunk_data, step_dir, cache, seed=seed + t - 1,
+                               data_info=data_info, tokenizer=tokenizer, progress=progress, reference_model=previous)
+        steps.append({"index": t, "n_pairs": len(chunk), "reference_model": previous,
+                      "reference_fingerprint": model_fingerprint(previous),
+                      "reference_margin": sum(margin) / len(margin),
+                      "base_margin": sum(base_margin) / len(base_margin),  # M_0 on the same chunk
+                      "checkpoint": str(step_dir),
+                      "logps_summary": result.metadata.get("logps_summary"), "steps": result.metadata.get("steps")})
+        previous = str(step_dir)
+    # the last step is the variant: copy it, and describe the whole run in evalkit.json
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(previous, tmp)
+    meta = read_json(tmp / "evalkit.json")
+    meta.update({"base_model": base_model, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
+                 "stepwise": spec.model_dump(), "steps": steps, "reference_model": steps[0]["reference_model"],
+                 "data": {**meta.get("data", {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
+                          "edit_distance": data.edit_distance_summary()},
+                 "logps_summary": _overall_summary(steps),
+                 "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint())})
+    train_metrics = [line for s in steps for line in (Path(s["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines()]
+    (tmp / "train_metrics.jsonl").write_text("\n".join(train_metrics) + "\n")
+    atomic_write_json(tmp / "evalkit.json", meta)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return TrainResult(out_dir, meta, result.metrics if result else [])
+
+
+def _overall_summary(steps: list[dict]) -> dict:
+    first, last = steps[0].get("logps_summary") or {}, steps[-1].get("logps_summary") or {}
+    return {"chosen_start": first.get("chosen_start"), "chosen_end": last.get("chosen_end"),
+            "rejected_start": first.get("rejected_start"), "rejected_end": last.get("rejected_end"),
+            "note": "start: step 1's pairs under the base; end: the last step's pairs under the final model"}
