@@ -51,15 +51,20 @@ class DataSource(Strict):
     hub: Optional[str] = None
     subset: Optional[str] = None
     split: str = "train"
-    generate: Optional[Literal["metamath_synthetic"]] = None
+    generate: Optional[Literal["metamath_synthetic", "arc_pairs"]] = Field(
+        None, description="metamath_synthetic: generated pairs; arc_pairs: ARC/HellaSwag-style pairs built from "
+                          "the multiple-choice rows of `hub` or `path`")
     n: int = Field(200, ge=1, description="pairs to generate (generate only)")
     seed: int = 0
     skip_invalid: bool = False
 
     @model_validator(mode="after")
     def _one_source(self):
-        given = [k for k in ("path", "hub", "generate") if getattr(self, k)]
-        if len(given) != 1:
+        sources = [k for k in ("path", "hub") if getattr(self, k)]
+        if self.generate == "arc_pairs":
+            if len(sources) != 1:
+                raise ValueError("arc_pairs builds from one source: give path or hub")
+        elif len(sources) + bool(self.generate) != 1:
             raise ValueError("give exactly one of path, hub, generate")
         return self
 

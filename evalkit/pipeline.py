@@ -76,13 +76,19 @@ def dataset_rows(exp: Experiment, name: str, rd: RunDir):
     """Rows of a named dataset; generated datasets are written to the run dir first."""
     from .rundir import atomic_write_text
     from .train.data import read_rows
+    import json
     src = exp.datasets[name]
     if src.generate:
         path = rd.generated_data(name)
         if not path.exists():
-            from .train.builders import metamath_synthetic_pairs
-            import json
-            rows = metamath_synthetic_pairs(src.n, src.seed)
+            from .train import builders
+            if src.generate == "arc_pairs":
+                source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
+                rows, skipped = builders.choice_pairs([r.data for r in source])
+                if skipped:
+                    log.warning("dataset %s: skipped %d colliding or unlabelled choices", name, skipped)
+            else:
+                rows = builders.metamath_synthetic_pairs(src.n, src.seed)
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         return read_rows(path), str(path)
     if src.hub:

@@ -51,6 +51,7 @@ class Runner:
         self.base_path: str | None = None
         self.judge_stack = contextlib.ExitStack()
         self.judge_url: str | None = None
+        self.ran: list[str] = []
         self.stages = self._plan()
         self.hashes = self._hashes()
 
@@ -72,7 +73,8 @@ class Runner:
         for ds, src in exp.datasets.items():
             out = [rd.generated_data(ds)] if src.generate else []
             stages.append(Stage(f"data:{ds}", dump(src), [], lambda ds=ds: pipeline.dataset_rows(exp, ds, rd), out,
-                                f"generate {src.n} pairs" if src.generate else "read and check"))
+                                {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
+                                 None: "read and check"}[src.generate]))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
             stages.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed}, ["base", f"data:{v.data}"],
@@ -177,6 +179,7 @@ class Runner:
                 stage.run()
                 self.rd.set_stage(stage.name, "done", hash=self.hashes[stage.name], seconds=round(time.time() - t0, 2))
                 results[stage.name] = f"{time.time() - t0:.1f}s"
+                self.ran.append(stage.name)
         return results
 
     def _clear(self, stage: Stage, output: Path) -> None:
@@ -216,6 +219,9 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         print_plan(runner, force or [])
         return runner
     rd.reports.mkdir(parents=True, exist_ok=True)
+    for folder in (rd.reports, rd.checkpoints):       # temp files of writes a kill interrupted
+        for tmp in folder.rglob(".*.tmp") if folder.exists() else []:
+            tmp.unlink(missing_ok=True)
     handler = logging.FileHandler(rd.log_file())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -33,3 +33,31 @@ def metamath_synthetic_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
         seen.add(p.question)
         rows.append({"prompt": p.question, "chosen": p.solution(), "rejected": corrupt_first_value(p, rng)})
     return rows
+
+
+def choice_pairs(rows: list[dict]) -> tuple[list[dict], int]:
+    """ARC/HellaSwag-DPOP: each question's correct answer against each wrong choice.
+
+    Rows in ARC's schema (question, choices {text, label}, answerKey) or a generic one
+    (question, choices [..], answer index). A 4-choice question gives exactly 3 pairs.
+    Returns (pairs, skipped): a pair whose chosen and rejected texts collide is skipped.
+    """
+    pairs, skipped = [], 0
+    for row in rows:
+        q = row["question"]
+        if isinstance(row.get("choices"), dict):
+            texts, labels = row["choices"]["text"], row["choices"]["label"]
+            if row.get("answerKey") not in labels:
+                skipped += 1
+                continue
+            correct = labels.index(row["answerKey"])
+        else:
+            texts, correct = row["choices"], int(row["answer"])
+        for i, wrong in enumerate(texts):
+            if i == correct:
+                continue
+            if wrong.strip() == texts[correct].strip():
+                skipped += 1
+                continue
+            pairs.append({"prompt": q, "chosen": texts[correct], "rejected": wrong})
+    return pairs, skipped

@@ -1,0 +1,148 @@
+"""`evalkit run`: the plan, invalidation, and resuming after SIGKILL at random moments."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from evalkit.config import load_experiment
+from evalkit.devserver import Script, ServerThread
+from evalkit.rundir import RunDir, read_json, read_jsonl
+from evalkit.runner import run_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml"))
+MINI_SUITE = """name: mini
+entries:
+  - {name: arc_challenge, shots: 0, metric: acc_norm, tasks: [{task: arc_challenge}]}
+  - {name: gsm8k, shots: 1, metric: exact_match, filter: strict-match, tasks: [{task: gsm8k}]}
+"""
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_dry_run_of_every_shipped_experiment(path, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", str(path), "--dry-run"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"plan for {load_experiment(path).name}")
+    assert "train:" in res.stdout and "report" in res.stdout
+    assert not (tmp_path / "checkpoints").exists(), "a dry run loads and writes nothing"
+
+
+def write_experiment(root: Path, base: Path, judge_url: str) -> Path:
+    (root / "mini.yaml").write_text(MINI_SUITE)
+    p = root / "exp.yaml"
+    p.write_text(textwrap.dedent(f"""\
+        name: r
+        base_model: {base}
+        datasets:
+          math: {{generate: metamath_synthetic, n: 32, seed: 1}}
+        variants:
+          - &dpo {{name: dpo, data: math, loss: dpo, beta: 0.3, learning_rate: 3.0e-4, max_steps: 12, batch_size: 8,
+                  max_length: 160, max_prompt_length: 96, logging_steps: 4}}
+          - {{<<: *dpo, name: dpop, loss: dpop}}
+        eval:
+          leaderboard: {{suite: {root / 'mini.yaml'}, data_dir: sample, batch_size: 8, limit: 4}}
+          mtbench:
+            questions: sample
+            max_new_tokens: 8
+            judge: {{model: scripted, base_url: "{judge_url}", timeout: 5}}
+          contamination: {{benchmarks: [gsm8k], data_dir: sample, n_examples: 4, n_neighbours: 10}}
+        """))
+    return p
+
+
+def run_cli(cwd: Path, exp: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "evalkit.cli", "run", str(exp), *extra], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+def results(root: Path) -> dict:
+    rd = RunDir("r", root=root)
+    out = {}
+    for m in ("base", "dpo", "dpop"):
+        if m != "base":
+            meta = read_json(rd.train_metadata(m))
+            out[f"train:{m}"] = meta["logps_summary"]
+            out[f"contamination:{m}"] = {b: (v["result"], v["control"]) for b, v in
+                                         read_json(rd.contamination(m))["benchmarks"].items()}
+        out[f"leaderboard:{m}"] = read_json(rd.leaderboard(m))["tasks"]
+        out[f"answers:{m}"] = sorted((a["question_id"], a["choices"][0]["turns"]) for a in
+                                     read_jsonl(rd.mtbench_dir(m) / "answers.jsonl"))
+        out[f"judgments:{m}"] = sorted((j["request_hash"], j["score"]) for j in
+                                       read_jsonl(rd.mtbench_dir(m) / "judgments.jsonl"))
+    return json.loads(json.dumps(out))
+
+
+def assert_clean(root: Path) -> None:
+    """No half files: every JSON parses, no JSONL has a torn line or a duplicate key."""
+    for f in list(root.rglob("*.json")) + list(root.rglob("*.jsonl")):
+        if "lm_eval" in str(f) or "leaderboard_samples" in str(f):
+            continue
+        text = f.read_text()
+        if f.suffix == ".json":
+            json.loads(text)
+        else:
+            assert text == "" or text.endswith("\n"), f
+            rows = [json.loads(line) for line in text.splitlines()]
+            keys = [r.get("request_hash") or r.get("question_id") for r in rows if "step" not in r]
+            keys = [k for k in keys if k is not None]
+            assert len(keys) == len(set(keys)), f"duplicates in {f}"
+    assert not list(root.rglob(".*.tmp")) and not list(root.rglob("*.partial"))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    with ServerThread(Script()) as srv:
+        ref_root, run_root = tmp_path / "ref", tmp_path / "killed"
+        ref_root.mkdir(), run_root.mkdir()
+        exp_ref = write_experiment(ref_root, tiny_model_dir, srv.base_url)
+        exp_run = write_experiment(run_root, tiny_model_dir, srv.base_url)
+        t0 = time.time()
+        ref = run_cli(ref_root, exp_ref)
+        assert ref.wait(600) == 0, ref.stderr.read()[-3000:]
+        full = time.time() - t0
+        rng = random.Random(0)
+        kills = []
+        for _ in range(5):
+            p = run_cli(run_root, exp_run)
+            moment = rng.uniform(3.0, 9.0)   # past start-up (imports), somewhere in the stages
+            try:
+                p.wait(moment)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                kills.append(round(moment, 1))
+            stages = (RunDir("r", root=run_root).load_manifest().get("stages") or {})
+            assert_clean(run_root / "reports") if not stages else None
+        final = run_cli(run_root, exp_run)
+        assert final.wait(600) == 0, final.stderr.read()[-3000:]
+        print(f"\nuninterrupted run {full:.1f}s; killed at {kills}")
+        assert len(kills) >= 4, f"runs interrupted: {kills}"
+        assert results(run_root) == results(ref_root)
+        assert_clean(run_root / "reports")
+        assert_clean(run_root / "checkpoints")
+        # a finished experiment: no model work, says so
+        again = run_cli(run_root, exp_run)
+        out, _ = again.communicate(timeout=120)
+        assert again.returncode == 0 and "nothing to do" in out
+
+        # invalidation: one variant's beta changes -> only its stages rerun
+        rd = RunDir("r", root=run_root)
+        cwd = os.getcwd()
+        try:
+            os.chdir(run_root)
+            exp = load_experiment(exp_run, ["variants.dpop.beta=0.5"])
+            runner = run_experiment(exp, rd)
+        finally:
+            os.chdir(cwd)
+    assert set(runner.ran) == {"train:dpop", "leaderboard:dpop", "mtbench:dpop", "contamination:dpop", "report"}
+    assert rd.load_manifest()["stages"]["train:dpop"]["hash"] == runner.hashes["train:dpop"]
+    assert read_json(rd.train_metadata("dpop"))["hyperparameters"]["beta"] == 0.5
