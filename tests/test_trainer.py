@@ -123,3 +123,23 @@ def test_train_cli_unknown_variant_is_one_line(tmp_path, tiny_model_dir, capsys)
     code = main(["train", str(tmp_path / "exp.yaml"), "--only", "nope"])
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == "evalkit: error: no variant named 'nope' (have: dpo, dpop)"
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_on_cpu(tmp_path, tiny_model_dir):
+    """DDP through `accelerate launch` (gloo on CPU): two processes train one checkpoint."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    experiment(tmp_path, tiny_model_dir, steps=4, extra=", logging_steps: 2, batch_size: 4")
+    exe = Path(sys.executable).parent / "accelerate"
+    res = subprocess.run([str(exe), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "evalkit.cli", "train",
+                          str(tmp_path / "exp.yaml"), "--only", "dpop"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rd = RunDir("t", root=tmp_path)
+    meta = read_json(rd.train_metadata("dpop"))
+    assert meta["steps"] == 4
+    rows = read_jsonl(rd.train_metrics("dpop"))
+    assert [r["step"] for r in rows] == [2, 4]        # written once, by the main process
