@@ -82,6 +82,19 @@ class StepwiseSpec(Strict):
     order: Literal["as_given", "easy_to_hard"] = "as_given"
 
 
+class OnPolicySpec(Strict):
+    """On-policy pairs from the current policy, scored by a verifier (evalkit.train.onpolicy)."""
+    rounds: int = Field(2, ge=1)
+    samples: int = Field(4, ge=2, description="completions sampled per prompt (K)")
+    prompts: Optional[int] = Field(None, ge=1, description="prompts per round (default: all)")
+    reward: Literal["exact_match", "choice"] = "exact_match"
+    min_gap: float = Field(0.5, ge=0)
+    mixing_ratio: float = Field(0.0, ge=0, lt=1, description="share of offline pairs in each round's data")
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(128, ge=1)
+    steps_per_round: int = Field(10, ge=1)
+
+
 class Variant(Strict):
     """One trained checkpoint: a loss with its hyperparameters, on a dataset."""
     name: str = Field(pattern=NAME_RE)
@@ -110,6 +123,7 @@ class Variant(Strict):
                             "auto: when the model's attention is eager or sdpa")
     lora: Optional[LoraSpec] = None
     stepwise: Optional[StepwiseSpec] = None
+    onpolicy: Optional[OnPolicySpec] = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     seed: Optional[int] = None
     logging_steps: int = Field(5, ge=1)

@@ -128,7 +128,11 @@ def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | 
         stage = f"train:{v.name}"
         rd.set_stage(stage, "running")
         t0 = time.time()
-        if v.stepwise is not None:
+        if v.onpolicy is not None:
+            from .train.onpolicy import train_onpolicy
+            res = train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                                 data_info={"dataset": v.data, "source": source})
+        elif v.stepwise is not None:
             from .train.stepwise import train_stepwise
             res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                                  data_info={"dataset": v.data, "source": source})

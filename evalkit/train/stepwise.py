@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Variant
-from ..rundir import atomic_write_json, read_json
+import json
+
+from ..rundir import atomic_write_json, atomic_write_text, read_json
 from .data import PreferenceData
 from .reference import ReferenceCache, model_fingerprint
 from .trainer import TrainResult, train_variant, variant_config_hash
@@ -71,8 +73,13 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                           "edit_distance": data.edit_distance_summary()},
                  "logps_summary": _overall_summary(steps),
                  "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint())})
-    train_metrics = [line for s in steps for line in (Path(s["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines()]
-    (tmp / "train_metrics.jsonl").write_text("\n".join(train_metrics) + "\n")
+    # one curve across the steps: step numbers continue from one sDPO step to the next
+    lines, offset = [], 0
+    for st in steps:
+        rows = [json.loads(x) for x in (Path(st["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines() if x]
+        lines += [json.dumps({**r, "step": r["step"] + offset, "sdpo_step": st["index"]}) for r in rows]
+        offset += st["steps"] or 0
+    atomic_write_text(tmp / "train_metrics.jsonl", "\n".join(lines) + "\n")
     atomic_write_json(tmp / "evalkit.json", meta)
     if out_dir.exists():
         shutil.rmtree(out_dir)

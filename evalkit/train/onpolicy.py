@@ -1,0 +1,155 @@
+"""On-policy preference pairs with verifiable rewards (after Tajwar et al., arXiv 2404.14367).
+
+Each round: sample K completions per prompt from the CURRENT policy, score them with a
+reward (an exact-match verifier for "#### n" answers, or a choice verifier for multiple
+choice), pair the best against the worst, drop pairs whose reward gap is below min_gap,
+optionally mix in offline pairs, and train a few steps with the base as the reference. The
+round's checkpoint becomes the next round's policy. Rewards are logged per round.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..config import Variant
+from ..errors import UserError
+from ..rundir import atomic_write_json, read_json
+from .data import Row, tokenize_rows
+from .reference import ReferenceCache
+from .trainer import TrainResult, train_variant, variant_config_hash
+
+log = logging.getLogger("evalkit")
+
+_ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
+
+
+def numeric_answer(text: str) -> float | None:
+    """The number after '####' (commas allowed), or None for a malformed completion."""
+    m = _ANSWER.search(text or "")
+    if not m:
+        return None
+    try:
+        return float(m.group(1).replace(",", ""))
+    except ValueError:
+        return None
+
+
+def exact_match_reward(completion: str, reference: str) -> float:
+    """1 when the completion's '#### n' equals the reference's, else 0 (malformed: 0)."""
+    want, got = numeric_answer(reference), numeric_answer(completion)
+    return 1.0 if want is not None and got is not None and abs(want - got) < 1e-9 else 0.0
+
+
+def choice_reward(completion: str, reference: str) -> float:
+    """1 when the completion names the correct choice text first among its words."""
+    norm = lambda s: re.sub(r"\s+", " ", s.strip().lower())  # noqa: E731
+    c, r = norm(completion), norm(reference)
+    return 1.0 if r and (c == r or c.startswith(r) or f" {r}" in f" {c[:len(r) + 40]}") else 0.0
+
+
+REWARDS = {"exact_match": exact_match_reward, "choice": choice_reward}
+
+
+def build_pairs(prompts: list[str], references: list[str], samples: list[list[str]], reward: str,
+                min_gap: float) -> tuple[list[dict], list[float], int]:
+    """Best vs worst completion per prompt; returns (pairs, all rewards, dropped)."""
+    fn = REWARDS[reward]
+    pairs, all_rewards, dropped = [], [], 0
+    for prompt, ref, outs in zip(prompts, references, samples):
+        scored = [(fn(o, ref), o) for o in outs]
+        all_rewards += [s for s, _ in scored]
+        best = max(scored, key=lambda x: x[0])
+        worst = min(scored, key=lambda x: x[0])
+        gap = best[0] - worst[0]
+        if gap <= 0 or gap < min_gap or best[1].strip() == worst[1].strip() or not worst[1].strip():
+            dropped += 1
+            continue
+        pairs.append({"prompt": prompt, "chosen": best[1], "rejected": worst[1],
+                      "reward_chosen": best[0], "reward_rejected": worst[0]})
+    return pairs, all_rewards, dropped
+
+
+def sample_completions(model_path: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float,
+                       seed: int, batch_prompts: int = 8) -> list[list[str]]:
+    import torch
+
+    from ..models import load_model
+    model, tok = load_model(model_path)
+    tok.padding_side = "left"
+    device = next(model.parameters()).device
+    out: list[list[str]] = []
+    torch.manual_seed(seed)
+    for s in range(0, len(prompts), batch_prompts):
+        chunk = prompts[s:s + batch_prompts]
+        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 if getattr(tok, "chat_template", None) else p for p in chunk]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                 num_return_sequences=k, max_new_tokens=max_new_tokens,
+                                 pad_token_id=tok.pad_token_id)
+        new = gen[:, enc["input_ids"].shape[1]:]
+        decoded = tok.batch_decode(new, skip_special_tokens=True)
+        out += [decoded[i * k:(i + 1) * k] for i in range(len(chunk))]
+    return out
+
+
+def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: str | Path, cache: ReferenceCache,
+                   *, seed: int = 0, tokenizer=None, progress: bool = True, data_info: dict | None = None) -> TrainResult:
+    spec = variant.onpolicy
+    out_dir = Path(out_dir)
+    rng = random.Random(seed)
+    offline = [r.data for r in rows]
+    items = [(r["prompt"], r["chosen"]) for r in offline if isinstance(r.get("prompt"), str)
+             and isinstance(r.get("chosen"), str)]
+    if not items:
+        raise UserError(f"variant {variant.name}: on-policy training needs rows with string prompt and chosen "
+                        f"(the reference answer the verifier checks)")
+    per_round = variant.model_copy(update={"onpolicy": None, "max_steps": spec.steps_per_round})
+    policy, rounds, result = base_model, [], None
+    for r in range(1, spec.rounds + 1):
+        batch = rng.sample(items, min(spec.prompts or len(items), len(items)))
+        prompts, refs = [p for p, _ in batch], [c for _, c in batch]
+        samples = sample_completions(policy, prompts, spec.samples, spec.max_new_tokens, spec.temperature,
+                                     seed + r)
+        pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap)
+        # offline pairs make up mixing_ratio of the round's data (counted against the prompts
+        # sampled when the policy found few pairs, so a weak start still trains)
+        n_mix = round(spec.mixing_ratio * max(len(pairs), len(prompts)) / (1 - spec.mixing_ratio)) \
+            if spec.mixing_ratio else 0
+        mixed = rng.sample(offline, min(n_mix, len(offline)))
+        info = {"round": r, "policy": policy, "mean_reward": sum(rewards) / len(rewards), "n_prompts": len(prompts),
+                "n_pairs": len(pairs), "dropped": dropped, "offline_mixed": len(mixed)}
+        log.info("on-policy round %d: mean reward %.3f, %d pairs (%d dropped below the gap), %d offline mixed",
+                 r, info["mean_reward"], len(pairs), dropped, len(mixed))
+        rounds.append(info)
+        if not pairs and not mixed:
+            log.warning("on-policy round %d produced no pairs; keeping the current policy", r)
+            continue
+        data = tokenize_rows(tokenizer, [Row({k: p[k] for k in ("prompt", "chosen", "rejected")}, f"round{r}#{i}")
+                                         for i, p in enumerate(pairs + mixed)],
+                             variant.max_length, variant.max_prompt_length, skip_invalid=True,
+                             source=f"on-policy round {r}")
+        round_dir = out_dir.with_name(f"{out_dir.name}.round{r}")
+        result = train_variant(per_round, policy, data, round_dir, cache, seed=seed + r, tokenizer=tokenizer,
+                               progress=progress, reference_model=base_model, data_info=data_info)
+        atomic_write_json(round_dir / "onpolicy_pairs.json", {"round": r, "pairs": pairs})
+        policy = str(round_dir)
+    if result is None:
+        raise UserError(f"variant {variant.name}: no on-policy round produced pairs (lower min_gap, raise samples)")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(policy, tmp)
+    meta: dict[str, Any] = read_json(tmp / "evalkit.json")
+    meta.update({"base_model": base_model, "reference_model": base_model, "onpolicy": spec.model_dump(),
+                 "rounds": rounds, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
+                 "config_hash": variant_config_hash(variant, "onpolicy:" + base_model, str(len(rows)))})
+    atomic_write_json(tmp / "evalkit.json", meta)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return TrainResult(out_dir, meta, result.metrics)

@@ -1,0 +1,63 @@
+import textwrap
+
+import pytest
+
+from evalkit.config import load_experiment
+from evalkit.pipeline import train_variants
+from evalkit.rundir import RunDir, read_json
+from evalkit.train.onpolicy import build_pairs, choice_reward, exact_match_reward, numeric_answer
+
+
+def test_verifier_parsing_including_malformed():
+    assert numeric_answer("so 3 + 4 = 7\n#### 7") == 7
+    assert numeric_answer("#### 1,234") == 1234
+    assert numeric_answer("#### -5") == -5
+    assert numeric_answer("#### 2.5") == 2.5
+    assert numeric_answer("the answer is 7") is None            # no marker
+    assert numeric_answer("#### seven") is None                 # not a number
+    assert numeric_answer("") is None and numeric_answer(None) is None
+    ref = "Tom has 3 * 4 = 12 apples.\n#### 12"
+    assert exact_match_reward("... #### 12", ref) == 1.0
+    assert exact_match_reward("... #### 13", ref) == 0.0
+    assert exact_match_reward("12 apples", ref) == 0.0          # malformed: no reward
+    assert choice_reward("dog", "dog") == 1.0 and choice_reward("The dog.", "dog") == 1.0
+    assert choice_reward("cat", "dog") == 0.0
+
+
+def test_pairs_respect_the_gap():
+    ref = "#### 5"
+    samples = [["#### 5", "#### 4", "#### 5"], ["#### 1", "#### 2"], ["#### 5", "#### 5"]]
+    pairs, rewards, dropped = build_pairs(["p1", "p2", "p3"], [ref, ref, ref], samples, "exact_match", 0.5)
+    assert len(pairs) == 1 and dropped == 2 and len(rewards) == 7
+    for p in pairs:
+        assert p["reward_chosen"] > p["reward_rejected"] + 0.5 - 1e-9
+
+
+@pytest.mark.slow
+def test_onpolicy_rounds_train_and_log_rewards(tmp_path, tiny_model_dir):
+    p = tmp_path / "exp.yaml"
+    p.write_text(textwrap.dedent(f"""\
+        name: o
+        base_model: {tiny_model_dir}
+        datasets:
+          math: {{generate: metamath_synthetic, n: 24, seed: 1}}
+        variants:
+          - {{name: onpolicy, data: math, loss: dpop, beta: 0.3, learning_rate: 3.0e-4, batch_size: 4,
+              max_length: 200, max_prompt_length: 96,
+              onpolicy: {{rounds: 2, samples: 6, prompts: 12, min_gap: 0.5, max_new_tokens: 60,
+                          steps_per_round: 4, temperature: 1.0, mixing_ratio: 0.25}}}}
+        """))
+    exp = load_experiment(p)
+    rd = RunDir("o", reports=tmp_path / "r", checkpoints=tmp_path / "c")
+    train_variants(exp, rd=rd, progress=False)
+    meta = read_json(rd.train_metadata("onpolicy"))
+    rounds = meta["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(0 <= r["mean_reward"] <= 1 for r in rounds)
+    print("\non-policy rounds:", [(r["mean_reward"], r["n_pairs"], r["dropped"]) for r in rounds])
+    for r in range(1, 3):
+        f = tmp_path / "c" / f"onpolicy.round{r}" / "onpolicy_pairs.json"
+        if f.exists():
+            for pair in read_json(f)["pairs"]:
+                assert pair["reward_chosen"] > pair["reward_rejected"] + 0.5 - 1e-9
+    assert rounds[1]["policy"].endswith("onpolicy.round1") or rounds[0]["n_pairs"] == 0
