@@ -90,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logprobs", action="store_true", help="also ask the judge for logprobs (weighted scores)")
     p.add_argument("--out", help="result directory (default reports/mtbench/<model>)")
 
+    p = sub.add_parser("pairs", help="build Smaug-style preference pairs into a JSONL file")
+    p.add_argument("kind", choices=["arc", "metamath"], help="arc: correct vs each wrong choice; "
+                   "metamath: a worked solution vs one with an intermediate number changed")
+    p.add_argument("--path", help="arc: a local JSONL/JSON/Parquet of multiple-choice rows")
+    p.add_argument("--hub", help="arc: a hub dataset (e.g. allenai/ai2_arc)")
+    p.add_argument("--subset", help="arc: the hub config (e.g. ARC-Challenge)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--n", type=int, default=200, help="metamath: pairs to generate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", help="a tokenizer for the token edit-distance summary (default: words)")
+    p.add_argument("--ngram-benchmark", action="append", default=[], metavar="NAME",
+                   help="check the pairs' n-gram overlap with a benchmark (repeatable)")
+    p.add_argument("--data-dir", help="local benchmark data for --ngram-benchmark")
+    p.add_argument("--out", required=True, help="the JSONL to write")
+
     p = sub.add_parser("report", help="render one self-contained HTML page from result directories")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/<experiment> directories")
     p.add_argument("--out", required=True, help="the HTML file to write")
@@ -127,6 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         return _contamination(args)
     if args.verb == "mtbench":
         return _mtbench(args)
+    if args.verb == "pairs":
+        return _pairs(args)
     if args.verb == "report":
         from .report.render import render
         print(f"report: {render(args.dirs, args.out)}")
@@ -211,6 +228,41 @@ def _mtbench(args: argparse.Namespace) -> int:
         summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline)
     print(json.dumps({k: v for k, v in summary.items() if k != "error_examples"}, indent=1))
     print(f"results: {out}")
+    return 0
+
+
+def _pairs(args: argparse.Namespace) -> int:
+    import json
+    import statistics
+
+    from .rundir import atomic_write_text
+    from .train import builders
+    from .train.data import edit_distance, read_rows
+    if args.kind == "arc":
+        if bool(args.path) == bool(args.hub):
+            raise UserError("pairs arc: give --path or --hub")
+        source = read_rows(args.path) if args.path else read_rows(hub=args.hub, subset=args.subset, split=args.split)
+        rows, skipped = builders.choice_pairs([r.data for r in source])
+    else:
+        rows, skipped = builders.metamath_synthetic_pairs(args.n, args.seed), 0
+    atomic_write_text(args.out, "".join(json.dumps(r) + "\n" for r in rows))
+    if args.tokenizer:
+        from .models import load_tokenizer
+        tok = load_tokenizer(args.tokenizer)
+        enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    else:
+        enc = str.split
+    d = sorted(edit_distance(enc(r["chosen"]), enc(r["rejected"])) for r in rows) or [0]
+    print(f"{len(rows)} pairs -> {args.out} ({skipped} skipped); edit distance "
+          f"({'tokens' if args.tokenizer else 'words'}) median {statistics.median(d)}, min {d[0]}, max {d[-1]}")
+    if args.ngram_benchmark:
+        from .eval.benchmark_texts import load_examples
+        from .eval.ngram import overlap
+        texts = ["\n".join((r["prompt"], r["chosen"], r["rejected"])) for r in rows]
+        for b in args.ngram_benchmark:
+            _, ex = load_examples(b, args.data_dir)
+            o = overlap(texts, [(e.id, e.text) for e in ex])
+            print(f"  13-gram overlap with {b}: {o['n_dirty']} of {o['n_items']} items {o['dirty_ids'][:10]}")
     return 0
 
 
