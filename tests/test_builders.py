@@ -44,3 +44,18 @@ def test_metamath_synthetic_pairs_are_distinct_and_seeded():
     a = metamath_synthetic_pairs(20, seed=3)
     assert a == metamath_synthetic_pairs(20, seed=3) and len({r["prompt"] for r in a}) == 20
     assert all(r["chosen"] != r["rejected"] for r in a)
+
+
+def test_pairs_cli_writes_jsonl(tmp_path, capsys):
+    import json
+
+    from evalkit.cli import main
+    out = tmp_path / "p.jsonl"
+    assert main(["pairs", "metamath", "--n", "5", "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 5 and "5 pairs" in capsys.readouterr().out
+    src = tmp_path / "arc.jsonl"
+    src.write_text(json.dumps({"question": "Q?", "choices": {"text": ["a", "b", "c", "d"], "label": list("ABCD")},
+                               "answerKey": "B"}) + "\n")
+    assert main(["pairs", "arc", "--path", str(src), "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3
