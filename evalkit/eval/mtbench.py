@@ -94,17 +94,23 @@ def load_data(questions: str | None = None, data_dir: str | None = None, referen
 
 # ---------------------------------------------------------------- building judge requests
 
-def _single_request(data: Data, judge_model: str, q: dict, ans: dict, turn: int) -> J.JudgeRequest:
+def _prompt_for(data: Data, q: dict, turn: int, math_name: str, general_name: str) -> tuple[str, dict, dict]:
+    """FastChat's judge prompt for a question and turn, and the reference answers it needs
+    (math, reasoning and coding are judged against them)."""
     math_like = q.get("category") in NEED_REF_CATS
-    name = ("single-math-v1" if math_like else "single-v1") + ("-multi-turn" if turn == 2 else "")
-    prompt = data.prompts[name]
-    a = ans["choices"][0]["turns"]
+    name = (math_name if math_like else general_name) + ("-multi-turn" if turn == 2 else "")
     kw: dict[str, Any] = {}
     if math_like:
         ref = data.references[q["question_id"]]["choices"][0]["turns"]
         kw["ref_answer_1"] = ref[0]
         if turn == 2:
             kw["ref_answer_2"] = ref[1]
+    return name, data.prompts[name], kw
+
+
+def _single_request(data: Data, judge_model: str, q: dict, ans: dict, turn: int) -> J.JudgeRequest:
+    name, prompt, kw = _prompt_for(data, q, turn, "single-math-v1", "single-v1")
+    a = ans["choices"][0]["turns"]
     if turn == 2:
         user = prompt["prompt_template"].format(question_1=q["turns"][0], question_2=q["turns"][1],
                                                 answer_1=a[0], answer_2=a[1], **kw)
@@ -119,15 +125,7 @@ def _single_request(data: Data, judge_model: str, q: dict, ans: dict, turn: int)
 
 
 def _pair_requests(data: Data, judge_model: str, q: dict, a1: dict, a2: dict, turn: int) -> list[J.JudgeRequest]:
-    math_like = q.get("category") in NEED_REF_CATS
-    name = ("pair-math-v1" if math_like else "pair-v2") + ("-multi-turn" if turn == 2 else "")
-    prompt = data.prompts[name]
-    kw: dict[str, Any] = {}
-    if math_like:
-        ref = data.references[q["question_id"]]["choices"][0]["turns"]
-        kw["ref_answer_1"] = ref[0]
-        if turn == 2:
-            kw["ref_answer_2"] = ref[1]
+    name, prompt, kw = _prompt_for(data, q, turn, "pair-math-v1", "pair-v2")
     out = []
     for game, (x, y) in (("g1", (a1, a2)), ("g2", (a2, a1))):  # g2 swaps the positions
         xa, ya = x["choices"][0]["turns"], y["choices"][0]["turns"]
