@@ -140,8 +140,10 @@ def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | 
             res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                                 data_info={"dataset": v.data, "source": source})
         s = res.metadata.get("logps_summary", {})
+        steps = res.metadata.get("steps", 0)
+        steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
         log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
-                 v.name, res.metadata.get("steps", 0), time.time() - t0, s.get("chosen_start", float("nan")),
+                 v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
                  s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
                  s.get("rejected_end", float("nan")))
         rd.set_stage(stage, "done", path=str(ckpt), seconds=round(time.time() - t0, 2),
