@@ -84,6 +84,7 @@ def score_histograms(per_model: dict[str, list[float]], xlabel: str) -> str | No
 
 
 def category_bars(per_model: dict[str, dict[str, float]]) -> str | None:
+    per_model = {k: v for k, v in per_model.items() if v}
     if not per_model:
         return None
     cats = sorted({c for d in per_model.values() for c in d})

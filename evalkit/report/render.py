@@ -172,9 +172,14 @@ def training_section(exp: Experiment) -> dict | None:
     for v, t in exp.training.items():
         m = t["meta"]
         s = m.get("logps_summary") or {}
+        steps = m.get("steps")
+        if isinstance(steps, list):  # sDPO: one entry per step
+            steps = f"{sum(x.get('steps') or 0 for x in steps)} (sDPO, {len(steps)} steps)"
+        elif m.get("rounds"):
+            steps = f"{steps} (on-policy, {len(m['rounds'])} rounds)"
         rows.append({"variant": exp.label(v), "loss": m.get("loss"), "beta": m.get("hyperparameters", {}).get("beta"),
                      "lambda": m.get("hyperparameters", {}).get("lambda") if m.get("loss") == "dpop" else None,
-                     "steps": m.get("steps"), "chosen_start": s.get("chosen_start"), "chosen_end": s.get("chosen_end"),
+                     "steps": steps, "chosen_start": s.get("chosen_start"), "chosen_end": s.get("chosen_end"),
                      "rejected_start": s.get("rejected_start"), "rejected_end": s.get("rejected_end"),
                      "edit": (m.get("data") or {}).get("edit_distance") or {}, "n_pairs": (m.get("data") or {}).get("n_pairs"),
                      "warnings": m.get("warnings") or []})
