@@ -282,9 +282,8 @@ def _line_map(text: str) -> dict[tuple, int]:
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = k.value
-                out[path + (key,)] = k.start_mark.line + 1
                 walk(v, path + (key,))
-                out[path + (key,)] = k.start_mark.line + 1
+                out[path + (key,)] = k.start_mark.line + 1   # the key's own line, not its value's
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 walk(v, path + (i,))
