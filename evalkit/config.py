@@ -87,12 +87,19 @@ class OnPolicySpec(Strict):
     rounds: int = Field(2, ge=1)
     samples: int = Field(4, ge=2, description="completions sampled per prompt (K)")
     prompts: Optional[int] = Field(None, ge=1, description="prompts per round (default: all)")
-    reward: Literal["exact_match", "choice"] = "exact_match"
+    reward: Literal["exact_match", "choice", "judge"] = "exact_match"
+    judge: Optional["JudgeSection"] = Field(None, description="reward: judge — the LLM judge rating each completion")
     min_gap: float = Field(0.5, ge=0)
     mixing_ratio: float = Field(0.0, ge=0, lt=1, description="share of offline pairs in each round's data")
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(128, ge=1)
     steps_per_round: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _judge_when_needed(self):
+        if self.reward == "judge" and self.judge is None:
+            raise ValueError("reward: judge needs a judge: {model, base_url} (or serve)")
+        return self
 
 
 class Variant(Strict):
@@ -451,3 +458,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
 
 def dump_resolved(exp: Experiment) -> str:
     return yaml.safe_dump(exp.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+OnPolicySpec.model_rebuild()
+Variant.model_rebuild()
+Experiment.model_rebuild()

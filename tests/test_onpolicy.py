@@ -61,3 +61,22 @@ def test_onpolicy_rounds_train_and_log_rewards(tmp_path, tiny_model_dir):
             for pair in read_json(f)["pairs"]:
                 assert pair["reward_chosen"] > pair["reward_rejected"] + 0.5 - 1e-9
     assert rounds[1]["policy"].endswith("onpolicy.round1") or rounds[0]["n_pairs"] == 0
+
+
+def test_judge_reward_through_the_scripted_server(tmp_path):
+    """reward: judge rates each completion with the LLM judge over HTTP (rating / 10)."""
+    from evalkit.config import JudgeSection
+    from evalkit.devserver import Script, ServerThread, rating_for
+    from evalkit.train.onpolicy import judge_rewards
+    prompts = ["What is 2 plus 2?", "Name an animal."]
+    samples = [["4", "5", "four"], ["dog", "rock", "cat"]]
+    with ServerThread(Script()) as srv:
+        rewards = judge_rewards(JudgeSection(model="scripted", base_url=srv.base_url, timeout=5), prompts, samples)
+        assert srv.script.ok_calls == 6
+        prompts_seen = list(srv.script.prompts)
+    assert all(0.1 <= r <= 1.0 for row in rewards for r in row)
+    # the scripted judge's rating is a function of the prompt it received: check one by hand
+    assert sorted(r for row in rewards for r in row) == sorted(rating_for(p) / 10 for p in prompts_seen)
+    pairs, _, _ = build_pairs(prompts, ["", ""], samples, "judge", 0.1, rewards)
+    for p in pairs:
+        assert p["reward_chosen"] >= p["reward_rejected"] + 0.1 - 1e-9

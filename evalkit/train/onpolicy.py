@@ -54,13 +54,50 @@ def choice_reward(completion: str, reference: str) -> float:
 REWARDS = {"exact_match": exact_match_reward, "choice": choice_reward}
 
 
+def judge_rewards(judge, prompts: list[str], samples: list[list[str]]) -> list[list[float]]:
+    """Rate every completion with the LLM judge (FastChat's single-v1 prompt): rating / 10,
+    0 for a failed parse or a failed call."""
+    import asyncio
+
+    from ..eval import judge as J
+    from ..eval.mtbench import load_data
+    from ..eval.serve import transformers_serve
+    import contextlib
+    template = load_data("sample").prompts["single-v1"]
+    serving = transformers_serve(judge.serve) if judge.serve else contextlib.nullcontext(judge.base_url)
+    with serving as url:
+        opt = J.ClientOptions(model=judge.serve or judge.model, base_url=url, api_key_env=judge.api_key_env,
+                              concurrency=judge.concurrency, timeout=judge.timeout, max_retries=judge.max_retries)
+
+        async def go():
+            client = J.ChatClient(opt)
+            try:
+                async def rate(p, o):
+                    msgs = [{"role": "system", "content": template["system_prompt"]},
+                            {"role": "user", "content": template["prompt_template"].format(question=p, answer=o)}]
+                    try:
+                        r = J.parse_rating((await client.chat(msgs, temperature=0.0, max_tokens=judge.max_tokens)).text)
+                    except J.CallFailed:
+                        return 0.0
+                    return r / 10 if r != -1 else 0.0
+                return await asyncio.gather(*(asyncio.gather(*(rate(p, o) for o in outs))
+                                              for p, outs in zip(prompts, samples)))
+            finally:
+                await client.close()
+
+        return [list(x) for x in asyncio.run(go())]
+
+
 def build_pairs(prompts: list[str], references: list[str], samples: list[list[str]], reward: str,
-                min_gap: float) -> tuple[list[dict], list[float], int]:
-    """Best vs worst completion per prompt; returns (pairs, all rewards, dropped)."""
-    fn = REWARDS[reward]
+                min_gap: float, rewards: list[list[float]] | None = None) -> tuple[list[dict], list[float], int]:
+    """Best vs worst completion per prompt; returns (pairs, all rewards, dropped). `rewards`
+    gives precomputed scores (the judge's) instead of a verifier."""
     pairs, all_rewards, dropped = [], [], 0
-    for prompt, ref, outs in zip(prompts, references, samples):
-        scored = [(fn(o, ref), o) for o in outs]
+    for i, (prompt, ref, outs) in enumerate(zip(prompts, references, samples)):
+        if rewards is not None:
+            scored = list(zip(rewards[i], outs))
+        else:
+            scored = [(REWARDS[reward](o, ref), o) for o in outs]
         all_rewards += [s for s, _ in scored]
         best = max(scored, key=lambda x: x[0])
         worst = min(scored, key=lambda x: x[0])
@@ -116,7 +153,8 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         prompts, refs = [p for p, _ in batch], [c for _, c in batch]
         samples = sample_completions(policy, prompts, spec.samples, spec.max_new_tokens, spec.temperature,
                                      seed + r)
-        pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap)
+        judged = judge_rewards(spec.judge, prompts, samples) if spec.reward == "judge" else None
+        pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, judged)
         # offline pairs make up mixing_ratio of the round's data (counted against the prompts
         # sampled when the policy found few pairs, so a weak start still trains)
         n_mix = round(spec.mixing_ratio * max(len(pairs), len(prompts)) / (1 - spec.mixing_ratio)) \
