@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .rundir import atomic_write_json
+from .rundir import atomic_write_json, content_hash
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -115,7 +115,7 @@ def _first_line(e: BaseException) -> str:
 # ---------------------------------------------------------------- fingerprints
 
 def spec_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return content_hash(spec)
 
 
 def directory_fingerprint(path: str | Path, patterns=("*.safetensors", "*.bin", "tokenizer*",

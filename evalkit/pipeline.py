@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from .config import Experiment, TinyBase, load_experiment
-from .rundir import RunDir, read_json
+from .rundir import RunDir, content_hash, read_json
 
 log = logging.getLogger("evalkit")
 
@@ -154,11 +154,19 @@ def train_variants(exp: Experiment, only: list[str] | None = None, rd: RunDir | 
 
 # ---------------------------------------------------------------- leaderboard
 
+def _sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | None:
+    if value != "sample":
+        return value
+    from .eval.sample_data import write_open_llm_v1
+    data_dir = rd.sample_data("leaderboard")
+    if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
+        write_open_llm_v1(data_dir, seed=exp.seed)
+    return str(data_dir)
+
+
+
 def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> dict[str, dict]:
     """Score every model on the configured suite; a finished, matching result is kept."""
-    import hashlib
-    import json
-
     from .eval import leaderboard
     from .eval.suites import load_suite
     from .train.reference import model_fingerprint
@@ -167,12 +175,7 @@ def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> di
     if sec is None or not sec.enabled:
         return {}
     suite = load_suite(sec.suite)
-    data_dir = sec.data_dir
-    if data_dir == "sample":
-        from .eval.sample_data import write_open_llm_v1
-        data_dir = str(rd.sample_data("leaderboard"))
-        if not (Path(data_dir) / "openai/gsm8k/main/test.jsonl").exists():
-            write_open_llm_v1(data_dir, seed=exp.seed)
+    data_dir = _sample_data_dir(exp, rd, sec.data_dir)
     opt = leaderboard.LeaderboardOptions(
         backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, limit=sec.limit, data_dir=data_dir,
         apply_chat_template=sec.apply_chat_template, fewshot_as_multiturn=sec.fewshot_as_multiturn,
@@ -180,9 +183,8 @@ def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> di
         tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
     out = {}
     for label, path in models.items():
-        want = hashlib.sha256(json.dumps({"model": model_fingerprint(path), "suite": suite.model_dump(),
-                                          "section": sec.model_dump(mode="json")}, sort_keys=True).encode()
-                              ).hexdigest()[:16]
+        want = content_hash({"model": model_fingerprint(path), "suite": suite.model_dump(),
+                             "section": sec.model_dump(mode="json")})
         target = rd.leaderboard(label)
         if target.exists():
             rec = read_json(target)
@@ -202,21 +204,8 @@ def score_leaderboard(exp: Experiment, rd: RunDir, models: dict[str, str]) -> di
 
 # ---------------------------------------------------------------- contamination
 
-def _sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | None:
-    if value != "sample":
-        return value
-    from .eval.sample_data import write_open_llm_v1
-    data_dir = rd.sample_data("leaderboard")
-    if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
-        write_open_llm_v1(data_dir, seed=exp.seed)
-    return str(data_dir)
-
-
 def check_contamination(exp: Experiment, rd: RunDir, base: str, targets: dict[str, str]) -> dict[str, dict]:
     """Each target against the reference (default: the base), with a control beside it."""
-    import hashlib
-    import json
-
     from .eval import contamination as C
     from .eval import contamination_run
     from .train.reference import model_fingerprint
@@ -231,9 +220,8 @@ def check_contamination(exp: Experiment, rd: RunDir, base: str, targets: dict[st
     loaded: dict = {}
     out = {}
     for label, path in targets.items():
-        want = hashlib.sha256(json.dumps({"target": model_fingerprint(path), "reference": model_fingerprint(reference),
-                                          "section": sec.model_dump(mode="json")}, sort_keys=True).encode()
-                              ).hexdigest()[:16]
+        want = content_hash({"target": model_fingerprint(path), "reference": model_fingerprint(reference),
+                             "section": sec.model_dump(mode="json")})
         target_file = rd.contamination(label)
         if target_file.exists() and read_json(target_file).get("input_hash") == want:
             log.info("contamination %s: up to date, skipped", label)

@@ -12,6 +12,7 @@ JSONL appends are fsync'd line by line; readers skip a torn (unterminated) last 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -26,6 +27,11 @@ from typing import Any, Iterator
 SCHEMA_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    """A stable short hash of JSON-able data (sorted keys): the key of caches and stage records."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 # ---------------------------------------------------------------- atomic primitives

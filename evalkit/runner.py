@@ -10,8 +10,6 @@ append-only with fsync, so a run killed at any moment resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import shutil
 import time
@@ -22,7 +20,7 @@ from typing import Any, Callable
 from . import __version__, pipeline
 from .config import Experiment, TinyBase
 from .errors import UserError
-from .rundir import RunDir
+from .rundir import RunDir, content_hash
 
 log = logging.getLogger("evalkit")
 
@@ -35,14 +33,9 @@ class Stage:
     run: Callable[[], Any]
     outputs: list[Path] = field(default_factory=list)   # removed before a rerun; must exist when done
     estimate: str = ""
-    always_check: bool = False                          # outputs may be missing while hash matches
 
     def done_on_disk(self) -> bool:
         return all(p.exists() for p in self.outputs)
-
-
-def _h(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Runner:
@@ -117,7 +110,7 @@ class Runner:
     def _hashes(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for s in self.stages:
-            out[s.name] = _h({"stage": s.name.split(":")[0], "slice": s.slice, "deps": [out[d] for d in s.deps],
+            out[s.name] = content_hash({"stage": s.name.split(":")[0], "slice": s.slice, "deps": [out[d] for d in s.deps],
                               "evalkit": __version__})
         return out
 

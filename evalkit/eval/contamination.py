@@ -86,7 +86,6 @@ def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, det
     zs: list[list[float]] = [[] for _ in ids]
     batches, start = [], 0
     while start < len(order):
-        width = len(ids[order[start]])
         end = start + 1
         while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
             end += 1
@@ -163,7 +162,6 @@ def generate_neighbours(model, tok, examples: list[Example], p: Params, progress
     per_call = max(1, p.generate_batch // p.n_neighbours)
     out: list[list[str]] = [[] for _ in examples]
     gen = torch.Generator(device="cpu").manual_seed(p.seed)
-    saved_padding = getattr(tok, "padding_side", "right")
     chunks = [order[s:s + per_call] for s in range(0, len(order), per_call)]
     for chunk in progress_bar(chunks, desc="neighbours", enabled=progress):
         width = max(len(prepared[i][0]) for i in chunk)
@@ -185,7 +183,6 @@ def generate_neighbours(model, tok, examples: list[Example], p: Params, progress
             ids, own_budget = prepared[i]
             rows = new[r * p.n_neighbours:(r + 1) * p.n_neighbours, :own_budget]
             out[i] = [tok.decode(ids + row.tolist(), skip_special_tokens=True) for row in rows]
-    tok.padding_side = saved_padding
     return out
 
 

@@ -70,10 +70,8 @@ def winogrande_rows(rng: random.Random, n: int) -> list[dict]:
     for _ in range(n):
         a, b = rng.sample(synth.NAMES, 2)
         item = rng.choice(synth.ITEMS)
-        answer = rng.choice(["1", "2"])
-        giver = a if answer == "1" else b
         rows.append({"sentence": f"{a} gave {b} some {item} because _ had too many {item}.",
-                     "option1": a, "option2": b, "answer": "1" if giver == a else "2"})
+                     "option1": a, "option2": b, "answer": rng.choice(["1", "2"])})
     return rows
 
 

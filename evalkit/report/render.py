@@ -73,9 +73,7 @@ def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: 
     delta = _pct(t[key] - base_t[key])
     metrics = t["metric"].split(",")[0].split("+")
     flt = t["metric"].split(",")[1] if "," in t["metric"] else "none"
-    subtasks = list((t.get("subtasks") or {entry: None}).keys()) if t.get("subtasks") else [entry]
-    if not t.get("subtasks"):
-        subtasks = [_single_task(exp, model, entry)]
+    subtasks = list(t["subtasks"]) if t.get("subtasks") else [_single_task(exp, model, entry)]
     groups = []
     for task in subtasks:
         a = _doc_values(exp, "base", task, metrics, flt)

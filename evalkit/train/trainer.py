@@ -9,7 +9,6 @@ and DDP / FSDP / DeepSpeed under `accelerate launch`); this file supplies the re
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -22,7 +21,7 @@ import torch
 from ..progress import bar as progress_bar
 
 from ..config import Variant
-from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, environment
+from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
 from .logps import batch_logps, reduce_logps
 from .losses import LOSSES, add_sft
@@ -41,10 +40,8 @@ class TrainResult:
 
 
 def variant_config_hash(variant: Variant, base_fingerprint: str, data_fingerprint: str) -> str:
-    import hashlib
-    blob = json.dumps({"variant": variant.model_dump(mode="json", by_alias=True),
-                       "base": base_fingerprint, "data": data_fingerprint}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_hash({"variant": variant.model_dump(mode="json", by_alias=True),
+                         "base": base_fingerprint, "data": data_fingerprint})
 
 
 def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_dir: str | Path,
