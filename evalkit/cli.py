@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="score a model on a leaderboard suite through lm-eval")
     p.add_argument("model", nargs="?", help="hub id or local Hugging Face directory")
-    p.add_argument("--suite", default="open_llm_v1", help="suite name (tasks/suites/) or a suite YAML file")
+    p.add_argument("--suite", default="open_llm_v1", help="suite name (packaged; see --show) or a suite YAML file")
     p.add_argument("--show", action="store_true", help="print the suite as a table and exit")
     p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"])
     p.add_argument("--limit", type=int, help="only the first N documents per task (results marked not comparable)")

@@ -228,7 +228,7 @@ class ReportSection(Strict):
     enabled: bool = True
     title: Optional[str] = None
     published: Optional[str] = Field(None, description="a reference table of published numbers, e.g. smaug "
-                                                      "(tasks/published/<name>.yaml), shown as not measured here")
+                                                      "(packaged published/<name>.yaml), shown as not measured here")
 
 
 # A hub id / local directory, or {tiny: {...}} for the offline tiny model. The discriminator

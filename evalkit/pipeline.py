@@ -5,13 +5,13 @@ import logging
 import time
 from pathlib import Path
 
+from .data import path as packaged
 from .config import Experiment, TinyBase, load_experiment
 from .rundir import RunDir, content_hash, read_json
 
 log = logging.getLogger("evalkit")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_EXPERIMENT = REPO_ROOT / "tasks" / "experiments" / "demo.yaml"
+DEMO_EXPERIMENT = packaged("experiments", "demo.yaml")
 
 
 def rundir_for(exp: Experiment, reports: str | Path | None = None) -> RunDir:
@@ -31,7 +31,7 @@ def resolve_base_model(exp: Experiment, rd: RunDir) -> str:
 
 
 def run_demo(out: str | Path = "reports/demo", force: list[str] | None = None) -> RunDir:
-    """`evalkit demo` is exactly `evalkit run tasks/experiments/demo.yaml` (reports under `out`)."""
+    """`evalkit demo` is exactly `evalkit run` on the packaged demo experiment (reports under `out`)."""
     from .runner import run_experiment
     exp = load_experiment(DEMO_EXPERIMENT)
     rd = rundir_for(exp, reports=out)

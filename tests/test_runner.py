@@ -17,7 +17,7 @@ from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.runner import run_experiment
 
 REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml")) + [REPO / "evalkit" / "data" / "experiments" / "demo.yaml"]
 MINI_SUITE = """name: mini
 entries:
   - {name: arc_challenge, shots: 0, metric: acc_norm, tasks: [{task: arc_challenge}]}

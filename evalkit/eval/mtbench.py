@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
 from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
@@ -29,7 +30,7 @@ from . import judge as J
 log = logging.getLogger("evalkit")
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
-SAMPLE_QUESTIONS = Path(__file__).resolve().parent.parent.parent / "tasks" / "mtbench" / "sample_questions.jsonl"
+SAMPLE_QUESTIONS = packaged("mtbench", "sample_questions.jsonl")
 
 
 def _package_data() -> Path | None:

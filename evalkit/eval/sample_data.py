@@ -11,9 +11,10 @@ import random
 from pathlib import Path
 
 from .. import synth
+from ..data import path as packaged
 from ..rundir import atomic_write_text
 
-MMLU_SUBJECTS_FILE = Path(__file__).resolve().parent.parent.parent / "tasks" / "suites" / "open_llm_v1.yaml"
+MMLU_SUBJECTS_FILE = packaged("suites", "open_llm_v1.yaml")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

@@ -1,4 +1,4 @@
-"""Leaderboard suites: data files in tasks/suites/, turned into lm-eval task YAML.
+"""Leaderboard suites: data files packaged in evalkit/data/suites/, turned into lm-eval task YAML.
 
 A suite is a list of entries; an entry is one leaderboard column (e.g. "mmlu") made of one or
 more lm-eval tasks, a shot count, a metric (and filter), how subtasks combine, and for
@@ -18,9 +18,10 @@ from typing import Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..data import path as packaged
 from ..errors import UserError
 
-SUITES_DIR = Path(__file__).resolve().parent.parent.parent / "tasks" / "suites"
+SUITES_DIR = packaged("suites")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 

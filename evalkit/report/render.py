@@ -12,13 +12,14 @@ from typing import Any
 import jinja2
 import yaml
 
+from ..data import path as packaged
 from ..rundir import atomic_write_text
 from . import plots
 from .data import Experiment, leaderboard_samples, load_experiment_dir
 from .stats import paired_bootstrap
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PUBLISHED = Path(__file__).resolve().parent.parent.parent / "tasks" / "published"
+PUBLISHED = packaged("published")
 MAX_QUESTIONS = 40          # browsable MT-Bench questions per experiment (keeps the page small)
 MAX_ANSWER_CHARS = 2000
 
