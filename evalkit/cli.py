@@ -124,13 +124,13 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_resolved(exp))
         return 0
     if args.verb == "demo":
-        from .pipeline import run_demo
+        from .runner import run_demo
         run_demo(out=args.out)
         return 0
     if args.verb == "run":
         from .config import load_experiment
-        from .pipeline import print_summary
         from .runner import run_experiment
+        from .stages import print_summary
         exp = load_experiment(args.experiment, args.overrides)
         runner = run_experiment(exp, force=args.force, dry_run=args.dry_run)
         if not args.dry_run:
@@ -150,11 +150,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "train":
         from .config import load_experiment
-        from .pipeline import train_variants
+        from .runner import train_experiment
         exp = load_experiment(args.experiment, args.overrides)
-        for name in args.only:
-            exp.variant(name)  # an unknown name fails early, in one line
-        for name, path in train_variants(exp, only=args.only or None).items():
+        for name, path in train_experiment(exp, only=args.only or None).items():
             print(f"{name}: {path}")
         return 0
     raise AssertionError(args.verb)

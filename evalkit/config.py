@@ -94,6 +94,7 @@ class OnPolicySpec(Strict):
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(128, ge=1)
     steps_per_round: int = Field(10, ge=1)
+    backend: Literal["hf", "vllm"] = Field("hf", description="how the policy samples (vllm: a GPU extra)")
 
     @model_validator(mode="after")
     def _judge_when_needed(self):
@@ -216,6 +217,7 @@ class ContaminationSection(Strict):
     max_tokens: int = Field(150, ge=8)
     seed: int = 0
     ngram: int = Field(13, ge=1, description="n for the training-set overlap check")
+    backend: Literal["hf", "vllm"] = Field("hf", description="how the reference samples neighbours")
 
 
 class EvalSection(Strict):

@@ -121,15 +121,23 @@ def spec_hash(spec: dict[str, Any]) -> str:
 def directory_fingerprint(path: str | Path, patterns=("*.safetensors", "*.bin", "tokenizer*",
                                                        "config.json", "*.jinja")) -> str:
     """Content hash of a model directory's weights, config and tokenizer files."""
+    from .rundir import file_hash
     path = Path(path)
     h = hashlib.sha256()
     files = sorted({f for pat in patterns for f in path.glob(pat) if f.is_file()})
     for f in files:
+        st = f.stat()
+        # a file is read once per process while its size and mtime stay the same (a 7B
+        # checkpoint is ~14 GB); any rewrite changes the stat and is hashed again
+        key = (str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = file_hash(f, 64)
         h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        h.update(_FILE_HASHES[key].encode())
     return h.hexdigest()[:16]
+
+
+_FILE_HASHES: dict[tuple, str] = {}
 
 
 # ---------------------------------------------------------------- the tiny-model kit

@@ -1,6 +1,6 @@
 """The only code that knows where outputs live, and how they are written.
 
-Layout (see DESIGN.md):
+Layout (the README's "Files" section documents every file; evalkit.schema types them):
     checkpoints/<experiment>/<variant>/        trained weights + evalkit.json + train_metrics.jsonl
     reports/<experiment>/manifest.json         resolved config, versions, git sha, stage status
     reports/<experiment>/<model>/...           per-model results
@@ -22,7 +22,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA_VERSION = 1
 _UMASK = os.umask(0)
@@ -35,6 +35,15 @@ def content_hash(obj: Any, length: int = 16) -> str:
 
 
 # ---------------------------------------------------------------- atomic primitives
+
+def file_hash(path: str | os.PathLike, length: int = 16) -> str:
+    """sha256 of a file's bytes (what a result depends on, never its path or name)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
@@ -277,10 +286,3 @@ class RunDir:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[dict[str, float]]:
-    t = {"start": time.time()}
-    yield t
-    t["seconds"] = round(time.time() - t["start"], 3)

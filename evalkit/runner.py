@@ -1,57 +1,83 @@
-"""`evalkit run`: an experiment file as an ordered plan of stages, each skipped when done.
+"""`evalkit run` (and `evalkit train`, `evalkit demo`): an experiment as an ordered plan of
+stages; the ONLY place that decides what to skip, what to clear and what the manifest says.
 
-A stage's hash covers its slice of the config, the hashes of the stages it depends on, and
-evalkit's version. The manifest records the hash of every finished stage; a stage whose
-recorded hash matches (and whose outputs exist) is skipped. Changing one variant's beta
-therefore reruns that variant's training and what depends on it, nothing else. A stage that
-reruns first removes its old outputs, so nothing stale is reused. All writes are atomic or
-append-only with fsync, so a run killed at any moment resumes where it stopped.
+1. Each stage has a hash of what determines its result: its slice of the config, the
+   content of its inputs (the bytes of a dataset file, the files of a local base model, the
+   tiny model's spec) and the hashes of the stages it depends on. A trained checkpoint is
+   therefore recognised by its recipe, however it was produced (`evalkit train`, `evalkit
+   run`, several processes under `accelerate launch`).
+2. A stage is skipped when the manifest records it done with the same hash, its outputs
+   exist, and (for scoring stages) the model it scored still has the files it had then.
+3. Stage functions (evalkit.stages) replace an old output only with a finished new one, so
+   a rerun that fails keeps the previous result and the manifest says `failed`.
+4. All writes are atomic or append-only with fsync: a run killed at any moment resumes
+   where it stopped.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, pipeline
-from .config import Experiment, TinyBase
+from . import __version__, stages
+from .config import Experiment, TinyBase, load_experiment
+from .data import path as packaged
 from .errors import UserError
-from .rundir import RunDir, content_hash
+from .rundir import RunDir, content_hash, file_hash
 
 log = logging.getLogger("evalkit")
+
+DEMO_EXPERIMENT = packaged("experiments", "demo.yaml")
 
 
 @dataclass
 class Stage:
     name: str
-    slice: Any
+    slice: Any                          # the config (and input content) that determines the result
     deps: list[str]
     run: Callable[[], Any]
-    outputs: list[Path] = field(default_factory=list)   # removed before a rerun; must exist when done
+    outputs: list[Path] = field(default_factory=list)   # must exist when done
     estimate: str = ""
+    model: str | None = None            # scoring stages: the label of the model they score
+    scratch: list[Path] = field(default_factory=list)   # caches cleared before a rerun
+
+    @property
+    def kind(self) -> str:
+        return self.name.split(":")[0]
 
     def done_on_disk(self) -> bool:
         return all(p.exists() for p in self.outputs)
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch`, only rank 0 records anything."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 class Runner:
-    def __init__(self, exp: Experiment, rd: RunDir):
-        self.exp, self.rd = exp, rd
+    def __init__(self, exp: Experiment, rd: RunDir, only: Callable[[str], bool] | None = None,
+                 progress: bool = True):
+        self.exp, self.rd, self.progress = exp, rd, progress
         self.base_path: str | None = None
         self.judge_stack = contextlib.ExitStack()
         self.judge_url: str | None = None
+        self.loaded: dict = {}                       # models shared by contamination stages
         self.ran: list[str] = []
         self.stages = self._plan()
+        if only is not None:
+            self.stages = self._closure([s.name for s in self.stages if only(s.name)])
         self.hashes = self._hashes()
+        self._fingerprints: dict[str, str] = {}
 
     # ------------------------------------------------------------ the plan
     def base(self) -> str:
         if self.base_path is None:
-            self.base_path = pipeline.resolve_base_model(self.exp, self.rd)
+            self.base_path = stages.base_model(self.exp, self.rd)
         return self.base_path
 
     def model_path(self, label: str) -> str:
@@ -60,140 +86,193 @@ class Runner:
     def _plan(self) -> list[Stage]:
         exp, rd = self.exp, self.rd
         dump = lambda m: m.model_dump(mode="json", by_alias=True) if m is not None else None  # noqa: E731
-        base_out = [rd.base_checkpoint() / "tiny_spec.json"] if isinstance(exp.base_model, TinyBase) else []
-        stages = [Stage("base", dump(exp.base_model) if isinstance(exp.base_model, TinyBase) else exp.base_model,
-                        [], self.base, base_out, "build the tiny model" if base_out else "use the hub/local model")]
+        tiny = isinstance(exp.base_model, TinyBase)
+        base_slice = dump(exp.base_model) if tiny else {"model": exp.base_model, "files": _model_content(exp.base_model)}
+        plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
+                      "build the tiny model" if tiny else "use the hub/local model")]
         for ds, src in exp.datasets.items():
-            out = [rd.generated_data(ds)] if src.generate else []
-            stages.append(Stage(f"data:{ds}", dump(src), [], lambda ds=ds: pipeline.dataset_rows(exp, ds, rd), out,
-                                {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
-                                 None: "read and check"}[src.generate]))
+            plan.append(Stage(f"data:{ds}", {"source": dump(src), "content": _data_content(src)}, [],
+                              lambda ds=ds: stages.data(exp, rd, ds),
+                              [rd.generated_data(ds)] if src.generate else [],
+                              {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
+                               None: "read and check"}[src.generate]))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
-            stages.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed}, ["base", f"data:{v.data}"],
-                                lambda v=v: pipeline.train_variants(exp, only=[v.name], rd=rd, base=self.base()),
-                                [rd.train_metadata(v.name)], f"{v.loss}, {steps} steps, batch {v.batch_size}"))
+            plan.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed}, ["base", f"data:{v.data}"],
+                              lambda v=v: stages.train(exp, rd, v.name, self.base(), self.progress),
+                              [rd.train_metadata(v.name)], f"{v.loss}, {steps} steps, batch {v.batch_size}"))
         labels = ["base"] + [v.name for v in exp.variants]
         dep = lambda m: ["base"] if m == "base" else ["base", f"train:{m}"]  # noqa: E731
         lb = exp.eval.leaderboard
         if lb is not None and lb.enabled:
             for m in labels:
-                stages.append(Stage(f"leaderboard:{m}", dump(lb), dep(m),
-                                    lambda m=m: pipeline.score_leaderboard(exp, rd, {m: self.model_path(m)}),
-                                    [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else "")))
+                d = rd.model_dir(m)
+                plan.append(Stage(f"leaderboard:{m}", dump(lb), dep(m),
+                                  lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
+                                  [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
+                                  model=m, scratch=[d / "lm_eval_cache", d / "lm_eval_tasks"]))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
             for m in labels:
                 if mt.mode == "pairwise" and m == mt.baseline:
                     continue
                 deps = dep(m) + (dep(mt.baseline) if mt.mode == "pairwise" and mt.baseline else [])
-                stages.append(Stage(f"mtbench:{m}", dump(mt), sorted(set(deps)), lambda m=m: self._mtbench(m),
-                                    [rd.mtbench_dir(m) / "summary.json"], f"{mt.mode} judging by "
-                                    f"{(mt.judge.serve or mt.judge.model) if mt.judge else '?'}"))
+                plan.append(Stage(f"mtbench:{m}", dump(mt), sorted(set(deps)), lambda m=m: self._mtbench(m),
+                                  [rd.mtbench_dir(m) / "summary.json"], f"{mt.mode} judging by "
+                                  f"{(mt.judge.serve or mt.judge.model) if mt.judge else '?'}",
+                                  model=m, scratch=[rd.mtbench_dir(m)]))
         ct = exp.eval.contamination
         if ct is not None and ct.enabled:
             for v in exp.variants:
-                stages.append(Stage(f"contamination:{v.name}", dump(ct), dep(v.name),
-                                    lambda v=v: pipeline.check_contamination(exp, rd, self.base(),
-                                                                             {v.name: self.model_path(v.name)}),
-                                    [rd.contamination(v.name)],
-                                    f"{len(ct.benchmarks)} benchmarks x {ct.n_examples} examples x {ct.n_neighbours}"))
+                plan.append(Stage(f"contamination:{v.name}", dump(ct), dep(v.name),
+                                  lambda v=v: stages.contamination(exp, rd, v.name, self.model_path(v.name),
+                                                                   self.base(), self.loaded),
+                                  [rd.contamination(v.name)],
+                                  f"{len(ct.benchmarks)} benchmarks x {ct.n_examples} examples x {ct.n_neighbours}",
+                                  model=v.name))
             if exp.datasets:
-                stages.append(Stage("ngram", dump(ct), [f"data:{d}" for d in exp.datasets],
-                                    lambda: pipeline.check_ngram_overlap(exp, rd), [rd.ngram_overlap()],
-                                    f"{ct.ngram}-grams"))
+                plan.append(Stage("ngram", dump(ct), [f"data:{d}" for d in exp.datasets],
+                                  lambda: stages.ngram(exp, rd), [rd.ngram_overlap()], f"{ct.ngram}-grams"))
         if exp.report.enabled:
-            stages.append(Stage("report", dump(exp.report), [s.name for s in stages],
-                                lambda: pipeline.write_report(exp, rd), [rd.report_html()], "one HTML page"))
-        return stages
+            plan.append(Stage("report", dump(exp.report), [s.name for s in plan],
+                              lambda: stages.report(exp, rd), [rd.report_html()], "one HTML page"))
+        return plan
+
+    def _closure(self, names: list[str]) -> list[Stage]:
+        """The named stages and everything they depend on, in plan order."""
+        by_name = {s.name: s for s in self.stages}
+        want, todo = set(), list(names)
+        while todo:
+            n = todo.pop()
+            if n not in want:
+                want.add(n)
+                todo += by_name[n].deps
+        return [s for s in self.stages if s.name in want]
 
     def _hashes(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for s in self.stages:
-            out[s.name] = content_hash({"stage": s.name.split(":")[0], "slice": s.slice, "deps": [out[d] for d in s.deps],
-                              "evalkit": __version__})
+            out[s.name] = content_hash({"stage": s.kind, "slice": s.slice, "deps": [out[d] for d in s.deps],
+                                        "evalkit": __version__})
         return out
 
+    def _model_fingerprint(self, label: str) -> str | None:
+        """Content fingerprint of a model on disk (None while it does not exist yet)."""
+        from .train.reference import model_fingerprint
+        path = self.rd.checkpoint(label) if label != "base" else None
+        if path is not None and not path.is_dir():
+            return None
+        if label not in self._fingerprints:
+            if label == "base" and isinstance(self.exp.base_model, TinyBase) and not self.rd.base_checkpoint().is_dir():
+                return None
+            self._fingerprints[label] = model_fingerprint(str(path) if path else self.model_path("base"))
+        return self._fingerprints[label]
+
     def _mtbench(self, label: str):
+        from .backends import judge_endpoint
         mt = self.exp.eval.mtbench
-        if self.judge_url is None and mt.judge is not None:
-            if mt.judge.serve:
-                from .eval.serve import transformers_serve
-                self.judge_url = self.judge_stack.enter_context(transformers_serve(mt.judge.serve))
-            else:
-                self.judge_url = mt.judge.base_url or ""
+        if mt.judge is None:
+            raise UserError("eval.mtbench.judge: required key missing (model, and base_url or serve)")
+        if self.judge_url is None:
+            self.judge_url = self.judge_stack.enter_context(judge_endpoint(mt.judge.serve, mt.judge.base_url)) or ""
         paths = {label: self.model_path(label)}
         if mt.mode == "pairwise" and mt.baseline:
             paths[mt.baseline] = self.model_path(mt.baseline)
-        return pipeline.run_mtbench(self.exp, self.rd, paths, judge_url=self.judge_url or None,
-                                    only=[label])
+        return stages.mtbench(self.exp, self.rd, label, paths, self.judge_url or None)
 
-    # ------------------------------------------------------------ running
+    # ------------------------------------------------------------ deciding
     def status(self, force: list[str]) -> list[tuple[Stage, str, str]]:
         recorded = (self.rd.load_manifest().get("stages") or {})
         rows = []
         for s in self.stages:
             rec = recorded.get(s.name) or {}
-            forced = any(s.name == f or s.name.split(":")[0] == f for f in force)
+            forced = any(s.name == f or s.kind == f for f in force)
+            same = rec.get("status") == "done" and rec.get("hash") == self.hashes[s.name]
             if forced:
                 rows.append((s, "run", "forced"))
-            elif rec.get("status") == "done" and rec.get("hash") == self.hashes[s.name] and s.done_on_disk():
-                rows.append((s, "skip", "done"))
-            elif rec.get("status") == "done" and rec.get("hash") == self.hashes[s.name]:
+            elif same and not s.done_on_disk():
                 rows.append((s, "run", "outputs missing"))
+            elif same and s.model and rec.get("model_fingerprint") != self._model_fingerprint(s.model):
+                rows.append((s, "run", "model changed"))
+            elif same:
+                rows.append((s, "skip", "done"))
             elif rec.get("hash") and rec.get("hash") != self.hashes[s.name]:
                 rows.append((s, "run", "inputs changed"))
             else:
                 rows.append((s, "run", "not done" if not rec else f"was {rec.get('status')}"))
         return rows
 
-    def run(self, force: list[str] | None = None) -> dict[str, str]:
-        force = force or []
-        known = {s.name for s in self.stages} | {s.name.split(":")[0] for s in self.stages}
+    def check_force(self, force: list[str]) -> None:
+        known = {s.name for s in self.stages} | {s.kind for s in self.stages}
         for f in force:
             if f not in known:
                 raise UserError(f"--force {f}: no such stage (stages: {', '.join(s.name for s in self.stages)})")
+
+    def _resumable(self, stage: Stage, fp: dict) -> bool:
+        """An interrupted stage with the same inputs keeps its partial work (answers,
+        lm-eval's request cache); anything else starts clean."""
+        rec = (self.rd.load_manifest().get("stages") or {}).get(stage.name) or {}
+        return (rec.get("status") in ("running", "interrupted", "failed") and rec.get("hash") == self.hashes[stage.name]
+                and rec.get("model_fingerprint") == fp.get("model_fingerprint"))
+
+    # ------------------------------------------------------------ running
+    def run(self, force: list[str] | None = None) -> dict[str, str]:
+        force = force or []
+        self.check_force(force)
         plan = self.status(force)
-        todo = [s for s, what, _ in plan if what == "run"]
-        if not todo:
+        if not any(what == "run" for _, what, _ in plan):
             print(f"{self.exp.name}: every stage is up to date; nothing to do")
             return {}
         results = {}
+        main = is_main_process()
         with self.judge_stack:
             for i, (stage, what, why) in enumerate(plan, 1):
                 if what == "skip":
                     log.info("[%d/%d] %s: up to date", i, len(plan), stage.name)
                     continue
                 log.info("[%d/%d] %s: running (%s; %s)", i, len(plan), stage.name, why, stage.estimate)
-                for p in stage.outputs:                    # nothing stale survives a rerun
-                    self._clear(stage, p)
-                self.rd.set_stage(stage.name, "running", hash=self.hashes[stage.name])
+                if main:
+                    fp = {"model_fingerprint": self._model_fingerprint(stage.model)} if stage.model else {}
+                    if not self._resumable(stage, fp):
+                        for p in stage.scratch:        # caches of other inputs never answer this run
+                            shutil.rmtree(p, ignore_errors=True)
+                    self.rd.set_stage(stage.name, "running", hash=self.hashes[stage.name], **fp)
                 t0 = time.time()
-                stage.run()
-                self.rd.set_stage(stage.name, "done", hash=self.hashes[stage.name], seconds=round(time.time() - t0, 2))
+                try:
+                    stage.run()
+                except BaseException as e:
+                    if main:
+                        self.rd.set_stage(stage.name, "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted",
+                                          hash=self.hashes[stage.name])
+                    raise
+                self._fingerprints.pop(stage.name.split(":", 1)[-1], None)   # a new checkpoint
+                if main:
+                    extra = {}
+                    if stage.model:
+                        extra["model_fingerprint"] = self._model_fingerprint(stage.model)
+                    self.rd.set_stage(stage.name, "done", hash=self.hashes[stage.name],
+                                      seconds=round(time.time() - t0, 2), **extra)
                 results[stage.name] = f"{time.time() - t0:.1f}s"
                 self.ran.append(stage.name)
         return results
 
-    def _clear(self, stage: Stage, output: Path) -> None:
-        kind = stage.name.split(":")[0]
-        if kind == "base":
-            return  # the tiny builder checks its own spec and rebuilds only when it differs
-        if kind in ("train",):
-            shutil.rmtree(output.parent, ignore_errors=True)
-        elif kind in ("leaderboard", "contamination", "mtbench"):
-            label = stage.name.split(":", 1)[1]
-            d = self.rd.model_dir(label)
-            if kind == "leaderboard":
-                for p in (d / "leaderboard.json", d / "leaderboard_samples", d / "lm_eval_cache", d / "lm_eval_tasks"):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            elif kind == "contamination":
-                for p in [d / "contamination.json", *d.glob("contamination_*.jsonl")]:
-                    p.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(self.rd.mtbench_dir(label), ignore_errors=True)
-        elif output.exists() and output.is_file():
-            output.unlink()
+
+def _data_content(src) -> str | None:
+    """The bytes that determine a dataset: its file (or the file a builder reads)."""
+    if src.path:
+        p = Path(src.path)
+        if not p.exists():
+            return None               # the data stage names the missing file
+        return file_hash(p)
+    return None
+
+
+def _model_content(name: str) -> str | None:
+    """A local base model's files, so replacing its weights invalidates what used it."""
+    if Path(name).expanduser().is_dir():
+        from .train.reference import model_fingerprint
+        return model_fingerprint(name)
+    return None
 
 
 def print_plan(runner: Runner, force: list[str]) -> None:
@@ -205,21 +284,21 @@ def print_plan(runner: Runner, force: list[str]) -> None:
 
 
 def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] | None = None,
-                   dry_run: bool = False) -> Runner:
-    rd = rd or pipeline.rundir_for(exp)
-    runner = Runner(exp, rd)
+                   dry_run: bool = False, only: Callable[[str], bool] | None = None,
+                   progress: bool = True) -> Runner:
+    rd = rd or stages.rundir_for(exp)
+    runner = Runner(exp, rd, only=only, progress=progress)
     if dry_run:
+        runner.check_force(force or [])
         print_plan(runner, force or [])
         return runner
     rd.reports.mkdir(parents=True, exist_ok=True)
-    for folder in (rd.reports, rd.checkpoints):       # temp files of writes a kill interrupted
-        for tmp in folder.rglob(".*.tmp") if folder.exists() else []:
-            tmp.unlink(missing_ok=True)
     handler = logging.FileHandler(rd.log_file())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
-        rd.write_manifest(exp.model_dump(mode="json", by_alias=True))
+        if is_main_process():
+            rd.write_manifest(exp.model_dump(mode="json", by_alias=True))
         t0 = time.time()
         done = runner.run(force)
         if done:
@@ -228,3 +307,24 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         logging.getLogger().removeHandler(handler)
         handler.close()
     return runner
+
+
+def train_experiment(exp: Experiment, only: list[str] | None = None, rd: RunDir | None = None,
+                     progress: bool = True) -> dict[str, Path]:
+    """`evalkit train`: the runner restricted to the train stages (of `only`, or all)."""
+    for name in only or []:
+        exp.variant(name)  # an unknown name fails early, in one line
+    wanted = {f"train:{n}" for n in (only or [v.name for v in exp.variants])}
+    runner = run_experiment(exp, rd, only=lambda s: s in wanted, progress=progress)
+    return {n.split(":", 1)[1]: runner.rd.checkpoint(n.split(":", 1)[1]) for n in sorted(wanted)}
+
+
+def run_demo(out: str | Path = "reports/demo", force: list[str] | None = None) -> RunDir:
+    """`evalkit demo` is exactly `evalkit run` on the packaged demo experiment."""
+    exp = load_experiment(DEMO_EXPERIMENT)
+    rd = stages.rundir_for(exp, reports=out)
+    t0 = time.time()
+    run_experiment(exp, rd, force=force)
+    stages.print_summary(exp, rd)
+    print(f"demo finished in {time.time() - t0:.1f}s; open {rd.report_html()}")
+    return rd

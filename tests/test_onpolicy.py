@@ -3,7 +3,7 @@ import textwrap
 import pytest
 
 from evalkit.config import load_experiment
-from evalkit.pipeline import train_variants
+from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
 from evalkit.train.onpolicy import build_pairs, choice_reward, exact_match_reward, numeric_answer
 

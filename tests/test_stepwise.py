@@ -1,7 +1,7 @@
 import textwrap
 
 from evalkit.config import load_experiment
-from evalkit.pipeline import train_variants
+from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
 from evalkit.train.reference import model_fingerprint
 

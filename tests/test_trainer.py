@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from evalkit.config import load_experiment
-from evalkit.pipeline import train_variants
+from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.train import reference
 

@@ -139,51 +139,28 @@ def prefix_of(text: str, ratio: float) -> tuple[str, int]:
     return prefix, len(words) - n_prefix
 
 
-@torch.no_grad()
-def generate_neighbours(model, tok, examples: list[Example], p: Params, progress: bool = False) -> list[list[str]]:
-    """n_neighbours sampled continuations per example from `model` (the reference).
-
-    Examples with similar budgets share one left-padded generate call; each example's
-    continuations are cut at its own budget (n_words - prefix words new tokens, at least 1),
-    as a per-example call with max_new_tokens=budget would produce.
-    """
-    from transformers import GenerationConfig
-    device = next(model.parameters()).device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    eos = tok.eos_token_id
-    prepared = []
+def generate_neighbours(model, tok, examples: list[Example], p: Params, progress: bool = False,
+                        backend: str = "hf") -> list[list[str]]:
+    """n_neighbours sampled continuations per example from `model` (the reference), decoded
+    with their prefix. Each example gets at most its own budget (n_words - prefix words new
+    tokens, at least 1), as a per-example call with max_new_tokens=budget would produce;
+    examples with similar budgets share a batch. `model` is a loaded model (hf) or, for
+    backend vllm, the reference's path."""
+    from ..backends import GenOptions, HFGenerator, Sampling, generator
+    prefixes, params = [], []
     for ex in examples:
         prefix, budget = prefix_of(ex.text, p.ratio_gen)
         if budget < 1:
             raise UserError(f"example {ex.id}: text too short for a prefix ({len(ex.text.split())} words; "
                             f"need at least {math.ceil(1 / (1 - p.ratio_gen))})")
-        prepared.append((tok(prefix, add_special_tokens=True)["input_ids"], budget))
-    order = sorted(range(len(examples)), key=lambda i: (prepared[i][1], len(prepared[i][0])))
-    per_call = max(1, p.generate_batch // p.n_neighbours)
-    out: list[list[str]] = [[] for _ in examples]
-    gen = torch.Generator(device="cpu").manual_seed(p.seed)
-    chunks = [order[s:s + per_call] for s in range(0, len(order), per_call)]
-    for chunk in progress_bar(chunks, desc="neighbours", enabled=progress):
-        width = max(len(prepared[i][0]) for i in chunk)
-        budget = max(prepared[i][1] for i in chunk)
-        x = torch.full((len(chunk), width), pad, dtype=torch.long)
-        m = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, i in enumerate(chunk):  # left padding for generation
-            ids = prepared[i][0]
-            x[r, width - len(ids):] = torch.tensor(ids)
-            m[r, width - len(ids):] = 1
-        # seed torch's global RNG from our generator: generate() samples with it
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        cfg = GenerationConfig(do_sample=True, max_new_tokens=budget, min_new_tokens=1,
-                               num_return_sequences=p.n_neighbours, pad_token_id=pad, eos_token_id=eos,
-                               top_k=50, top_p=1.0, temperature=1.0)
-        seqs = model.generate(input_ids=x.to(device), attention_mask=m.to(device), generation_config=cfg)
-        new = seqs[:, width:].cpu()
-        for r, i in enumerate(chunk):
-            ids, own_budget = prepared[i]
-            rows = new[r * p.n_neighbours:(r + 1) * p.n_neighbours, :own_budget]
-            out[i] = [tok.decode(ids + row.tolist(), skip_special_tokens=True) for row in rows]
-    return out
+        prefixes.append(prefix)
+        # the original's sampling: transformers' defaults (top_k 50), at least one new token
+        params.append(Sampling(max_new_tokens=budget, n=p.n_neighbours, temperature=1.0, top_k=50, top_p=1.0,
+                               min_new_tokens=1))
+    opt = GenOptions(backend=backend, seed=p.seed, batch_rows=p.generate_batch)
+    gen = HFGenerator(model, tok, opt) if backend == "hf" else generator(model, opt)
+    return gen.complete(prefixes, params, add_special_tokens=True, include_prompt=True, desc="neighbours",
+                        progress=progress)
 
 
 # ---------------------------------------------------------------- the test

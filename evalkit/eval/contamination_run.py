@@ -35,7 +35,7 @@ def select(examples: list[C.Example], p: C.Params) -> list[C.Example]:
 
 def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path, p: C.Params | None = None,
         control: str | None = None, data_dir: str | None = None, progress: bool = True,
-        models: dict | None = None, input_hash: str | None = None, labels: dict | None = None) -> dict:
+        models: dict | None = None, labels: dict | None = None, backend: str = "hf") -> dict:
     """Check `target` against `reference` on each benchmark; `control` (default: the reference
     itself as the target) runs beside it. `models` may pass already loaded (model, tok) pairs
     keyed by path, to share them across calls."""
@@ -57,7 +57,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
     record = {"schema_version": SCHEMA_VERSION, "method": METHOD, "parameters": C.params_dict(p),
               "target": target, "reference": reference, "control": control,
               "control_kind": "reference as target" if control == reference else "clean model",
-              "input_hash": input_hash, **(labels or {}), "benchmarks": {}}
+              "backend": backend, **(labels or {}), "benchmarks": {}}
     for bench in benchmarks:
         t0 = time.time()
         name, examples = load_examples(bench, data_dir)
@@ -67,7 +67,8 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
             examples, neighbours, t_gen = cache[name]
         else:
             examples = select(examples, p)
-            neighbours = C.generate_neighbours(r_model, r_tok, examples, p, progress=progress)
+            neighbours = C.generate_neighbours(r_model if backend == "hf" else reference, r_tok, examples, p,
+                                               progress=progress, backend=backend)
             t_gen = time.time() - t0
             cache[name] = (examples, neighbours, t_gen)
         run_t, details = C.score_target(t_model, t_tok, examples, neighbours, p, progress=progress)

@@ -13,22 +13,22 @@ Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text
+from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text, content_hash
 from .suites import Entry, Suite, write_task_yamls
 
 log = logging.getLogger("evalkit")
 
-BACKENDS = ("hf", "vllm", "api")
+from ..backends import BACKENDS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -57,36 +57,12 @@ class LeaderboardOptions:
 
 def model_spec(model: str, opt: LeaderboardOptions) -> tuple[str, dict[str, Any]]:
     """(lm-eval model name, model_args) for a backend."""
-    if opt.backend not in BACKENDS:
-        raise UserError(f"unknown backend {opt.backend!r} (use {', '.join(BACKENDS)})")
-    if opt.backend == "hf":
-        from ..models import check_model_ref, resolve_device
-        check_model_ref(model)
-        args = {"pretrained": model, "dtype": opt.dtype, "device": resolve_device(opt.device)}
-        return "hf", {**args, **opt.extra_model_args}
-    if opt.backend == "vllm":
-        if importlib.util.find_spec("vllm") is None:
-            raise UserError("backend vllm is not installed: pip install 'evalkit[vllm]' (CUDA machines only)")
-        from ..models import check_model_ref
-        check_model_ref(model)
-        args = {"pretrained": model, "dtype": opt.dtype, "tensor_parallel_size": opt.tensor_parallel_size,
-                "data_parallel_size": opt.data_parallel_size}
-        return "vllm", {**args, **opt.extra_model_args}
-    if not opt.base_url:
-        raise UserError("backend api needs --base-url (an OpenAI-compatible server, e.g. `vllm serve`)")
-    base = opt.base_url.rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    if opt.apply_chat_template:
-        name, url = "local-chat-completions", f"{base}/chat/completions"
-    else:
-        name, url = "local-completions", f"{base}/completions"
-    args = {"model": opt.api_model or model, "base_url": url, "num_concurrent": opt.num_concurrent,
-            "max_retries": 3, "tokenized_requests": False}
-    if opt.tokenizer or not opt.apply_chat_template:
-        args["tokenizer"] = opt.tokenizer or model
-        args["tokenizer_backend"] = "huggingface"
-    return name, {**args, **opt.extra_model_args}
+    from ..backends import lm_eval_model
+    return lm_eval_model(opt.backend, model, dtype=opt.dtype, device=opt.device,
+                         tensor_parallel_size=opt.tensor_parallel_size, data_parallel_size=opt.data_parallel_size,
+                         base_url=opt.base_url, api_model=opt.api_model, tokenizer=opt.tokenizer,
+                         num_concurrent=opt.num_concurrent, chat=opt.apply_chat_template,
+                         extra=opt.extra_model_args)
 
 
 # ---------------------------------------------------------------- summarising
@@ -164,8 +140,8 @@ def summarise(suite: Suite, lm_results: dict) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- running
 
-def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *, model_label: str | None = None,
-        input_hash: str | None = None) -> dict[str, Any]:
+def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *,
+        model_label: str | None = None) -> dict[str, Any]:
     """Score `model` on `suite`; write leaderboard.json and per-sample JSONL into out_dir."""
     import lm_eval
     from lm_eval import simple_evaluate
@@ -179,7 +155,18 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     task_dir = out_dir / "lm_eval_tasks"
     names = write_task_yamls(suite, task_dir, data_dir)
     tm = TaskManager(include_path=str(task_dir), include_defaults=False)
-    cache_dir = out_dir / "lm_eval_cache"
+    # lm-eval keys its request cache on the request text only: keep one cache per model
+    # content (weights, tokenizer, template) and backend settings, so another model scored
+    # into the same folder, or new weights at the same path, never get these answers
+    from ..train.reference import model_fingerprint
+    cache_key = content_hash({"model": model_fingerprint(model) if opt.backend != "api" else model,
+                              "lm_eval_model": lm_name, "model_args": model_args, "chat": opt.apply_chat_template,
+                              "multiturn": opt.fewshot_as_multiturn, "seed": opt.seed})
+    cache_root = out_dir / "lm_eval_cache"
+    for old in cache_root.glob("*") if cache_root.is_dir() else []:
+        if old.name != cache_key:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    cache_dir = cache_root / cache_key
     cache_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     log.info("leaderboard %s on %s (%d lm-eval tasks, backend %s%s)", suite.name, model_label or model, len(names),
@@ -214,7 +201,6 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         **summary,
         "seconds": round(seconds, 2),
         "samples_dir": "leaderboard_samples",
-        "input_hash": input_hash,
     }
     # per-sample logs first, then the record: the record's presence means "finished"
     samples_dir = out_dir / "leaderboard_samples"

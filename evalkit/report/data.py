@@ -1,6 +1,6 @@
 """Read one experiment's result directory into plain Python structures for the report.
 
-Everything here follows the documented file formats (DESIGN.md); a section whose files are
+Everything here follows the documented file formats (evalkit.schema); a section whose files are
 missing comes back empty and the report leaves it out.
 """
 from __future__ import annotations

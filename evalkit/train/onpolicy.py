@@ -61,11 +61,9 @@ def judge_rewards(judge, prompts: list[str], samples: list[list[str]]) -> list[l
 
     from ..eval import judge as J
     from ..eval.mtbench import load_data
-    from ..eval.serve import transformers_serve
-    import contextlib
+    from ..backends import judge_endpoint
     template = load_data("sample").prompts["single-v1"]
-    serving = transformers_serve(judge.serve) if judge.serve else contextlib.nullcontext(judge.base_url)
-    with serving as url:
+    with judge_endpoint(judge.serve, judge.base_url) as url:
         opt = J.ClientOptions(model=judge.serve or judge.model, base_url=url, api_key_env=judge.api_key_env,
                               concurrency=judge.concurrency, timeout=judge.timeout, max_retries=judge.max_retries)
 
@@ -111,28 +109,17 @@ def build_pairs(prompts: list[str], references: list[str], samples: list[list[st
 
 
 def sample_completions(model_path: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float,
-                       seed: int, batch_prompts: int = 8) -> list[list[str]]:
-    import torch
-
-    from ..models import load_model
-    model, tok = load_model(model_path)
-    tok.padding_side = "left"
-    device = next(model.parameters()).device
-    out: list[list[str]] = []
-    torch.manual_seed(seed)
-    for s in range(0, len(prompts), batch_prompts):
-        chunk = prompts[s:s + batch_prompts]
-        texts = [tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 if getattr(tok, "chat_template", None) else p for p in chunk]
-        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        with torch.no_grad():
-            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                 num_return_sequences=k, max_new_tokens=max_new_tokens,
-                                 pad_token_id=tok.pad_token_id)
-        new = gen[:, enc["input_ids"].shape[1]:]
-        decoded = tok.batch_decode(new, skip_special_tokens=True)
-        out += [decoded[i * k:(i + 1) * k] for i in range(len(chunk))]
-    return out
+                       seed: int, backend: str = "hf") -> list[list[str]]:
+    """k completions per prompt from the policy at model_path (chat template when it has one)."""
+    from ..backends import GenOptions, Sampling, generator
+    gen = generator(model_path, GenOptions(backend=backend, seed=seed, batch_rows=8 * k))
+    params = [Sampling(max_new_tokens=max_new_tokens, n=k, temperature=temperature, top_k=0, top_p=1.0)] * len(prompts)
+    try:
+        if getattr(getattr(gen, "tok", None), "chat_template", None) or backend != "hf":
+            return gen.chat([[{"role": "user", "content": q}] for q in prompts], params, desc="on-policy samples")
+        return gen.complete(prompts, params, desc="on-policy samples")
+    finally:
+        gen.close()
 
 
 def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: str | Path, cache: ReferenceCache,
@@ -152,7 +139,7 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         batch = rng.sample(items, min(spec.prompts or len(items), len(items)))
         prompts, refs = [p for p, _ in batch], [c for _, c in batch]
         samples = sample_completions(policy, prompts, spec.samples, spec.max_new_tokens, spec.temperature,
-                                     seed + r)
+                                     seed + r, backend=spec.backend)
         judged = judge_rewards(spec.judge, prompts, samples) if spec.reward == "judge" else None
         pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, judged)
         # offline pairs make up mixing_ratio of the round's data (counted against the prompts

@@ -1,0 +1,252 @@
+"""The work of each stage, as plain functions of (experiment, run directory, label).
+
+Nothing here decides whether a stage should run, and nothing here writes the manifest:
+that is the runner's job alone (evalkit.runner). Each function does its work and writes
+its outputs, replacing an old output only with a finished new one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from .config import Experiment, TinyBase
+from .rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger("evalkit")
+
+
+def rundir_for(exp: Experiment, reports: str | Path | None = None) -> RunDir:
+    return RunDir(exp.name, reports=reports)
+
+
+# ---------------------------------------------------------------- base model and data
+
+def base_model(exp: Experiment, rd: RunDir) -> str:
+    """The base model's hub id or local dir; builds the tiny model when the config asks."""
+    if isinstance(exp.base_model, TinyBase):
+        from .models import build_tiny_model
+        t0 = time.time()
+        path = build_tiny_model(rd.base_checkpoint(), exp.base_model.tiny.model_dump())
+        log.info("tiny base model ready at %s (%.1fs)", path, time.time() - t0)
+        return str(path)
+    return exp.base_model
+
+
+def dataset_rows(exp: Experiment, name: str, rd: RunDir):
+    """(rows, source) of a named dataset; generated datasets are written to the run dir
+    first (by the data stage), and read back from there."""
+    from .train.data import read_rows
+    src = exp.datasets[name]
+    if src.generate:
+        path = rd.generated_data(name)
+        if not path.exists():
+            generate_dataset(exp, name, rd)
+        return read_rows(path), str(path)
+    if src.hub:
+        return read_rows(hub=src.hub, subset=src.subset, split=src.split), f"hub:{src.hub}[{src.split}]"
+    return read_rows(src.path), src.path
+
+
+def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
+    from .train import builders
+    from .train.data import read_rows
+    src = exp.datasets[name]
+    if src.generate == "arc_pairs":
+        source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
+        rows, skipped = builders.choice_pairs([r.data for r in source])
+        if skipped:
+            log.warning("dataset %s: skipped %d colliding or unlabelled choices", name, skipped)
+    else:
+        rows = builders.metamath_synthetic_pairs(src.n, src.seed)
+    path = rd.generated_data(name)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def data(exp: Experiment, rd: RunDir, name: str) -> int:
+    """The data stage: generate (when asked) and read every row, so bad rows fail here."""
+    if exp.datasets[name].generate:
+        generate_dataset(exp, name, rd)
+    rows, source = dataset_rows(exp, name, rd)
+    log.info("dataset %s: %d rows from %s", name, len(rows), source)
+    return len(rows)
+
+
+# ---------------------------------------------------------------- training
+
+def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = True) -> Path:
+    """Train one variant from `base`; the checkpoint is built beside and swapped in."""
+    from .models import load_tokenizer
+    from .train.data import tokenize_rows
+    from .train.reference import ReferenceCache
+    from .train.trainer import train_variant
+
+    v = exp.variant(name)
+    tok = load_tokenizer(base)
+    cache = ReferenceCache(rd.reference_cache())
+    rows, source = dataset_rows(exp, v.data, rd)
+    ckpt = rd.checkpoint(v.name)
+    info = {"dataset": v.data, "source": source}
+    t0 = time.time()
+    if v.onpolicy is not None:
+        from .train.onpolicy import train_onpolicy
+        res = train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                             data_info=info)
+    else:
+        data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
+                             skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+        if v.stepwise is not None:
+            from .train.stepwise import train_stepwise
+            res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                                 data_info=info)
+        else:
+            res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                                data_info=info)
+    s = res.metadata.get("logps_summary", {})
+    steps = res.metadata.get("steps", 0)
+    steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
+    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
+             v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
+             s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
+             s.get("rejected_end", float("nan")))
+    return ckpt
+
+
+# ---------------------------------------------------------------- evaluation
+
+def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | None:
+    """`data_dir: sample` means the project's small generated data in hub schema."""
+    if value != "sample":
+        return value
+    from .eval.sample_data import write_open_llm_v1
+    data_dir = rd.sample_data("leaderboard")
+    if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
+        write_open_llm_v1(data_dir, seed=exp.seed)
+    return str(data_dir)
+
+
+def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
+    from .eval import leaderboard as L
+    from .eval.suites import load_suite
+
+    sec = exp.eval.leaderboard
+    opt = L.LeaderboardOptions(
+        backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, limit=sec.limit,
+        data_dir=sample_data_dir(exp, rd, sec.data_dir), apply_chat_template=sec.apply_chat_template,
+        fewshot_as_multiturn=sec.fewshot_as_multiturn, seed=sec.seed, base_url=sec.base_url,
+        api_model=sec.api_model, num_concurrent=sec.num_concurrent,
+        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
+    t0 = time.time()
+    rec = L.run(path, load_suite(sec.suite), rd.model_dir(label), opt, model_label=label)
+    log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
+    return rec
+
+
+def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str, loaded: dict | None = None) -> dict:
+    """One target against the reference (default: the base), with a control beside it."""
+    from .eval import contamination as C
+    from .eval import contamination_run
+
+    sec = exp.eval.contamination
+    p = C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
+                 threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed)
+    return contamination_run.run(path, sec.reference or base, sec.benchmarks, rd.model_dir(label), p,
+                                 control=sec.control, data_dir=sample_data_dir(exp, rd, sec.data_dir),
+                                 models=loaded if loaded is not None else {}, labels={"target": label},
+                                 backend=sec.backend)
+
+
+def ngram(exp: Experiment, rd: RunDir) -> dict:
+    """n-gram overlap of every training dataset with every contamination benchmark."""
+    from .eval.benchmark_texts import load_examples
+    from .eval.ngram import overlap
+
+    sec = exp.eval.contamination
+    data_dir = sample_data_dir(exp, rd, sec.data_dir)
+    bench = {name: load_examples(name, data_dir)[1] for name in sec.benchmarks}
+    result: dict = {"n": sec.ngram, "datasets": {}}
+    for ds in exp.datasets:
+        rows, source = dataset_rows(exp, ds, rd)
+        train_texts = [_row_text(r.data) for r in rows]
+        result["datasets"][ds] = {"source": source, "n_rows": len(rows), "benchmarks": {
+            name: overlap(train_texts, [(e.id, e.text) for e in exs], sec.ngram) for name, exs in bench.items()}}
+    atomic_write_json(rd.ngram_overlap(), result)
+    for ds, d in result["datasets"].items():
+        for name, r in d["benchmarks"].items():
+            if r["n_dirty"]:
+                log.warning("training set %s shares %d-grams with %d of %d %s items", ds, sec.ngram,
+                            r["n_dirty"], r["n_items"], name)
+    return result
+
+
+def _row_text(data: dict) -> str:
+    parts = []
+    for key in ("prompt", "chosen", "rejected"):
+        v = data.get(key)
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, list):
+            parts += [m.get("content", "") for m in v if isinstance(m, dict)]
+    return "\n".join(parts)
+
+
+def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judge_url: str | None) -> dict:
+    """Answers for `label` (and the pairwise baseline), then the judge at `judge_url`."""
+    from .eval import generate, mtbench as M
+    from .eval import judge as J
+
+    sec = exp.eval.mtbench
+    j = sec.judge
+    data = M.load_data(sec.questions, sec.data_dir, sec.reference_answers)
+    gen = generate.GenOptions(backend=sec.backend, max_new_tokens=sec.max_new_tokens, system_prompt=sec.system_prompt,
+                              batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
+    answers = {m: generate.generate_answers(p, data.questions, rd.mtbench_dir(m) / "answers.jsonl", gen, model_id=m)
+               for m, p in paths.items()}
+    # a server we start is pinned to the model it serves: requests must name that model
+    client = J.ClientOptions(model=j.serve or j.model, base_url=judge_url, api_key_env=j.api_key_env,
+                             concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
+                             logprobs=j.logprobs)
+    opt = M.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens, price_per_million=j.price_per_million)
+    baseline = answers.get(sec.baseline) if sec.mode == "pairwise" else None
+    return M.judge_answers(data, answers[label], rd.mtbench_dir(label), opt, baseline=baseline)
+
+
+def report(exp: Experiment, rd: RunDir) -> Path:
+    from .report.render import render
+    return render([rd.reports], rd.report_html())
+
+
+# ---------------------------------------------------------------- the console summary
+
+def print_summary(exp: Experiment, rd: RunDir) -> None:
+    """A few lines per finished result, read back from the run directory."""
+    labels = ["base"] + [v.name for v in exp.variants]
+    for v in exp.variants:
+        if rd.train_metadata(v.name).exists():
+            s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
+            print(f"  train {v.name:<8}: mean chosen log-prob {s.get('chosen_start', float('nan')):.2f} -> "
+                  f"{s.get('chosen_end', float('nan')):.2f}  ({rd.checkpoint(v.name)})")
+    for m in labels:
+        if rd.leaderboard(m).exists():
+            rec = read_json(rd.leaderboard(m))
+            print(f"  leaderboard {m:<8}: average {100 * rec['average']:.2f} on {rec['suite']}")
+        if (rd.mtbench_dir(m) / "summary.json").exists():
+            s = read_json(rd.mtbench_dir(m) / "summary.json")
+            print(f"  mt-bench {m:<8}: overall {_fmt(s.get('overall'))} ({s.get('failed_parses', 0)} failed parses, "
+                  f"{s.get('errors', 0)} errors; judge {s.get('judge')})")
+        if rd.contamination(m).exists():
+            rec = read_json(rd.contamination(m))
+            cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
+            print(f"  contamination {m:<8}: {cells}")
+    if rd.ngram_overlap().exists():
+        ov = read_json(rd.ngram_overlap())
+        for ds, d in ov["datasets"].items():
+            cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
+            print(f"  {ov['n']}-gram overlap of {ds}: {cells}")
+    print(f"  manifest: {rd.manifest_path}")
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
