@@ -367,10 +367,10 @@ def _field_annotation(path: list) -> Any:
     ann: Any = None
     for part in path:
         if isinstance(part, int) or (ann is not None and _is_list_or_dict(ann)):
+            # this part selects an item: a list index, a list item's name, or a mapping key
             ann = _inner(ann)
             model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-            if isinstance(part, int) or model is None:
-                continue
+            continue
         if model is None:
             return None
         fields = model.model_fields

@@ -92,6 +92,18 @@ def test_set_overrides_are_typed(tmp_path):
     assert exp.variants[1].dpop_lambda == 5.0
 
 
+def test_set_by_item_name_and_mapping_key_is_typed_like_by_index(tmp_path):
+    """A list item addressed by its name, or a mapping entry by its key, gets the field's
+    type exactly as the same item addressed by index does (a string stays a string)."""
+    p = write(tmp_path, GOOD.replace("  pairs: {path: data/pairs.jsonl}", "  pairs: {path: data/pairs.jsonl}\n  '2024': {path: b.jsonl}"))
+    exp = load_experiment(p, ["variants.dpop.data=2024", "datasets.pairs.path=123", "datasets.pairs.split=7"])
+    assert exp.variants[1].data == "2024"
+    assert exp.datasets["pairs"].path == "123" and exp.datasets["pairs"].split == "7"
+    by_index = load_experiment(p, ["variants[1].data=2024"])
+    assert by_index.variants[1].data == exp.variants[1].data
+    assert load_experiment(p, ["variants.dpop.beta=0.25"]).variants[1].beta == 0.25
+
+
 def test_set_override_bad_value_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD)), "--set", "variants[0].beta=high")
     assert code == 2 and "variants[0].beta" in err and len(err.strip().splitlines()) == 1

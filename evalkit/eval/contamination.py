@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -183,10 +182,12 @@ def result_of(scores: list[float], threshold: float) -> float:
 
 
 def bootstrap_ci(scores: list[float], threshold: float, n: int, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    k = len(scores)
-    stats = sorted(result_of([scores[rng.randrange(k)] for _ in range(k)], threshold) for _ in range(n))
-    return [stats[int(0.025 * (n - 1))], stats[int(0.975 * (n - 1))]]
+    """95% percentile interval of the result over n resamples of the examples (numpy, seeded)."""
+    import numpy as np
+
+    from ..report.stats import percentile_interval, resample_means
+    below = (np.asarray(scores, dtype=np.float64) < threshold).astype(np.float64)
+    return list(percentile_interval(resample_means(below, n, np.random.default_rng(seed))))
 
 
 def score_target(model, tok, examples: list[Example], neighbours: list[list[str]], p: Params,
