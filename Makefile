@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/evalkit demo
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=10 tests
 
 bench: setup
 	$(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[bench]' 2>&1 | grep -v '^WARNING: Location' || true

@@ -260,6 +260,19 @@ def lm_eval_model(backend: str, model: str, *, dtype: str = "auto", device: str 
 
 # ---------------------------------------------------------------- judges
 
+def check_endpoint(base_url: str, what: str = "base_url", timeout: float = 5.0) -> None:
+    """Fail in one line, in seconds, when nothing answers at an OpenAI-compatible URL
+    (before any model is loaded or any work is done)."""
+    import httpx
+    url = base_url.rstrip("/")
+    try:
+        httpx.get(url + "/models", timeout=timeout)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as e:
+        raise UserError(f"{what} {base_url}: nothing answers there ({type(e).__name__})") from None
+    except (httpx.HTTPError, ValueError) as e:
+        raise UserError(f"{what} {base_url}: not a usable URL ({e})") from None
+
+
 @contextlib.contextmanager
 def judge_endpoint(serve: str | None, base_url: str | None) -> Iterator[str | None]:
     """The judge's base URL: `serve` starts `transformers serve` on that local model for

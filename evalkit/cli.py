@@ -198,33 +198,41 @@ def _contamination(args: argparse.Namespace) -> int:
 
 
 def _mtbench(args: argparse.Namespace) -> int:
-    import contextlib
     import json
-    import re
     from pathlib import Path
 
+    from .backends import check_endpoint, judge_endpoint
     from .eval import generate, mtbench
     from .eval import judge as J
-    from .eval.serve import transformers_serve
     data = mtbench.load_data(args.questions, args.data_dir, args.reference_answers)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model.strip("/"))
-    out = Path(args.out or f"reports/mtbench/{name}")
+    out = Path(args.out or f"reports/mtbench/{mtbench.file_safe(args.model)}")
+    baseline = mtbench.read_answer_file(args.baseline) if args.baseline else None
+    if args.mode == "pairwise" and baseline is None:
+        raise UserError("mtbench --mode pairwise: give --baseline ANSWERS.jsonl (the baseline's FastChat answers)")
+    answers_file = None
     if args.model.endswith(".jsonl"):  # an existing FastChat answer file, judged as it is
         answers = mtbench.read_answer_file(args.model)
     else:
-        answers = generate.generate_answers(args.model, data.questions, out / "answers.jsonl",
+        model_id = Path(args.model.rstrip("/")).name
+        answers_file = mtbench.answer_path(out, model_id)
+        answers = generate.generate_answers(args.model, data.questions, answers_file,
                                             generate.GenOptions(backend=args.backend, base_url=args.base_url,
                                                                 max_new_tokens=args.max_new_tokens,
                                                                 concurrency=args.concurrency),
-                                            model_id=Path(args.model).name)
-    baseline = mtbench.read_answer_file(args.baseline) if args.baseline else None
-    serving = transformers_serve(args.judge_serve) if args.judge_serve else contextlib.nullcontext(args.judge_base_url)
-    with serving as base_url:
-        opt = mtbench.JudgeOptions(J.ClientOptions(model=args.judge_serve or args.judge, base_url=base_url, api_key_env=args.api_key_env,
-                                                   concurrency=args.concurrency, logprobs=args.logprobs),
+                                            model_id=model_id)
+    if args.judge_base_url and not args.judge_serve:
+        check_endpoint(args.judge_base_url, "--judge-base-url")   # before any answer is generated
+    with judge_endpoint(args.judge_serve, args.judge_base_url) as base_url:
+        opt = mtbench.JudgeOptions(J.ClientOptions(model=args.judge_serve or args.judge, base_url=base_url,
+                                                   api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                                   logprobs=args.logprobs),
                                    mode=args.mode)
-        summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline)
-    print(json.dumps({k: v for k, v in summary.items() if k != "error_examples"}, indent=1))
+        summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline, answers_file=answers_file)
+    if summary["errors"]:
+        print(json.dumps({k: v for k, v in summary.items() if k not in ("error_examples", "runs")}, indent=1))
+        raise UserError(f"{out}: {summary['errors']} of {summary['n_requests']} judge calls failed "
+                        f"({'; '.join(summary['error_examples'][:2])}); rerun to retry them")
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("error_examples", "runs")}, indent=1))
     print(f"results: {out}")
     return 0
 

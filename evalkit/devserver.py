@@ -3,7 +3,9 @@
 It answers /v1/chat/completions with a judgment whose rating is a pure function of the
 prompt (so reruns agree), after a configurable latency, and injects faults on a seeded
 share of calls: 429 with Retry-After, 500, a hang past the client's timeout, garbage text,
-truncated JSON, and a judgment without a rating. GET /stats reports the calls it took.
+truncated JSON, a judgment without a rating, and (when listed) an empty reply. `rating`
+fixes every rating (e.g. 0 or 11, out of FastChat's range); `split_digits` sends logprobs
+the way tokenizers that split digits do ("1", "0" for 10). GET /stats reports the calls.
 
     python -m evalkit.devserver --port 8011 --latency 0.2 --fault-rate 0.3
 """
@@ -32,6 +34,8 @@ class Script:
     ok_calls: int = 0
     by_kind: dict = field(default_factory=dict)
     prompts: list = field(default_factory=list)
+    rating: int | None = None
+    split_digits: bool = False
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
@@ -81,9 +85,11 @@ def build_app(script: Script):
             return JSONResponse({"error": {"message": "too late"}}, status_code=504)
         if kind == "garbage":
             return PlainTextResponse("<html>bad gateway</html>", status_code=200)
-        r = rating_for(user)
+        r = script.rating if script.rating is not None else rating_for(user)
         text = "Rating unclear, the judge rambled." if kind == "no_rating" else \
             f"The answer addresses the question. Rating: [[{r}]]"
+        if kind == "empty":
+            text = ""
         if "[[A]]" in json.dumps(body.get("messages", [])) and kind != "no_rating":
             text = f"Assistant A is better. [[{'A' if r % 2 else 'B'}]]"
         payload = {"id": f"chatcmpl-{script.calls}", "object": "chat.completion", "created": int(time.time()),
@@ -92,12 +98,20 @@ def build_app(script: Script):
                                 "message": {"role": "assistant", "content": text}}],
                    "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(text.split()),
                              "total_tokens": len(user.split()) + len(text.split())}}
-        if body.get("logprobs") and kind != "no_rating":
-            top = [{"token": str(k), "logprob": -abs(k - r) - 0.1, "bytes": None} for k in range(1, 11)]
-            payload["choices"][0]["logprobs"] = {"content": [
-                {"token": "[[", "logprob": 0.0, "bytes": None, "top_logprobs": []},
-                {"token": str(r), "logprob": -0.1, "bytes": None, "top_logprobs": top},
-                {"token": "]]", "logprob": 0.0, "bytes": None, "top_logprobs": []}]}
+        if body.get("logprobs") and kind not in ("no_rating", "empty"):
+            def tok(t, lp=0.0, top=()):
+                return {"token": t, "logprob": lp, "bytes": None, "top_logprobs": list(top)}
+            if script.split_digits:   # "10" is "1" then "0"; the digits 1-9 are single tokens
+                first = str(r)[0]
+                top = [tok(str(k), -abs(k - (1 if r == 10 else r)) - 0.1) for k in range(1, 10)]
+                content = [tok("[["), tok(first, -0.1, top)]
+                if r == 10:
+                    content.append(tok("0", -0.05, [tok("0", -0.05), tok("]]", -3.0)]))
+                content.append(tok("]]"))
+            else:
+                top = [tok(str(k), -abs(k - r) - 0.1) for k in range(1, 11)]
+                content = [tok("[["), tok(str(r), -0.1, top), tok("]]")]
+            payload["choices"][0]["logprobs"] = {"content": content}
         raw = json.dumps(payload)
         if kind == "truncated":
             return Response(raw[: len(raw) // 2], media_type="application/json")

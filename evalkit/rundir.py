@@ -256,7 +256,8 @@ class RunDir:
     # manifest
     def load_manifest(self) -> dict[str, Any]:
         if self.manifest_path.exists():
-            return read_json(self.manifest_path)
+            from .schema import read
+            return read(self.manifest_path, "manifest")
         return {}
 
     def write_manifest(self, config: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -293,6 +293,12 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         print_plan(runner, force or [])
         return runner
     rd.reports.mkdir(parents=True, exist_ok=True)
+    lock = _lock(rd) if is_main_process() else contextlib.nullcontext()
+    with lock:
+        return _run_locked(exp, rd, runner, force)
+
+
+def _run_locked(exp: Experiment, rd: RunDir, runner: Runner, force: list[str] | None) -> Runner:
     handler = logging.FileHandler(rd.log_file())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
@@ -307,6 +313,28 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         logging.getLogger().removeHandler(handler)
         handler.close()
     return runner
+
+
+@contextlib.contextmanager
+def _lock(rd: RunDir):
+    """One run of an experiment at a time: a second one stops at once, naming the first.
+    The kernel drops the lock when its holder dies (kill -9 included), so no stale lock
+    outlives a killed run."""
+    import fcntl
+    path = rd.reports / ".evalkit.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"{rd.reports}: experiment {rd.experiment!r} is already being run by PID {holder}; "
+                            f"wait for it to finish or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def train_experiment(exp: Experiment, only: list[str] | None = None, rd: RunDir | None = None,

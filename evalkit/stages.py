@@ -202,15 +202,16 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
     data = M.load_data(sec.questions, sec.data_dir, sec.reference_answers)
     gen = generate.GenOptions(backend=sec.backend, max_new_tokens=sec.max_new_tokens, system_prompt=sec.system_prompt,
                               batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
-    answers = {m: generate.generate_answers(p, data.questions, rd.mtbench_dir(m) / "answers.jsonl", gen, model_id=m)
-               for m, p in paths.items()}
+    files = {m: M.answer_path(rd.mtbench_dir(m), m) for m in paths}
+    answers = {m: generate.generate_answers(p, data.questions, files[m], gen, model_id=m) for m, p in paths.items()}
     # a server we start is pinned to the model it serves: requests must name that model
     client = J.ClientOptions(model=j.serve or j.model, base_url=judge_url, api_key_env=j.api_key_env,
                              concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
                              logprobs=j.logprobs)
     opt = M.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens, price_per_million=j.price_per_million)
     baseline = answers.get(sec.baseline) if sec.mode == "pairwise" else None
-    return M.judge_answers(data, answers[label], rd.mtbench_dir(label), opt, baseline=baseline)
+    return M.judge_answers(data, answers[label], rd.mtbench_dir(label), opt, baseline=baseline,
+                           answers_file=files[label])
 
 
 def report(exp: Experiment, rd: RunDir) -> Path:

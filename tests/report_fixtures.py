@@ -71,11 +71,13 @@ def build(root: Path) -> Path:
         mt = reports / model / "mtbench"
         _w(mt / "summary.json", {"schema_version": 1, "turn_1": t1, "turn_2": t2, "overall": (t1 + t2) / 2,
                                  "per_category": {"math": t1, "writing": t2}, "failed_parses": 1 if model == "dpo" else 0,
-                                 "errors": 0, "tokens": {"prompt": 1000, "completion": 200}, "cost": 0.0123})
+                                 "errors": 0, "tokens": {"prompt": 1000, "completion": 200}, "cost": 0.0123,
+                                 "judgments_file": "model_judgment/judge_single.jsonl",
+                                 "answers_file": f"model_answer/{model}.jsonl"})
         _jl(mt / "questions.jsonl", [{"question_id": 81, "category": "writing", "turns": ["Write a poem " + XSS, "Shorter."]}])
-        _jl(mt / "answers.jsonl", [{"question_id": 81, "answer_id": "a", "model_id": model, "tstamp": 0,
+        _jl(mt / "model_answer" / f"{model}.jsonl", [{"question_id": 81, "answer_id": "a", "model_id": model, "tstamp": 0,
                                     "choices": [{"index": 0, "turns": [f"Answer from {model}: {XSS}", "Short."]}]}])
-        _jl(mt / "judgments.jsonl", [{"question_id": 81, "model": model, "judge": ["judge", "single-v1"], "turn": 1,
+        _jl(mt / "model_judgment" / "judge_single.jsonl", [{"question_id": 81, "model": model, "judge": ["judge", "single-v1"], "turn": 1,
                                       "score": 6, "judgment": "Rating: [[6]] " + XSS, "user_prompt": "...", "tstamp": 0}])
     for v, start, end in (("dpo", -30.0, -45.5), ("dpop", -30.0, -28.25)):
         _w(ck / v / "evalkit.json", {"schema_version": 1, "variant": v, "loss": v, "steps": 20,

@@ -53,7 +53,7 @@ def test_record_fields_and_samples(scored):
     assert rec["comparable"] is True and rec["limit"] is None
     arc = rec["tasks"]["arc_challenge"]
     assert arc["n_shot"] == 25 and arc["n_samples"] == 6 and arc["metric"] == "acc_norm"
-    assert rec["tasks"]["gsm8k"]["metric"] == "exact_match,strict-match"
+    assert (rec["tasks"]["gsm8k"]["metric"], rec["tasks"]["gsm8k"]["filter"]) == ("exact_match", "strict-match")
     assert set(rec["tasks"]["mmlu"]["subtasks"]) == {"mmlu_anatomy", "mmlu_virology"}
     rows = [json.loads(x) for x in (out / "leaderboard_samples" / "arc_challenge.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all("acc_norm" in r for r in rows)

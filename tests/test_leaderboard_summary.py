@@ -53,7 +53,7 @@ def test_mmlu_is_the_unweighted_mean_of_subjects():
     # average = plain mean of six entries: arc .6, hellaswag .6, mmlu .5, tqa .5, wino .5, gsm8k .3
     assert out["average"] == pytest.approx((0.6 + 0.6 + 0.5 + 0.5 + 0.5 + 0.3) / 6)
     assert out["tasks"]["gsm8k"]["value"] == 0.3  # strict-match, not flexible-extract
-    assert out["tasks"]["gsm8k"]["metric"] == "exact_match,strict-match"
+    assert (out["tasks"]["gsm8k"]["metric"], out["tasks"]["gsm8k"]["filter"]) == ("exact_match", "strict-match")
 
 
 def test_normalise_by_hand():

@@ -20,8 +20,8 @@ def test_parse_rating_cases():
     assert J.parse_rating("[[8.5]]") == 8.5
     assert J.parse_rating("first [[3]] then [[9]]") == 3          # two bracketed numbers: the first
     assert J.parse_rating("no rating here") == -1
-    assert J.parse_rating("Rating: [[11]]") == -1                  # out of range
-    assert J.parse_rating("Rating: [[0]]") == -1
+    assert J.parse_rating("Rating: [[11]]") == 11                  # out of range: kept, as FastChat keeps it
+    assert J.parse_rating("Rating: [[0]]") == 0
     assert J.parse_rating("single bracket [7] works as fallback") == 7
 
 
@@ -64,10 +64,10 @@ def test_faults_end_scored_or_explicitly_failed(tmp_path):
         s = mtbench.judge_answers(data, answers, out, judge_opts(srv.base_url, max_retries=1, concurrency=8),
                                   progress=False)
         kinds = dict(srv.script.by_kind)
-    judged = read_jsonl(out / "judgments.jsonl")
+    judged = read_jsonl(out / "model_judgment" / "scripted_single.jsonl")
     keys = [j["request_hash"] for j in judged]
     assert len(keys) == len(set(keys)), "no duplicates"
-    failed = {e["request_hash"] for e in read_jsonl(out / "judge_errors.jsonl")}
+    failed = {e["request_hash"] for e in read_jsonl(out / "model_judgment" / "scripted_single_errors.jsonl")}
     assert set(keys).isdisjoint(failed)
     assert len(keys) + len(failed) == 60 == s["n_requests"], "none lost"
     assert s["errors"] == len(failed) and s["n_judged"] == len(keys)
@@ -77,7 +77,7 @@ def test_faults_end_scored_or_explicitly_failed(tmp_path):
     # a rerun retries only the explicit failures, with more patience, and adds no duplicates
     with ServerThread(Script(fault_rate=0.3, hang_seconds=5, seed=4)) as srv:
         s2 = mtbench.judge_answers(data, answers, out, judge_opts(srv.base_url, max_retries=8), progress=False)
-    keys2 = [j["request_hash"] for j in read_jsonl(out / "judgments.jsonl")]
+    keys2 = [j["request_hash"] for j in read_jsonl(out / "model_judgment" / "scripted_single.jsonl")]
     assert len(keys2) == len(set(keys2)) == 60 and s2["errors"] == 0
 
 
@@ -89,25 +89,28 @@ def run_cli_judge(tmp_path, url, out, n=40):
                             env={**os.environ, "OPENAI_API_KEY": "sk-test-secret-0123456789"})
 
 
+JUDGMENTS = Path("model_judgment") / "scripted_single.jsonl"
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_file(tmp_path):
     with ServerThread(Script(latency=0.1)) as srv:
         ref = run_cli_judge(tmp_path, srv.base_url, tmp_path / "ref")
         assert ref.wait(120) == 0, ref.stderr.read()[-2000:]
         victim = run_cli_judge(tmp_path, srv.base_url, tmp_path / "killed")
         deadline = time.time() + 60
-        while len(read_jsonl(tmp_path / "killed" / "judgments.jsonl")) < 10 and time.time() < deadline:
+        while len(read_jsonl(tmp_path / "killed" / JUDGMENTS)) < 10 and time.time() < deadline:
             time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         time.sleep(0.5)  # requests the victim had in flight finish on the server side
-        partial = read_jsonl(tmp_path / "killed" / "judgments.jsonl")
+        partial = read_jsonl(tmp_path / "killed" / JUDGMENTS)
         assert 10 <= len(partial) < 80
         before = srv.script.ok_calls
         again = run_cli_judge(tmp_path, srv.base_url, tmp_path / "killed")
         assert again.wait(120) == 0, again.stderr.read()[-2000:]
         made = srv.script.ok_calls - before
-    final = read_jsonl(tmp_path / "killed" / "judgments.jsonl")
-    expected = read_jsonl(tmp_path / "ref" / "judgments.jsonl")
+    final = read_jsonl(tmp_path / "killed" / JUDGMENTS)
+    expected = read_jsonl(tmp_path / "ref" / JUDGMENTS)
     strip = lambda rows: sorted((r["request_hash"], r["question_id"], r["turn"], r["score"], r["judgment"])  # noqa: E731
                                 for r in rows)
     assert strip(final) == strip(expected) and len(final) == 80
@@ -139,25 +142,26 @@ def test_pairwise_mode_writes_fastchat_pair_records(tmp_path):
     with ServerThread(Script()) as srv:
         s = mtbench.judge_answers(data, answers, tmp_path / "p", mtbench.JudgeOptions(
             J.ClientOptions(model="scripted", base_url=srv.base_url), mode="pairwise"), baseline=base, progress=False)
-    rows = read_jsonl(tmp_path / "p" / "judgments.jsonl")
+    rows = read_jsonl(tmp_path / "p" / "model_judgment" / "scripted_pair.jsonl")
     assert len(rows) == 6 and s["n_pairs"] == 6
     for r in rows:
         assert {"g1_winner", "g2_winner", "model_1", "model_2", "g1_judgment", "g2_judgment", "turn"} <= set(r)
     assert s["win_rate"] + s["loss_rate"] + s["tie_rate"] == pytest.approx(1.0)
+    assert s["win_rate_adjusted"] == pytest.approx(s["win_rate"] + s["tie_rate"] / 2)
 
 
 def test_end_to_end_against_transformers_serve(tiny_model_dir, tmp_path):
     """Answers from the tiny model in-process; the tiny model judging through `transformers serve`."""
     from servers import transformers_serve
     data = mtbench.load_data("sample")
-    answers = generate.generate_answers(str(tiny_model_dir), data.questions, tmp_path / "answers.jsonl",
+    answers = generate.generate_answers(str(tiny_model_dir), data.questions, mtbench.answer_path(tmp_path, "tiny"),
                                         generate.GenOptions(max_new_tokens=16), model_id="tiny", progress=False)
     assert len(answers) == 4 and all(len(a["choices"][0]["turns"]) == 2 for a in answers)
     with transformers_serve(tiny_model_dir) as url:
         s = mtbench.judge_answers(data, answers, tmp_path, mtbench.JudgeOptions(
             J.ClientOptions(model=str(tiny_model_dir), base_url=url, timeout=60), max_tokens=24), progress=False)
     assert s["errors"] == 0 and s["n_judged"] == 8
-    judged = read_jsonl(tmp_path / "judgments.jsonl")
+    judged = read_jsonl(tmp_path / "model_judgment" / f"{mtbench.file_safe(str(tiny_model_dir))}_single.jsonl")
     assert all(isinstance(j["judgment"], str) for j in judged)
     assert s["failed_parses"] == sum(1 for j in judged if j["score"] == -1)
     # math and reasoning questions are judged against the reference answers

@@ -141,3 +141,13 @@ def test_vectorised_bootstrap_equals_the_loop_on_the_same_draws_and_is_seeded():
         stats.sort()
         assert got["lo"] == pytest.approx(stats[int(0.025 * 299)], abs=1e-12)
         assert got["hi"] == pytest.approx(stats[int(0.975 * 299)], abs=1e-12)
+
+
+def test_dollar_signs_in_names_are_plain_text_not_mathtext():
+    """Model, benchmark and category names are user text: "$" stays a dollar sign."""
+    from evalkit.report import plots
+    name = "v$^{bad$"
+    rows = [{"step": s, "loss": 0.7 - s / 100, "logps_chosen": -30.0, "logps_rejected": -31.0 - s,
+             "reward_margin": s / 10, "penalty_active": 0.0} for s in (1, 2, 3)]
+    svg = plots.training_curves({name: rows})
+    assert svg and "v$^{bad$" in svg

@@ -15,6 +15,7 @@ from evalkit.config import load_experiment
 from evalkit.devserver import Script, ServerThread
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.runner import run_experiment
+from test_schema import assert_matches_schema
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml")) + [REPO / "evalkit" / "data" / "experiments" / "demo.yaml"]
@@ -129,6 +130,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
         assert results(run_root) == results(ref_root)
         assert_clean(run_root / "reports")
         assert_clean(run_root / "checkpoints")
+        # every result file the run wrote reads back through its typed schema
+        assert assert_matches_schema(run_root) >= 10
         # a finished experiment: no model work, says so
         again = run_cli(run_root, exp_run)
         out, _ = again.communicate(timeout=120)

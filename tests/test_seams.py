@@ -78,3 +78,61 @@ def test_train_then_run_keeps_every_checkpoint_and_data_edits_retrain(tmp_path, 
     assert snapshot(rd.checkpoint("dpop")) == before["dpop"], "--only dpo leaves dpop alone"
     rows = plan(capsys, exp)
     assert rows["train:dpo"][0] == "skip" and rows["train:dpop"] == ("run", "inputs changed")
+
+
+def test_a_second_run_of_a_running_experiment_stops_at_once_naming_the_holder(tmp_path, tiny_model_dir):
+    import subprocess
+    import sys
+    import time
+    from evalkit.train.builders import metamath_synthetic_pairs
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in metamath_synthetic_pairs(8, 1)))
+    exp = write_experiment(tmp_path, tiny_model_dir, data)
+    lock = tmp_path / "reports" / "seams" / ".evalkit.lock"
+    first = subprocess.Popen([sys.executable, "-m", "evalkit.cli", "train", str(exp)], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert first.poll() is None and time.time() < deadline, "the first run never took the lock"
+            time.sleep(0.2)
+        t0 = time.time()
+        second = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", str(exp)], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run must still be running for this test to mean anything"
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"PID {first.pid}" in lines[0] and "Traceback" not in second.stderr
+        assert time.time() - t0 < 60
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_served_judge_dies_with_the_process_that_started_it(tmp_path):
+    """kill -9 of evalkit leaves no server behind: the child is started with
+    PR_SET_PDEATHSIG (the same start-up hook transformers_serve uses)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    code = ("import subprocess, sys; from evalkit.eval.serve import _die_with_parent; "
+            "p = subprocess.Popen(['sleep', '120'], preexec_fn=_die_with_parent); print(p.pid, flush=True); "
+            "import time; time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":     # exited, waiting to be reaped by init
+                return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the child outlived its killed parent")

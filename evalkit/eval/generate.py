@@ -8,6 +8,7 @@ interrupted run resumes with the questions still missing.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import bar as progress_bar
-from ..rundir import append_jsonl, read_jsonl
+from ..rundir import append_jsonl, atomic_write_json, read_jsonl
 
 log = logging.getLogger("evalkit")
 
@@ -53,12 +54,36 @@ def answer_record(question: dict, model_id: str, answers: list[str]) -> dict:
             "choices": [{"index": 0, "turns": answers}], "tstamp": time.time()}
 
 
+def _identity(model: str, opt: GenOptions) -> dict:
+    """What determines the answers: the model's files (a local dir) or its name, and the
+    generation settings."""
+    from ..train.reference import model_fingerprint
+    return {"model": model_fingerprint(model) if opt.backend != "api" else f"api:{opt.api_model or model}",
+            "backend": opt.backend, "max_new_tokens": opt.max_new_tokens, "system_prompt": opt.system_prompt,
+            "seed": opt.seed, "dtype": opt.dtype, "temperatures": TEMPERATURE}
+
+
+def _forget_if_stale(out_path: Path, identity: dict) -> None:
+    """Answers made by other weights or settings are never resumed from: they are removed
+    (with a log line) before generating. The identity sits beside the answers."""
+    meta = out_path.with_suffix(".meta.json")
+    if out_path.exists():
+        old = json.loads(meta.read_text()) if meta.exists() else None
+        if old is not None and old.get("identity") == identity:
+            return
+        log.warning("%s: answers from %s; generating them again", out_path,
+                    "other weights or settings" if old else "an unknown model")
+        out_path.unlink()
+    atomic_write_json(meta, {"identity": identity})
+
+
 def generate_answers(model: str, questions: list[dict], out_path: str | Path, opt: GenOptions,
                      model_id: str | None = None, progress: bool = True) -> list[dict]:
     """Answer every question not yet in out_path; returns all answers in question order."""
     from ..backends import GenOptions as BackendOptions, Sampling, generator
     out_path = Path(out_path)
     model_id = model_id or Path(model).name
+    _forget_if_stale(out_path, _identity(model, opt))
     done = {a["question_id"] for a in read_jsonl(out_path)}
     todo = [q for q in questions if q["question_id"] not in done]
     if todo:

@@ -34,13 +34,13 @@ ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 
 
 def parse_rating(text: str) -> float:
-    """FastChat's rule: the first [[N]], else the first [N]; -1 when absent or outside 1-10."""
+    """FastChat's rule exactly: the first [[N]], else the first [N]; -1 when absent. A
+    number outside 1-10 is kept, as FastChat keeps it (summary.json counts them as
+    `out_of_range` so they can be seen)."""
     m = ONE_SCORE.search(text) or ONE_SCORE_BACKUP.search(text)
     if not m:
         return -1
     value = float(m.group(1))
-    if not 1 <= value <= 10:
-        return -1
     return int(value) if value.is_integer() else value
 
 
@@ -64,19 +64,32 @@ def combine_swapped(g1: str, g2: str) -> str:
 
 
 def weighted_rating(logprobs: Any) -> float | None:
-    """Probability-weighted rating over the 1-10 tokens at the rating position, when the
-    endpoint returned logprobs (the token right after "[[")."""
+    """Probability-weighted rating over 1-10 at the rating position (the token right after
+    "[["), when the endpoint returned logprobs.
+
+    Tokenizers that split digits write 10 as "1" then "0": when the rating's first token
+    is "1", the next position's distribution splits the "1" mass into 10 (p("0") there)
+    and 1 (the rest); a whole "10" token counts as 10."""
     content = getattr(logprobs, "content", None) if logprobs is not None else None
     if not content:
         return None
     for i, item in enumerate(content):
         prev = "".join(c.token for c in content[max(0, i - 2):i])
         if prev.endswith("[[") and item.token.strip().isdigit():
-            weights = {}
+            p_zero_after_one = None
+            if item.token.strip() == "1" and i + 1 < len(content):
+                nxt = content[i + 1]
+                p_zero_after_one = sum(math.exp(a.logprob) for a in (nxt.top_logprobs or []) if a.token.strip() == "0")
+            weights: dict[int, float] = {}
             for alt in item.top_logprobs or []:
                 t = alt.token.strip()
-                if t.isdigit() and 1 <= int(t) <= 10:
-                    weights[int(t)] = weights.get(int(t), 0.0) + math.exp(alt.logprob)
+                if not t.isdigit() or not 1 <= int(t) <= 10:
+                    continue
+                p = math.exp(alt.logprob)
+                if t == "1" and p_zero_after_one is not None:
+                    weights[10] = weights.get(10, 0.0) + p * p_zero_after_one
+                    p *= 1.0 - p_zero_after_one
+                weights[int(t)] = weights.get(int(t), 0.0) + p
             total = sum(weights.values())
             return sum(k * w for k, w in weights.items()) / total if total else None
     return None
@@ -211,6 +224,8 @@ async def run_requests(client: ChatClient, requests: list[JudgeRequest], sink, e
     async def one(req: JudgeRequest):
         try:
             reply = await client.chat(req.messages, temperature=0.0, max_tokens=max_tokens)
+            if not reply.text.strip():      # nothing to parse: a failed call, retried next run
+                raise CallFailed("empty reply from the judge")
         except CallFailed as e:
             await write(error_sink, {"request_hash": req.key, "error": str(e), "tstamp": time.time(), **{
                 k: v for k, v in req.record.items() if k in ("question_id", "model", "model_1", "model_2", "turn")}})

@@ -1,13 +1,9 @@
 """Leaderboard scoring: a thin adapter over lm_eval.simple_evaluate.
 
 It writes the suite's task YAML (evalkit.eval.suites), calls lm-eval with the chosen backend,
-and turns lm-eval's results into evalkit's record (leaderboard.json):
-
-    {schema_version, suite, backend, lm_eval_version, model, dtype, batch_size,
-     apply_chat_template, fewshot_as_multiturn, seed, limit, comparable,
-     tasks: {entry: {metric, value, stderr, n_shot, n_samples, version, subtasks?,
-                     normalised?}},
-     average}
+and turns lm-eval's results into evalkit's record (leaderboard.json, typed and documented
+field by field in evalkit.schema.LeaderboardRecord; each task's metric is stored as
+{metric, filter}, never lm-eval's "metric,filter" string).
 
 Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
@@ -23,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text, content_hash
+from .. import schema
+from ..rundir import atomic_write_json, atomic_write_text, content_hash
 from .suites import Entry, Suite, write_task_yamls
 
 log = logging.getLogger("evalkit")
@@ -112,7 +109,7 @@ def summarise_entry(entry: Entry, results: dict, n_samples: dict, versions: dict
         stderr = math.sqrt(sum(s["stderr"] ** 2 for s in subtasks.values())) / len(subtasks) \
             if all(s["stderr"] is not None for s in subtasks.values()) and key == "value" else None
     first = entry.tasks[0].task
-    out = {"metric": "+".join(entry.metrics) + ("" if entry.filter == "none" else f",{entry.filter}"),
+    out = {"metric": "+".join(entry.metrics), "filter": entry.filter,
            "value": value, "stderr": stderr, "n_shot": entry.shots, "n_samples": total_n,
            "version": versions.get(first), "aggregate": entry.aggregate}
     if normalised_suite:
@@ -182,7 +179,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     seconds = time.time() - t0
     summary = summarise(suite, res)
     record = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema.version("leaderboard"),
         "suite": suite.name,
         "backend": opt.backend,
         "lm_eval_model": lm_name,
@@ -218,7 +215,7 @@ def format_record(rec: dict) -> str:
              + (f", limit {rec['limit']}: NOT comparable" if rec.get("limit") else "") + ")"]
     for name, t in rec["tasks"].items():
         err = f" +- {100 * t['stderr']:.2f}" if t.get("stderr") is not None and key == "value" else ""
-        lines.append(f"  {name:<16} {100 * t[key]:6.2f}{err}   ({t['metric']}, {t['n_shot']}-shot, n={t['n_samples']})")
+        lines.append(f"  {name:<16} {100 * t[key]:6.2f}{err}   ({t['metric']}{'' if t.get('filter', 'none') == 'none' else ', ' + t['filter']}, {t['n_shot']}-shot, n={t['n_samples']})")
     lines.append(f"  {'average':<16} {100 * rec['average']:6.2f}")
     return "\n".join(lines)
 

@@ -5,17 +5,26 @@ llm_judge data (80 questions, judge prompts, GPT-4 reference answers); a FastCha
 `llm_judge/data` directory; or a custom question JSONL in the same schema (then judge
 prompts and references still come from the package or the directory).
 
-Files in <out>/ (FastChat-compatible, so its show_result.py reads them):
-    questions.jsonl   the questions used          answers.jsonl   model_answer format
-    judgments.jsonl   model_judgment format + request_hash (+ usage, score_weighted)
-    judge_errors.jsonl  calls that failed after retries (retried by the next run)
-    summary.json      per turn, overall, per category, failed parses, errors, tokens, cost
+Files in <out>/, in FastChat's own layout, so its show_result.py reads them unchanged:
+    questions.jsonl                          the questions used
+    model_answer/<model>.jsonl               FastChat's model_answer format
+    model_answer/<model>.meta.json           what produced the answers (model files, settings)
+    model_judgment/<judge>_single.jsonl      FastChat's single format + request_hash (+ usage, score_weighted)
+    model_judgment/<judge>_pair.jsonl        FastChat's pair format (both games) + request_hash
+    model_judgment/<judge>_pair_games.jsonl  pairwise: one line per judge call (game)
+    model_judgment/<judge>_<single|pair>_errors.jsonl  calls that failed after retries (retried next run)
+    summary.json      this run's numbers (FastChat's show_result numbers, failed parses, errors,
+                      tokens, cost) and, under "runs", every judge and mode judged into <out>
+A request hash covers the judge, the full prompt, the answering model(s), max_tokens and the
+logprobs flag: a rerun calls the judge exactly for what is missing or changed.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +33,8 @@ from typing import Any
 from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
-from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from .. import schema
+from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from . import judge as J
 
 log = logging.getLogger("evalkit")
@@ -109,7 +119,12 @@ def _prompt_for(data: Data, q: dict, turn: int, math_name: str, general_name: st
     return name, data.prompts[name], kw
 
 
-def _single_request(data: Data, judge_model: str, q: dict, ans: dict, turn: int) -> J.JudgeRequest:
+def file_safe(name: str) -> str:
+    """A judge or model name as FastChat's file names use it (no slashes)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")) or "model"
+
+
+def _single_request(data: Data, opt: "JudgeOptions", q: dict, ans: dict, turn: int) -> J.JudgeRequest:
     name, prompt, kw = _prompt_for(data, q, turn, "single-math-v1", "single-v1")
     a = ans["choices"][0]["turns"]
     if turn == 2:
@@ -118,14 +133,19 @@ def _single_request(data: Data, judge_model: str, q: dict, ans: dict, turn: int)
     else:
         user = prompt["prompt_template"].format(question=q["turns"][0], answer=a[0], **kw)
     messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
-    key = J.request_hash(judge=judge_model, prompt=name, question_id=q["question_id"], turn=turn,
-                         answers=a[:turn], refs=list(kw.values()))
-    record = {"question_id": q["question_id"], "model": ans["model_id"], "judge": [judge_model, name],
+    record = {"question_id": q["question_id"], "model": ans["model_id"], "judge": [opt.client.model, name],
               "user_prompt": user, "turn": turn}
-    return J.JudgeRequest(key, messages, record, "single")
+    return J.JudgeRequest(_key(opt, messages, "single", model=ans["model_id"]), messages, record, "single")
 
 
-def _pair_requests(data: Data, judge_model: str, q: dict, a1: dict, a2: dict, turn: int) -> list[J.JudgeRequest]:
+def _key(opt: "JudgeOptions", messages: list[dict], kind: str, **who) -> str:
+    """Everything that determines a judgment: the judge, the full prompt, the answering
+    model(s), the reply budget and whether logprobs were asked for."""
+    return J.request_hash(judge=opt.client.model, messages=messages, kind=kind, max_tokens=opt.max_tokens,
+                          logprobs=bool(opt.client.logprobs), **who)
+
+
+def _pair_requests(data: Data, opt: "JudgeOptions", q: dict, a1: dict, a2: dict, turn: int) -> list[J.JudgeRequest]:
     name, prompt, kw = _prompt_for(data, q, turn, "pair-math-v1", "pair-v2")
     out = []
     for game, (x, y) in (("g1", (a1, a2)), ("g2", (a2, a1))):  # g2 swaps the positions
@@ -136,12 +156,11 @@ def _pair_requests(data: Data, judge_model: str, q: dict, a1: dict, a2: dict, tu
                                                     answer_b_2=ya[1], **kw)
         else:
             user = prompt["prompt_template"].format(question=q["turns"][0], answer_a=xa[0], answer_b=ya[0], **kw)
-        key = J.request_hash(judge=judge_model, prompt=name, question_id=q["question_id"], turn=turn,
-                             answer_a=xa[:turn], answer_b=ya[:turn], refs=list(kw.values()))
-        out.append(J.JudgeRequest(key, [{"role": "system", "content": prompt["system_prompt"]},
-                                        {"role": "user", "content": user}],
+        messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
+        key = _key(opt, messages, "pair", model_1=a1["model_id"], model_2=a2["model_id"], game=game)
+        out.append(J.JudgeRequest(key, messages,
                                   {"question_id": q["question_id"], "model_1": a1["model_id"], "model_2": a2["model_id"],
-                                   "game": game, "judge": [judge_model, name], "user_prompt": user, "turn": turn},
+                                   "game": game, "judge": [opt.client.model, name], "user_prompt": user, "turn": turn},
                                   "pair"))
     return out
 
@@ -156,21 +175,54 @@ class JudgeOptions:
     price_per_million: dict[str, float] | None = None   # {"prompt": ..., "completion": ...}
 
 
+@dataclass
+class Paths:
+    """FastChat's layout under one output folder, so its show_result.py reads it as is."""
+    root: Path
+    judge: str
+    kind: str                                # single | pair
+
+    @property
+    def judgments(self) -> Path:             # FastChat's model_judgment/<judge>_single|pair.jsonl
+        return self.root / "model_judgment" / f"{file_safe(self.judge)}_{self.kind}.jsonl"
+
+    @property
+    def calls(self) -> Path:                 # one line per judge call (pairwise: per game)
+        return self.judgments if self.kind == "single" else self.judgments.with_name(
+            f"{file_safe(self.judge)}_pair_games.jsonl")
+
+    @property
+    def errors(self) -> Path:                # failed calls, retried by the next run
+        return self.judgments.with_name(f"{file_safe(self.judge)}_{self.kind}_errors.jsonl")
+
+
+def answer_path(out_dir: str | Path, model_id: str) -> Path:
+    return Path(out_dir) / "model_answer" / f"{file_safe(model_id)}.jsonl"
+
+
 def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: JudgeOptions,
-                  baseline: list[dict] | None = None, progress: bool = True) -> dict:
+                  baseline: list[dict] | None = None, progress: bool = True,
+                  answers_file: str | Path | None = None) -> dict:
     """Judge every answer (resuming), then write summary.json. Returns the summary."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if opt.mode not in ("single", "pairwise"):
+        raise UserError(f"unknown judge mode {opt.mode!r} (single or pairwise)")
+    paths = Paths(out_dir, opt.client.model, "single" if opt.mode == "single" else "pair")
+    paths.judgments.parent.mkdir(parents=True, exist_ok=True)
     qs = {q["question_id"]: q for q in data.questions}
     atomic_write_text(out_dir / "questions.jsonl", "".join(json.dumps(q) + "\n" for q in data.questions))
+    if not answers:
+        raise UserError(f"{out_dir}: no answers to judge")
+    unknown = sorted({str(a["question_id"]) for a in answers if a["question_id"] not in qs})
+    if unknown:
+        raise UserError(f"answers for questions not in {data.source}: {', '.join(unknown[:5])}")
     requests: list[J.JudgeRequest] = []
     if opt.mode == "single":
         for ans in answers:
             q = qs[ans["question_id"]]
             for turn in (1, 2)[:len(q["turns"])]:
-                requests.append(_single_request(data, opt.client.model, q, ans, turn))
-        cache_path = out_dir / "judgments.jsonl"
-    elif opt.mode == "pairwise":
+                requests.append(_single_request(data, opt, q, ans, turn))
+    else:
         if not baseline:
             raise UserError("pairwise judging needs baseline answers (--baseline)")
         base_by_q = {a["question_id"]: a for a in baseline}
@@ -179,14 +231,13 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
             if ans["question_id"] not in base_by_q:
                 continue
             for turn in (1, 2)[:len(q["turns"])]:
-                requests += _pair_requests(data, opt.client.model, q, ans, base_by_q[ans["question_id"]], turn)
-        cache_path = out_dir / "judge_calls.jsonl"
-    else:
-        raise UserError(f"unknown judge mode {opt.mode!r} (single or pairwise)")
-
-    done = {r["request_hash"] for r in read_jsonl(cache_path)}
-    todo = [r for r in requests if r.key not in done]
-    todo = list({r.key: r for r in todo}.values())    # the same request twice in one run: once
+                requests += _pair_requests(data, opt, q, ans, base_by_q[ans["question_id"]], turn)
+    wanted = {r.key for r in requests}
+    # the judgment file holds exactly this run's requests: rows of other answers or
+    # settings are not this run's numbers (FastChat's show_result reads the whole file)
+    _keep_only(paths.calls, wanted)
+    done = {r["request_hash"] for r in read_jsonl(paths.calls)}
+    todo = list({r.key: r for r in requests if r.key not in done}.values())
     calls_made = 0
     if todo:
         log.info("judging %d requests with %s (%d already done)", len(todo), opt.client.model, len(requests) - len(todo))
@@ -195,8 +246,8 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         async def go():
             client = J.ChatClient(opt.client)
             try:
-                return await J.run_requests(client, todo, lambda rec: append_jsonl(cache_path, rec),
-                                            lambda rec: append_jsonl(out_dir / "judge_errors.jsonl", rec),
+                return await J.run_requests(client, todo, lambda rec: append_jsonl(paths.calls, rec),
+                                            lambda rec: append_jsonl(paths.errors, rec),
                                             opt.max_tokens, bar), client.calls
             finally:
                 await client.close()
@@ -204,14 +255,23 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         _, calls_made = asyncio.run(go())
         bar.close()
     if opt.mode == "pairwise":
-        _write_pair_judgments(out_dir, requests)
-    summary = summarise(out_dir, data, opt, requests, calls_made)
+        _write_pair_judgments(paths, requests)
+    summary = summarise(out_dir, paths, data, opt, requests, calls_made,
+                        answers_file=Path(answers_file) if answers_file else None)
     return summary
 
 
-def _write_pair_judgments(out_dir: Path, requests: list[J.JudgeRequest]) -> None:
+def _keep_only(path: Path, wanted: set[str]) -> None:
+    rows = read_jsonl(path)
+    keep = [r for r in rows if r.get("request_hash") in wanted]
+    if len(keep) != len(rows):
+        log.info("%s: %d judgments of other answers or settings set aside", path.name, len(rows) - len(keep))
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest]) -> None:
     """FastChat's pair format: one record per (question, turn) once both games are done."""
-    calls = {r["request_hash"]: r for r in read_jsonl(out_dir / "judge_calls.jsonl")}
+    calls = {r["request_hash"]: r for r in read_jsonl(paths.calls)}
     rows = []
     for g1, g2 in zip(requests[0::2], requests[1::2]):
         c1, c2 = calls.get(g1.key), calls.get(g2.key)
@@ -225,46 +285,72 @@ def _write_pair_judgments(out_dir: Path, requests: list[J.JudgeRequest]) -> None
                      "g2_user_prompt": c2["user_prompt"], "g2_judgment": c2["judgment"], "turn": c1["turn"],
                      "tstamp": max(c1["tstamp"], c2["tstamp"]), "request_hash": g1.key + "+" + g2.key,
                      "usage": {k: c1["usage"].get(k, 0) + c2["usage"].get(k, 0) for k in ("prompt_tokens", "completion_tokens")}})
-    atomic_write_text(out_dir / "judgments.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(paths.judgments, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def summarise(out_dir: Path, data: Data, opt: JudgeOptions, requests: list[J.JudgeRequest], calls_made: int) -> dict:
+def pair_outcome(row: dict) -> str | None:
+    """FastChat show_result's rule for one pair record: None when either game failed to
+    parse (the row is dropped), 'tie' when a game says tie or the games disagree, else the
+    winner ('model_1' or 'model_2')."""
+    g1, g2 = row["g1_winner"], row["g2_winner"]
+    if g1 == "error" or g2 == "error":
+        return None
+    if g1 == "tie" or g1 != g2:
+        return "tie"
+    return g1
+
+
+def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, requests: list[J.JudgeRequest],
+              calls_made: int, answers_file: Path | None = None) -> dict:
+    """The numbers FastChat's show_result.py prints for these files, plus accounting."""
     wanted = {r.key for r in requests}
-    judgments = read_jsonl(out_dir / "judgments.jsonl")
-    errors = [e for e in read_jsonl(out_dir / "judge_errors.jsonl") if e["request_hash"] in wanted]
+    calls = [c for c in read_jsonl(paths.calls) if c["request_hash"] in wanted]
+    done_keys = {c["request_hash"] for c in calls}
+    errors = [e for e in read_jsonl(paths.errors) if e["request_hash"] in wanted - done_keys]
     cats = {q["question_id"]: q.get("category", "") for q in data.questions}
-    calls = read_jsonl(out_dir / "judge_calls.jsonl") if opt.mode == "pairwise" else judgments
     usage = {"prompt": sum(c.get("usage", {}).get("prompt_tokens", 0) for c in calls),
              "completion": sum(c.get("usage", {}).get("completion_tokens", 0) for c in calls)}
-    done_keys = {c["request_hash"] for c in calls}
-    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "mode": opt.mode, "judge": opt.client.model,
-                           "questions": data.source, "n_requests": len(requests),
-                           "n_judged": len(wanted & done_keys), "errors": len(wanted - done_keys),
+    out: dict[str, Any] = {"schema_version": schema.version("mtbench_summary"), "mode": opt.mode,
+                           "judge": opt.client.model, "questions": data.source, "n_requests": len(wanted),
+                           "n_judged": len(done_keys), "errors": len(wanted - done_keys),
                            "error_examples": sorted({e["error"] for e in errors})[:5],
-                           "calls_this_run": calls_made, "tokens": usage}
+                           "calls_this_run": calls_made, "tokens": usage,
+                           "judgments_file": str(paths.judgments.relative_to(out_dir))}
+    if answers_file is not None:
+        out["answers_file"] = os.path.relpath(answers_file, out_dir)
     if opt.mode == "single":
-        valid = [j for j in judgments if j["score"] != -1]
-        out["failed_parses"] = len(judgments) - len(valid)
+        valid = [j for j in calls if j["score"] != -1]        # FastChat drops -1 (no rating found)
+        out["failed_parses"] = len(calls) - len(valid)
+        out["out_of_range"] = sum(1 for j in valid if not 1 <= j["score"] <= 10)   # kept, as FastChat does
         for t in (1, 2):
-            s = [j["score"] for j in valid if j["turn"] == t]
-            out[f"turn_{t}"] = statistics.fmean(s) if s else None
+            sc = [j["score"] for j in valid if j["turn"] == t]
+            out[f"turn_{t}"] = statistics.fmean(sc) if sc else None
         out["overall"] = statistics.fmean(j["score"] for j in valid) if valid else None
         per: dict[str, list[float]] = {}
         for j in valid:
             per.setdefault(cats.get(j["question_id"], ""), []).append(j["score"])
         out["per_category"] = {c: statistics.fmean(v) for c, v in sorted(per.items())}
-        weighted = [j["score_weighted"] for j in judgments if j.get("score_weighted") is not None]
-        if weighted:
-            out["overall_weighted"] = statistics.fmean(weighted)
+        weighted = [j["score_weighted"] for j in calls if j.get("score_weighted") is not None]
+        out["overall_weighted"] = statistics.fmean(weighted) if weighted else None
     else:
-        res = [j["winner"] for j in judgments]
+        rows = read_jsonl(paths.judgments)
+        outcomes = [pair_outcome(r) for r in rows]
+        kept = [o for o in outcomes if o is not None]
+        n = len(kept)
+        win, loss, tie = kept.count("model_1"), kept.count("model_2"), kept.count("tie")
         out["failed_parses"] = sum(1 for c in calls if c.get("winner") == "error")
-        n = len(res) or 1
-        out.update({"win_rate": res.count("model_1") / n, "loss_rate": res.count("model_2") / n,
-                    "tie_rate": res.count("tie") / n, "n_pairs": len(res)})
+        out.update({"n_pairs": n, "n_pairs_dropped": len(outcomes) - n,
+                    "win_rate": win / n if n else None, "loss_rate": loss / n if n else None,
+                    "tie_rate": tie / n if n else None,
+                    "win_rate_adjusted": (win + 0.5 * tie) / n if n else None})
     price = opt.price_per_million
     out["cost"] = (usage["prompt"] * price.get("prompt", 0) + usage["completion"] * price.get("completion", 0)) / 1e6 \
         if price else None
+    # summary.json: this run's numbers at the top, every judge and mode's under "runs"
+    old = schema.read(out_dir / "summary.json", "mtbench_summary") if (out_dir / "summary.json").exists() else {}
+    runs = {k: v for k, v in (old.get("runs") or {}).items() if k != f"{file_safe(opt.client.model)}_{paths.kind}"}
+    runs[f"{file_safe(opt.client.model)}_{paths.kind}"] = dict(out)
+    out["runs"] = runs
     atomic_write_json(out_dir / "summary.json", out)
     return out
 

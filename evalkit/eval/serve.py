@@ -24,6 +24,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when evalkit dies, however evalkit
+    dies (kill -9 included), so no server outlives the run that started it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def transformers_serve(model: str | Path, timeout: float = 180.0, device: str = "auto"):
     """Yields the base URL (http://127.0.0.1:PORT/v1); stops the server on exit."""
@@ -36,7 +46,7 @@ def transformers_serve(model: str | Path, timeout: float = 180.0, device: str = 
     log = open(log_path, "w")
     proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                              "--device", device, "--default-seed", "0"],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, preexec_fn=_die_with_parent)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout

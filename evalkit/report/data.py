@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .. import schema
 from ..rundir import read_json, read_jsonl
 
 
@@ -33,9 +34,12 @@ class Experiment:
     multi: bool = False
 
 
-def _load_json(path: Path) -> dict | None:
+def _load_json(path: Path, kind: str | None = None) -> dict | None:
+    """A result file (checked against its schema when `kind` is given), or None if absent."""
     if not path.exists():
         return None
+    if kind is not None:
+        return schema.read(path, kind)
     try:
         return read_json(path)
     except (OSError, json.JSONDecodeError) as e:
@@ -53,7 +57,7 @@ def load_experiment_dir(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such result directory")
-    manifest = _load_json(path / "manifest.json") or {}
+    manifest = _load_json(path / "manifest.json", "manifest") or {}
     exp = Experiment(manifest.get("experiment", path.name), path, manifest)
     variants = [v["name"] for v in (manifest.get("config") or {}).get("variants", [])]
     found = sorted(p.name for p in path.iterdir() if p.is_dir() and (
@@ -62,21 +66,23 @@ def load_experiment_dir(path: str | Path) -> Experiment:
     exp.models = [m for m in order if m in found or m in variants] + [m for m in found if m not in order]
     for m in exp.models:
         d = path / m
-        if (rec := _load_json(d / "leaderboard.json")) is not None:
+        if (rec := _load_json(d / "leaderboard.json", "leaderboard")) is not None:
             exp.leaderboard[m] = rec
-        if (rec := _load_json(d / "contamination.json")) is not None:
+        if (rec := _load_json(d / "contamination.json", "contamination")) is not None:
             exp.contamination[m] = rec
             exp.contamination_rows[m] = {b: _jsonl(d / info.get("per_example", f"contamination_{b}.jsonl"))
                                          for b, info in rec.get("benchmarks", {}).items()}
         mt = d / "mtbench"
-        if (summary := _load_json(mt / "summary.json")) is not None:
-            exp.mtbench[m] = {"summary": summary, "judgments": _jsonl(mt / "judgments.jsonl"),
-                              "answers": _jsonl(mt / "answers.jsonl"),
+        if (summary := _load_json(mt / "summary.json", "mtbench_summary")) is not None:
+            judgments = mt / summary.get("judgments_file", "judgments.jsonl")
+            answers = mt / summary["answers_file"] if summary.get("answers_file") else None
+            exp.mtbench[m] = {"summary": summary, "judgments": _jsonl(judgments) if judgments.exists() else [],
+                              "answers": _jsonl(answers) if answers is not None and answers.exists() else [],
                               "questions": {q["question_id"]: q for q in _jsonl(mt / "questions.jsonl")}}
     exp.ngram = _load_json(path / "ngram_overlap.json")
     for v in variants:
         ckpt = _checkpoint_dir(exp, v)
-        if ckpt is not None and (meta := _load_json(ckpt / "evalkit.json")) is not None:
+        if ckpt is not None and (meta := _load_json(ckpt / "evalkit.json", "evalkit")) is not None:
             exp.training[v] = {"meta": meta, "metrics": _jsonl(ckpt / "train_metrics.jsonl")}
     exp.models = [m for m in exp.models if m in exp.leaderboard or m in exp.contamination
                   or m in exp.mtbench or m in exp.training or m == "base"]

@@ -9,8 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# text.parse_math off: names come from users ("$5 model", "a$b$"); a "$" must stay a dollar sign,
+# never become mathtext (which raises on unbalanced or unknown TeX)
 matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-                            "axes.spines.right": False, "figure.dpi": 96})
+                            "axes.spines.right": False, "figure.dpi": 96, "text.parse_math": False})
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 

@@ -66,14 +66,17 @@ def leaderboard_section(exp: Experiment) -> dict | None:
         rows.append({"model": exp.label(model), "cells": cells, "average": avg, "suite": rec["suite"],
                      "limited": rec.get("limit"), "backend": rec.get("backend")})
     return {"entries": entries, "rows": rows, "suite": rows[0]["suite"],
-            "metrics": {e: next(iter(recs.values()))["tasks"][e]["metric"] for e in entries},
+            "metrics": {e: _metric_label(next(iter(recs.values()))["tasks"][e]) for e in entries},
             "shots": {e: next(iter(recs.values()))["tasks"][e]["n_shot"] for e in entries}}
+
+
+def _metric_label(t: dict) -> str:
+    return t["metric"] + (f" ({t['filter']})" if t.get("filter", "none") != "none" else "")
 
 
 def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: str) -> dict:
     delta = _pct(t[key] - base_t[key])
-    metrics = t["metric"].split(",")[0].split("+")
-    flt = t["metric"].split(",")[1] if "," in t["metric"] else "none"
+    metrics, flt = t["metric"].split("+"), t.get("filter", "none")
     subtasks = list(t["subtasks"]) if t.get("subtasks") else [_single_task(exp, model, entry)]
     groups = []
     for task in subtasks:

@@ -1,0 +1,264 @@
+"""Typed definitions of every result file evalkit writes, and the one way to read them.
+
+Each file carries `schema_version`. `read(path, kind)` accepts the versions this evalkit
+knows (upgrading older ones in memory) and refuses a newer or unknown version in one line,
+so a report never silently misreads a file written by another evalkit. The README's
+"Files" section is checked against these definitions by the tests.
+
+Values of benchmark metrics are fractions (0-1); the report shows them x100.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional, TypedDict
+
+from .errors import UserError
+
+# ---------------------------------------------------------------- leaderboard.json
+
+
+class TaskResult(TypedDict, total=False):
+    metric: str              # lm-eval metric name(s), e.g. "acc_norm"; "+"-joined when averaged ("acc+acc_norm")
+    filter: str              # lm-eval filter, e.g. "strict-match"; "none" when the task has none
+    value: float             # the entry's score (fraction)
+    stderr: Optional[float]  # lm-eval's standard error of `value` (None when lm-eval gives none)
+    n_shot: int              # few-shot examples per prompt
+    n_samples: int           # documents scored (all subtasks)
+    version: Any             # lm-eval's task version
+    aggregate: str           # how subtasks combine: "unweighted_mean" or "weighted_mean"
+    subtasks: dict[str, dict[str, Any]]   # per lm-eval subtask: value, stderr, n_samples (+ baseline, normalised)
+    normalised: float        # v2 suites: max(0, (raw - baseline) / (1 - baseline))
+    baseline: float          # v2 suites: the chance score used to normalise
+
+
+class LeaderboardRecord(TypedDict, total=False):
+    schema_version: int
+    suite: str               # suite name (e.g. open_llm_v1)
+    backend: str             # hf | vllm | api
+    lm_eval_model: str       # lm-eval's model type (hf, vllm, local-completions, local-chat-completions)
+    lm_eval_version: str     # the lm-eval release that produced the numbers
+    model: str               # the label (base, a variant's name, or the given model)
+    model_path: str          # hub id or local directory that was scored
+    dtype: str
+    batch_size: str
+    apply_chat_template: bool
+    fewshot_as_multiturn: bool
+    seed: int                # lm-eval's random / numpy / torch / few-shot seed
+    data_dir: Optional[str]  # local data in hub schema, when not read from the hub
+    limit: Optional[int]     # documents per task, when limited
+    comparable: bool         # False when a limit makes the numbers incomparable with published ones
+    normalised: bool         # True for v2 suites (average of normalised scores)
+    tasks: dict[str, TaskResult]
+    average: float           # plain mean over entries (of `normalised` for v2 suites)
+    seconds: float           # wall time of lm-eval's run
+    samples_dir: str         # per-sample JSONL folder, relative to this file
+
+
+# ---------------------------------------------------------------- contamination.json
+
+
+class BenchmarkContamination(TypedDict, total=False):
+    result: float            # share of examples with s(x) < threshold (near 1: likely seen)
+    control: float           # the same test with the control model as the target
+    ci: list[float]          # 95% bootstrap interval of `result`
+    control_ci: list[float]
+    n_examples: int
+    per_example: str         # contamination_<bench>.jsonl beside this file
+    signals: dict[str, float]   # means of ppl, log_ppl_minus_ref, lowercase_ratio, zlib_ratio, min_k_prob, min_k_plus_plus
+    seconds: dict[str, float]   # generate, total
+
+
+class ContaminationRecord(TypedDict, total=False):
+    schema_version: int
+    method: str              # the check's name and source
+    parameters: dict[str, Any]   # ratio_gen, n_neighbours, n_examples, threshold, max_tokens, seed, ...
+    target: str              # model path checked
+    reference: str           # model that sampled the neighbours
+    control: str             # model run as the clean control target
+    control_kind: str        # "reference as target" or "clean model"
+    backend: str             # how the neighbours were generated (hf | vllm)
+    benchmarks: dict[str, BenchmarkContamination]
+
+
+# ---------------------------------------------------------------- evalkit.json (a checkpoint)
+
+
+class TrainMetadata(TypedDict, total=False):
+    schema_version: int
+    variant: str
+    base_model: str
+    reference_model: str     # the model whose log-probs are the reference
+    loss: str                # dpo | dpop | ipo | hinge
+    hyperparameters: dict[str, Any]   # the variant's resolved config
+    seed: int
+    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs, n_skipped, edit_distance
+    reference: dict[str, Any]   # fingerprint, cache_key of the reference log-probs
+    steps: Any               # optimizer steps; sDPO: a list of per-step records
+    micro_batches: int
+    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end
+    warnings: list[str]
+    seconds: float
+    train_tokens_per_second: float
+    train_processed_tokens_per_second: float
+    packed_prompt: bool
+    device: str
+    mixed_precision: str
+    config_hash: str         # the variant's config, base and data fingerprints
+    versions: dict[str, str]
+    git_sha: Optional[str]
+    hardware: dict[str, Any]
+    stepwise: dict[str, Any]    # sDPO only
+    onpolicy: dict[str, Any]    # on-policy only
+    rounds: list[dict[str, Any]]   # on-policy only: per round rewards and pair counts
+
+
+# ---------------------------------------------------------------- manifest.json
+
+
+class StageRecord(TypedDict, total=False):
+    status: Literal["running", "done", "failed", "interrupted"]
+    hash: str                # what determined the stage's result (config slice, input content, deps)
+    updated: str
+    seconds: float
+    model_fingerprint: str   # scoring stages: the scored model's files when the result was made
+
+
+class Manifest(TypedDict, total=False):
+    schema_version: int
+    experiment: str
+    created: str
+    updated: str
+    config: dict[str, Any]   # the resolved experiment file
+    versions: dict[str, str]
+    git_sha: Optional[str]
+    hardware: dict[str, Any]   # incl. torch threads
+    stages: dict[str, StageRecord]
+
+
+# ---------------------------------------------------------------- mtbench/summary.json
+
+
+class MTBenchSummary(TypedDict, total=False):
+    schema_version: int
+    mode: Literal["single", "pairwise"]
+    judge: str
+    questions: str           # where the questions came from
+    n_requests: int
+    n_judged: int
+    errors: int              # requests with no judgment (failed calls; retried by the next run)
+    error_examples: list[str]
+    calls_this_run: int
+    tokens: dict[str, int]   # prompt, completion
+    failed_parses: int       # judgments whose rating or verdict could not be read (FastChat drops them)
+    out_of_range: int        # single: ratings outside 1-10 (kept in the means, as FastChat keeps them)
+    judgments_file: str      # the FastChat judgment file these numbers come from, relative to this file
+    answers_file: str        # the FastChat answer file judged, relative to this file (when generated here)
+    turn_1: Optional[float]  # single: mean rating of turn 1 (1-10)
+    turn_2: Optional[float]
+    overall: Optional[float]
+    per_category: dict[str, float]
+    overall_weighted: float  # single, with logprobs: probability-weighted rating
+    win_rate: float          # pairwise
+    loss_rate: float
+    tie_rate: float
+    win_rate_adjusted: float  # pairwise: (win + tie / 2) / pairs, FastChat's ranking number
+    n_pairs: int             # pairwise: pairs counted (both games parsed)
+    n_pairs_dropped: int     # pairwise: pairs with a game that failed to parse (FastChat drops them)
+    cost: Optional[float]    # USD from the price table, when given
+    runs: dict[str, dict[str, Any]]   # "<judge>_<single|pair>": that judge and mode's summary
+
+
+SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
+                            "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
+# the newest version of each file this evalkit writes and reads
+VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 1, "manifest": 1,
+                            "mtbench_summary": 1}
+
+
+def version(kind: str) -> int:
+    return VERSIONS[kind]
+
+
+def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
+    if kind == "leaderboard" and v == 1:       # v1 kept lm-eval's "metric,filter" string
+        for t in (rec.get("tasks") or {}).values():
+            if isinstance(t, dict) and "filter" not in t:
+                metric, _, flt = str(t.get("metric", "")).partition(",")
+                t["metric"], t["filter"] = metric, flt or "none"
+    return rec
+
+
+def check(rec: Any, kind: str, source: str | Path) -> dict[str, Any]:
+    """Check a loaded record's type and version; returns it upgraded to the current version."""
+    if not isinstance(rec, dict):
+        raise UserError(f"{source}: not a {kind} record (a JSON object expected, found {type(rec).__name__})")
+    v = rec.get("schema_version")
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise UserError(f"{source}: schema_version missing or not an integer; not an evalkit {kind} file")
+    if v > VERSIONS[kind] or v < 1:
+        raise UserError(f"{source}: schema_version {v} is not one this evalkit reads (<= {VERSIONS[kind]}); "
+                        f"written by a newer evalkit?")
+    return _upgrade(kind, rec, v)
+
+
+def read(path: str | Path, kind: str) -> dict[str, Any]:
+    """Read a result file of `kind`, checked (one-line UserError on any problem)."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    return check(rec, kind, path)
+
+
+def fields(kind: str) -> set[str]:
+    """The top-level keys a file of `kind` may hold."""
+    return set(SCHEMAS[kind].__annotations__)
+
+
+# ---------------------------------------------------------------- the README's "Files" section
+
+WHERE = {"manifest": "reports/<experiment>/manifest.json",
+         "leaderboard": "reports/<experiment>/<model>/leaderboard.json",
+         "mtbench_summary": "reports/<experiment>/<model>/mtbench/summary.json",
+         "contamination": "reports/<experiment>/<model>/contamination.json",
+         "evalkit": "checkpoints/<experiment>/<variant>/evalkit.json"}
+
+
+def _documented_fields(cls: type) -> list[tuple[str, str, str]]:
+    """(name, type, comment) of a TypedDict, read from its source lines."""
+    import inspect
+    out = []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        m = __import__("re").match(r"\s+(\w+): ([^#]+?)\s*(?:#\s*(.*))?$", line)
+        if m:
+            out.append((m.group(1), m.group(2).strip(), (m.group(3) or "").strip()))
+    return out
+
+
+def markdown() -> str:
+    """The README's "Files" section, generated from the definitions above
+    (`python -m evalkit.schema` prints it)."""
+    lines = ["## Files", "",
+             "Every JSON file carries `schema_version`; evalkit refuses, in one line, a version newer than",
+             "it knows. Writes are atomic, so an interrupted run never leaves half a file. The fields",
+             "(generated from `evalkit/schema.py` by `python -m evalkit.schema`):", ""]
+    nested = {"leaderboard": [("tasks.<entry>", TaskResult)], "contamination": [("benchmarks.<name>",
+                                                                                 BenchmarkContamination)],
+              "manifest": [("stages.<stage>", StageRecord)]}
+    for kind, cls in SCHEMAS.items():
+        lines.append(f"### `{WHERE[kind].rsplit('/', 1)[1]}` — `{WHERE[kind]}` (version {VERSIONS[kind]})")
+        lines.append("")
+        for prefix, sub in [("", cls)] + nested.get(kind, []):
+            for name, typ, comment in _documented_fields(sub):
+                key = f"{prefix}.{name}" if prefix else name
+                lines.append(f"- `{key}` ({typ})" + (f": {comment}" if comment else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
