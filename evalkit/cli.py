@@ -169,6 +169,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise UserError("leaderboard: give a MODEL (hub id or local directory), or --show")
+    if args.backend == "api":
+        from .backends import check_endpoint
+        if not args.base_url:
+            raise UserError("leaderboard --backend api needs --base-url (an OpenAI-compatible server)")
+        check_endpoint(args.base_url, "--base-url")      # before lm-eval loads anything
     batch = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
     opt = leaderboard.LeaderboardOptions(
         backend=args.backend, batch_size=batch, dtype=args.dtype, device=args.device, limit=args.limit,
@@ -187,6 +192,16 @@ def _contamination(args: argparse.Namespace) -> int:
     import re
 
     from .eval import contamination, contamination_run
+    # parameters are checked here, before any model loads
+    for flag, value, ok, want in (("--n-neighbours", args.n_neighbours, args.n_neighbours >= 1, "at least 1"),
+                                  ("--n-examples", args.n_examples, args.n_examples >= 1, "at least 1"),
+                                  ("--ratio-gen", args.ratio_gen, 0 < args.ratio_gen < 1, "between 0 and 1, exclusive"),
+                                  ("--threshold", args.threshold, 0 < args.threshold <= 1, "in (0, 1]")):
+        if not ok:
+            raise UserError(f"contamination {flag} {value}: must be {want}")
+    from .eval.benchmark_texts import load_examples
+    for b in args.benchmark:            # every benchmark readable before any model loads
+        load_examples(b, args.data_dir)
     p = contamination.Params(n_examples=args.n_examples, n_neighbours=args.n_neighbours, ratio_gen=args.ratio_gen,
                              threshold=args.threshold, seed=args.seed)
     out = args.out or f"reports/contamination/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.target.strip('/'))}"
@@ -240,10 +255,15 @@ def _mtbench(args: argparse.Namespace) -> int:
 def _pairs(args: argparse.Namespace) -> int:
     import json
     import statistics
+    from pathlib import Path
 
     from .rundir import atomic_write_text
     from .train import builders
     from .train.data import edit_distance, read_rows
+    if Path(args.out).is_dir():
+        raise UserError(f"pairs --out {args.out}: is a directory; give the JSONL file to write")
+    if args.kind == "metamath" and args.n < 1:
+        raise UserError(f"pairs metamath --n {args.n}: must be at least 1")
     if args.kind == "arc":
         if bool(args.path) == bool(args.hub):
             raise UserError("pairs arc: give --path or --hub")
@@ -303,6 +323,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("evalkit: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except OSError as e:  # a path the user gave that cannot be read or written
+        if args.debug or not e.filename:
+            if args.debug:
+                raise
+            print(f"evalkit: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+            return 1
+        print(f"evalkit: error: {e.filename}: {e.strerror or type(e).__name__}", file=sys.stderr)
+        return 2
     except Exception as e:  # an evalkit bug or an environment failure: still one line
         if args.debug:
             raise

@@ -254,9 +254,9 @@ class Experiment(Strict):
     @classmethod
     def _unique_names(cls, v: list[Variant]):
         seen = set()
-        for x in v:
+        for i, x in enumerate(v):
             if x.name in seen or x.name == "base":
-                raise ValueError(f"variant name {x.name!r} is reserved or repeated")
+                raise ValueError(f"variants[{i}].name: variant name {x.name!r} is reserved or repeated")
             seen.add(x.name)
         return v
 
@@ -281,10 +281,34 @@ class _LineLoader(yaml.SafeLoader):
     pass
 
 
-def _line_map(text: str) -> dict[tuple, int]:
+MAX_NODES = 100_000     # an experiment file has hundreds; aliases must not expand past this
+
+
+def _expanded_size(root) -> int:
+    """Nodes the document has once every alias is expanded (memoised per node, so an
+    alias bomb is measured in linear time instead of being expanded)."""
+    sizes: dict[int, int] = {}
+
+    def size(node) -> int:
+        if id(node) not in sizes:
+            sizes[id(node)] = 1  # a cycle counts once
+            if isinstance(node, yaml.MappingNode):
+                sizes[id(node)] = 1 + sum(size(k) + size(v) for k, v in node.value)
+            elif isinstance(node, yaml.SequenceNode):
+                sizes[id(node)] = 1 + sum(size(v) for v in node.value)
+            sizes[id(node)] = min(sizes[id(node)], MAX_NODES + 1)
+        return sizes[id(node)]
+    return size(root)
+
+
+def _line_map(text: str, source: str = "") -> dict[tuple, int]:
     """Map each key path (tuple of str/int) to the 1-based line of its node."""
     out: dict[tuple, int] = {}
     root = yaml.compose(text, Loader=_LineLoader)
+    if root is not None and _expanded_size(root) > MAX_NODES:
+        from .errors import UserError
+        raise UserError(f"{source}: more than {MAX_NODES} values once YAML aliases are expanded; "
+                        f"not an experiment file (an alias bomb?)")
 
     def walk(node, path):
         out[path] = node.start_mark.line + 1
@@ -337,13 +361,19 @@ def validation_message(e: ValidationError, source: str, lines: dict[tuple, int])
         if key in seen:
             continue
         seen.add(key)
+        desc = _describe(err)
+        # a check across fields names its own key path ("variants[1].data: ..."): point there
+        m = re.match(r"^((?:\w+|\[\d+\])(?:\.\w+|\[\d+\])*): (.*)$", desc)
+        if m and (not loc or m.group(1).startswith(format_loc(loc))):
+            loc = tuple(int(x[1:-1]) if x.startswith("[") else x for x in re.findall(r"\w+|\[\d+\]", m.group(1)))
+            desc = m.group(2)
         line = None
         probe = loc
         while probe not in lines and probe:
             probe = probe[:-1]
         line = lines.get(probe)
         where = f"{source}:{line}" if line else source
-        parts.append(f"{where}: {format_loc(loc)}: {_describe(err)}")
+        parts.append(f"{where}: {format_loc(loc)}: {desc}")
     return "; ".join(parts)
 
 
@@ -403,7 +433,11 @@ def _inner(ann):
 def apply_override(raw: dict, path: list, value: str) -> None:
     """Set raw[path] = value, typed: YAML scalars unless the field is a string."""
     ann = _unwrap_optional(_field_annotation(path))
-    typed: Any = value if ann is str else yaml.safe_load(value) if value.strip() else ""
+    try:
+        typed: Any = value if ann is str else yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise UserError(f"--set {format_loc(tuple(path))}={value}: not a YAML value "
+                        f"({getattr(e, 'problem', None) or 'parse error'})") from None
     node: Any = raw
     for i, part in enumerate(path[:-1]):
         nxt = path[i + 1]
@@ -438,8 +472,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e})") from None
     try:
+        lines = _line_map(text, str(path))      # first: it refuses alias bombs before they expand
         raw = yaml.safe_load(text)
-        lines = _line_map(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

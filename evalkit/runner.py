@@ -288,8 +288,8 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
                    progress: bool = True) -> Runner:
     rd = rd or stages.rundir_for(exp)
     runner = Runner(exp, rd, only=only, progress=progress)
+    runner.check_force(force or [])
     if dry_run:
-        runner.check_force(force or [])
         print_plan(runner, force or [])
         return runner
     rd.reports.mkdir(parents=True, exist_ok=True)

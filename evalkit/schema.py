@@ -189,6 +189,11 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
     return rec
 
 
+# keys without which a file cannot be read at all
+REQUIRED: dict[str, tuple[str, ...]] = {"leaderboard": ("suite", "tasks", "average"), "contamination": ("benchmarks",),
+                                        "evalkit": (), "manifest": (), "mtbench_summary": ("mode",)}
+
+
 def check(rec: Any, kind: str, source: str | Path) -> dict[str, Any]:
     """Check a loaded record's type and version; returns it upgraded to the current version."""
     if not isinstance(rec, dict):
@@ -199,6 +204,9 @@ def check(rec: Any, kind: str, source: str | Path) -> dict[str, Any]:
     if v > VERSIONS[kind] or v < 1:
         raise UserError(f"{source}: schema_version {v} is not one this evalkit reads (<= {VERSIONS[kind]}); "
                         f"written by a newer evalkit?")
+    missing = [k for k in REQUIRED[kind] if k not in rec]
+    if missing:
+        raise UserError(f"{source}: not a complete {kind} record (missing {', '.join(missing)})")
     return _upgrade(kind, rec, v)
 
 

@@ -69,7 +69,7 @@ def build(root: Path) -> Path:
         "benchmarks": {"gsm8k": {"n": 13, "n_items": 40, "n_dirty": 3, "share": 0.075, "dirty_ids": ["7", "9", "11"]}}}}})
     for model, t1, t2 in (("base", 5.5, 4.25), ("dpo", 6.0, 5.0)):
         mt = reports / model / "mtbench"
-        _w(mt / "summary.json", {"schema_version": 1, "turn_1": t1, "turn_2": t2, "overall": (t1 + t2) / 2,
+        _w(mt / "summary.json", {"schema_version": 1, "mode": "single", "judge": "judge", "turn_1": t1, "turn_2": t2, "overall": (t1 + t2) / 2,
                                  "per_category": {"math": t1, "writing": t2}, "failed_parses": 1 if model == "dpo" else 0,
                                  "errors": 0, "tokens": {"prompt": 1000, "completion": 200}, "cost": 0.0123,
                                  "judgments_file": "model_judgment/judge_single.jsonl",

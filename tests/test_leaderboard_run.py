@@ -149,3 +149,31 @@ def test_api_backend_against_transformers_serve(tiny_model_dir, sample_dir, tmp_
     assert len(strict) == 2
     # the server really generated text for each prompt
     assert all(isinstance(r["resps"][0][0], str) and r["resps"][0][0].strip() for r in strict)
+
+
+def test_new_weights_at_the_same_path_are_scored_not_served_from_the_old_cache(tiny_model_dir, sample_dir,
+                                                                                tmp_path):
+    """Score M1 into D; put other weights at M1's path; score again into D: the numbers are
+    the new model's (equal to a fresh folder), not M1's cached answers."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+    suite = Suite.model_validate({"name": "one", "entries": [
+        {"name": "arc_challenge", "shots": 0, "metric": "acc", "tasks": [{"task": "arc_challenge"}]},
+        {"name": "truthfulqa_mc2", "shots": 0, "metric": "acc", "tasks": [{"task": "truthfulqa_mc2"}]}]})
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    opt = leaderboard.LeaderboardOptions(batch_size=16, data_dir=str(sample_dir), device="cpu")
+    first = leaderboard.run(str(model), suite, tmp_path / "D", opt)
+    m = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    m.save_pretrained(model)
+    again = leaderboard.run(str(model), suite, tmp_path / "D", opt)
+    fresh = leaderboard.run(str(model), suite, tmp_path / "fresh", opt)
+    assert again["tasks"] == fresh["tasks"]
+    assert again["tasks"]["truthfulqa_mc2"]["value"] != first["tasks"]["truthfulqa_mc2"]["value"]
+    assert len(list((tmp_path / "D" / "lm_eval_cache").iterdir())) == 1, "only the current model's cache is kept"

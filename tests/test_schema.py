@@ -40,7 +40,7 @@ def test_newer_or_unknown_versions_are_one_line_errors(tmp_path):
     f.write_text(json.dumps([1, 2]))
     with pytest.raises(UserError, match="not a leaderboard record"):
         schema.read(f, "leaderboard")
-    f.write_text(json.dumps({"tasks": {}}))
+    f.write_text(json.dumps({"suite": "s", "average": 0, "tasks": {}}))
     with pytest.raises(UserError, match="schema_version missing"):
         schema.read(f, "leaderboard")
     f.write_text("{not json")
@@ -50,7 +50,7 @@ def test_newer_or_unknown_versions_are_one_line_errors(tmp_path):
 
 def test_version_1_leaderboard_files_are_read_with_metric_and_filter_apart(tmp_path):
     f = tmp_path / "leaderboard.json"
-    f.write_text(json.dumps({"schema_version": 1, "tasks": {
+    f.write_text(json.dumps({"schema_version": 1, "suite": "s", "average": 0.4, "tasks": {
         "gsm8k": {"metric": "exact_match,strict-match", "value": 0.5},
         "arc": {"metric": "acc_norm", "value": 0.25}}}))
     rec = schema.read(f, "leaderboard")

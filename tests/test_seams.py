@@ -79,6 +79,15 @@ def test_train_then_run_keeps_every_checkpoint_and_data_edits_retrain(tmp_path, 
     rows = plan(capsys, exp)
     assert rows["train:dpo"][0] == "skip" and rows["train:dpop"] == ("run", "inputs changed")
 
+    # 3. a broken data file and a forced retrain: exit 2, the good checkpoint is still there
+    dpo = snapshot(rd.checkpoint("dpo"))
+    data.write_text(data.read_text() + "{not json\n")
+    assert main(["run", str(exp), "--force", "train:dpo"]) == 2
+    assert "pairs.jsonl:20: invalid JSON" in capsys.readouterr().err
+    assert snapshot(rd.checkpoint("dpo")) == dpo
+    stages = rd.load_manifest()["stages"]
+    assert stages["data:pairs"]["status"] == "failed" and stages["train:dpo"]["status"] == "done"
+
 
 def test_a_second_run_of_a_running_experiment_stops_at_once_naming_the_holder(tmp_path, tiny_model_dir):
     import subprocess

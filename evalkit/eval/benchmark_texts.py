@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
+from ..rundir import read_jsonl_file, read_text
 from .contamination import Example
 
 # name: (hub path, hub config, split, builder)
@@ -84,8 +85,11 @@ def _read_rows(f: Path) -> list[dict]:
         from ..train.data import _plain
         return [_plain(r) for r in pd.read_parquet(f).to_dict("records")]
     if f.suffix == ".json":
-        return json.loads(f.read_text())
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        try:
+            return json.loads(read_text(f))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{f}:{e.lineno}: invalid JSON ({e.msg})") from None
+    return read_jsonl_file(f)
 
 
 def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tuple[str, list[Example]]:

@@ -34,7 +34,7 @@ from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, read_jsonl_file
 from . import judge as J
 
 log = logging.getLogger("evalkit")
@@ -53,10 +53,11 @@ def _package_data() -> Path | None:
 
 
 def _jsonl_file(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    rows = read_jsonl_file(path)
+    for i, r in enumerate(rows, 1):
+        if not isinstance(r, dict):
+            raise UserError(f"{path}:{i}: expected a JSON object")
+    return rows
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import path as packaged
 from ..errors import UserError
+from ..rundir import read_text
 
 SUITES_DIR = packaged("suites")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -74,7 +75,7 @@ def load_suite(name_or_path: str) -> Suite:
             hint = f"; did you mean {', '.join(close)}?" if close else f" (available: {', '.join(names)})"
             raise UserError(f"unknown suite {name_or_path!r}{hint}")
     try:
-        return Suite.model_validate(yaml.safe_load(path.read_text()))
+        return Suite.model_validate(yaml.safe_load(read_text(path)))
     except yaml.YAMLError as e:
         raise UserError(f"{path}: invalid YAML: {getattr(e, 'problem', e)}") from None
     except ValidationError as e:

@@ -86,6 +86,9 @@ def load_experiment_dir(path: str | Path) -> Experiment:
             exp.training[v] = {"meta": meta, "metrics": _jsonl(ckpt / "train_metrics.jsonl")}
     exp.models = [m for m in exp.models if m in exp.leaderboard or m in exp.contamination
                   or m in exp.mtbench or m in exp.training or m == "base"]
+    if not (exp.leaderboard or exp.contamination or exp.mtbench or exp.training or exp.ngram):
+        raise UserError(f"{path}: no results to report (no leaderboard.json, contamination.json, mtbench/ "
+                        f"or trained checkpoints)")
     return exp
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 from .. import synth
+from ..errors import UserError
 
 
 def corrupt_first_value(problem: synth.MathProblem, rng: random.Random) -> str:
@@ -43,7 +44,12 @@ def choice_pairs(rows: list[dict]) -> tuple[list[dict], int]:
     Returns (pairs, skipped): a pair whose chosen and rejected texts collide is skipped.
     """
     pairs, skipped = [], 0
-    for row in rows:
+    for n, row in enumerate(rows, 1):
+        missing = [k for k in ("question", "choices") if k not in row] + \
+            ([] if isinstance(row.get("choices"), dict) or "answer" in row else ["answer or answerKey"])
+        if missing:
+            raise UserError(f"row {n}: not a multiple-choice row (missing {', '.join(missing)}; "
+                            f"expected ARC's question/choices/answerKey or question/choices/answer)")
         q = row["question"]
         if isinstance(row.get("choices"), dict):
             texts, labels = row["choices"]["text"], row["choices"]["label"]

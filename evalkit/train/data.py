@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import torch
 
 from ..errors import UserError
+from ..rundir import read_text
 
 log = logging.getLogger("evalkit")
 
@@ -67,21 +68,20 @@ def read_rows(path: str | Path | None = None, hub: str | None = None, subset: st
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise UserError(f"{path}:{lineno}: expected a JSON object")
-                rows.append(Row(obj, f"{path}:{lineno}"))
+        for lineno, line in enumerate(read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object")
+            rows.append(Row(obj, f"{path}:{lineno}"))
         return rows
     if suffix == ".json":
         try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+            obj = json.loads(read_text(path))
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
