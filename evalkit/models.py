@@ -274,5 +274,5 @@ def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: boo
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # drawn with the bar, not per step
     model.eval()

@@ -212,7 +212,8 @@ class Runner:
         """An interrupted stage with the same inputs keeps its partial work (answers,
         lm-eval's request cache); anything else starts clean."""
         rec = (self.rd.load_manifest().get("stages") or {}).get(stage.name) or {}
-        return (rec.get("status") in ("running", "interrupted", "failed") and rec.get("hash") == self.hashes[stage.name]
+        return (rec.get("status") in ("running", "interrupted", "failed", "incomplete")
+                and rec.get("hash") == self.hashes[stage.name]
                 and rec.get("model_fingerprint") == fp.get("model_fingerprint"))
 
     # ------------------------------------------------------------ running
@@ -239,18 +240,23 @@ class Runner:
                     self.rd.set_stage(stage.name, "running", hash=self.hashes[stage.name], **fp)
                 t0 = time.time()
                 try:
-                    stage.run()
+                    out = stage.run()
                 except BaseException as e:
                     if main:
                         self.rd.set_stage(stage.name, "failed" if not isinstance(e, KeyboardInterrupt) else "interrupted",
                                           hash=self.hashes[stage.name])
                     raise
                 self._fingerprints.pop(stage.name.split(":", 1)[-1], None)   # a new checkpoint
+                # a judge that left calls unanswered: the stage resumes (only those calls) next run
+                missing = out.get("errors", 0) if isinstance(out, dict) and stage.kind == "mtbench" else 0
+                if missing:
+                    log.warning("%s: %d judge calls failed (%s); `evalkit run` again retries just those",
+                                stage.name, missing, "; ".join(out.get("error_examples", [])[:2]))
                 if main:
                     extra = {}
                     if stage.model:
                         extra["model_fingerprint"] = self._model_fingerprint(stage.model)
-                    self.rd.set_stage(stage.name, "done", hash=self.hashes[stage.name],
+                    self.rd.set_stage(stage.name, "incomplete" if missing else "done", hash=self.hashes[stage.name],
                                       seconds=round(time.time() - t0, 2), **extra)
                 results[stage.name] = f"{time.time() - t0:.1f}s"
                 self.ran.append(stage.name)

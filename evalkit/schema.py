@@ -117,7 +117,7 @@ class TrainMetadata(TypedDict, total=False):
 
 
 class StageRecord(TypedDict, total=False):
-    status: Literal["running", "done", "failed", "interrupted"]
+    status: Literal["running", "done", "failed", "interrupted", "incomplete"]   # incomplete: judge calls left to retry
     hash: str                # what determined the stage's result (config slice, input content, deps)
     updated: str
     seconds: float
