@@ -64,8 +64,9 @@ def read_text(path: str | os.PathLike) -> str:
         raise UserError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
-def read_jsonl_file(path: str | os.PathLike, what: str = "JSON object") -> list[Any]:
-    """A user's JSONL file: one JSON value a line; errors name the file and the line."""
+def read_jsonl_file(path: str | os.PathLike, objects: bool = False) -> list[Any]:
+    """A user's JSONL file (not one evalkit appends to: see read_jsonl): one JSON value a
+    line (a JSON object each, with `objects`); errors name the file and the line."""
     from .errors import UserError
     rows = []
     for lineno, line in enumerate(read_text(path).splitlines(), 1):
@@ -75,6 +76,8 @@ def read_jsonl_file(path: str | os.PathLike, what: str = "JSON object") -> list[
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if objects and not isinstance(rows[-1], dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object")
     return rows
 
 

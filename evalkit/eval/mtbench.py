@@ -53,11 +53,7 @@ def _package_data() -> Path | None:
 
 
 def _jsonl_file(path: Path) -> list[dict]:
-    rows = read_jsonl_file(path)
-    for i, r in enumerate(rows, 1):
-        if not isinstance(r, dict):
-            raise UserError(f"{path}:{i}: expected a JSON object")
-    return rows
+    return read_jsonl_file(path, objects=True)
 
 
 @dataclass
