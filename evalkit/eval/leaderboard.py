@@ -3,11 +3,17 @@
 It writes the suite's task YAML (evalkit.eval.suites), calls lm-eval with the chosen backend,
 and turns lm-eval's results into evalkit's record (leaderboard.json):
 
-    {schema_version, suite, backend, lm_eval_version, model, dtype, batch_size,
-     apply_chat_template, fewshot_as_multiturn, seed, limit, comparable,
-     tasks: {entry: {metric, value, stderr, n_shot, n_samples, version, subtasks?,
+    {schema_version, suite, protocol, harness: {lm_eval_version, task_code}, backend,
+     lm_eval_version, model, dtype, batch_size, apply_chat_template, fewshot_as_multiturn,
+     system_instruction, seed, fewshot_seed, limit, comparable,
+     tasks: {entry: {metric, value, stderr, n_shot, n_samples, version, protocol, subtasks?,
                      normalised?}},
      average}
+
+`protocol` names the protocol each number follows (e.g. the archived Open LLM Leaderboard v1
+task code of lm-evaluation-harness b281b09, or lm-eval's own tasks); `harness` says which
+lm-eval ran the requests and whose task code built them. Chat settings resolve as: the run's
+own (CLI flag or experiment key), else the suite's default, else off.
 
 Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
@@ -39,8 +45,9 @@ class LeaderboardOptions:
     device: str | None = None
     limit: int | None = None
     data_dir: str | None = None
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = False
+    apply_chat_template: bool | None = None   # None: the suite's default (else off)
+    fewshot_as_multiturn: bool | None = None
+    system_instruction: str | None = None
     seed: int = 1234
     # vllm
     tensor_parallel_size: int = 1
@@ -158,11 +165,54 @@ def summarise(suite: Suite, lm_results: dict) -> dict[str, Any]:
     tasks = {e.name: summarise_entry(e, lm_results["results"], lm_results.get("n-samples", {}),
                                      lm_results.get("versions", {}), lm_results.get("n-shot", {}), suite.normalise)
              for e in suite.entries}
+    for t in tasks.values():
+        t["protocol"] = suite.protocol
     key = "normalised" if suite.normalise else "value"
     return {"tasks": tasks, "average": sum(t[key] for t in tasks.values()) / len(tasks)}
 
 
 # ---------------------------------------------------------------- running
+
+@dataclass
+class ChatSettings:
+    apply_chat_template: bool
+    fewshot_as_multiturn: bool
+    system_instruction: str | None
+
+
+def chat_settings(suite: Suite, opt: LeaderboardOptions) -> ChatSettings:
+    """The run's chat settings: the model's own (options), else the suite's defaults, else off."""
+    def pick(mine, suites):
+        return mine if mine is not None else suites
+    apply = bool(pick(opt.apply_chat_template, suite.apply_chat_template))
+    if apply and suite.apply_chat_template is False:
+        raise UserError(f"suite {suite.name}: its protocol ({suite.protocol}) never applied a chat template; "
+                        f"drop --chat-template / apply_chat_template, or use another suite")
+    if opt.fewshot_as_multiturn and not apply:
+        raise UserError("fewshot_as_multiturn needs apply_chat_template (few-shot turns are chat turns)")
+    multiturn = apply and bool(pick(opt.fewshot_as_multiturn, suite.fewshot_as_multiturn))
+    system = pick(opt.system_instruction, suite.system_instruction)
+    return ChatSettings(apply, multiturn, system or None)
+
+
+def batch_size_for(suite: Suite, opt: LeaderboardOptions) -> str | int:
+    """A suite that fixes the batch size (the archived v1 ran --batch_size=1: padding in a batch
+    changes log-likelihoods) wins over the run's choice."""
+    if opt.backend == "api":
+        return 1
+    if suite.batch_size is None:
+        return opt.batch_size
+    if opt.batch_size not in ("auto", suite.batch_size):
+        log.warning("suite %s runs at batch size %d, as its protocol did (asked: %s)",
+                    suite.name, suite.batch_size, opt.batch_size)
+    return suite.batch_size
+
+
+def harness_info(suite: Suite, lm_eval_version: str) -> dict[str, str]:
+    code = suite.task_code or (f"lm-eval {lm_eval_version} built-in tasks" if suite.task_source == "lm_eval"
+                               else "evalkit task configs")
+    return {"lm_eval_version": lm_eval_version, "task_code": code}
+
 
 def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *, model_label: str | None = None,
         input_hash: str | None = None) -> dict[str, Any]:
@@ -175,6 +225,8 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     data_dir = Path(opt.data_dir).resolve() if opt.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {opt.data_dir}: no such directory")
+    chat = chat_settings(suite, opt)
+    opt = LeaderboardOptions(**{**opt.__dict__, "apply_chat_template": chat.apply_chat_template})
     lm_name, model_args = model_spec(model, opt)
     task_dir = out_dir / "lm_eval_tasks"
     names = write_task_yamls(suite, task_dir, data_dir)
@@ -186,27 +238,33 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
              opt.backend, f", limit {opt.limit}" if opt.limit else "")
     res = simple_evaluate(
         model=lm_name, model_args=model_args, tasks=names, task_manager=tm,
-        batch_size=opt.batch_size if opt.backend != "api" else 1, limit=opt.limit,
+        batch_size=batch_size_for(suite, opt), limit=opt.limit,
         use_cache=str(cache_dir / "requests"),  # lm-eval's request cache: a rerun recomputes nothing
-        log_samples=True, apply_chat_template=opt.apply_chat_template,
-        fewshot_as_multiturn=opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        log_samples=True, apply_chat_template=chat.apply_chat_template,
+        fewshot_as_multiturn=chat.fewshot_as_multiturn, system_instruction=chat.system_instruction,
         random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
         fewshot_random_seed=opt.seed, bootstrap_iters=1000, verbosity="WARNING")
     seconds = time.time() - t0
     summary = summarise(suite, res)
+    version = lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
     record = {
         "schema_version": SCHEMA_VERSION,
         "suite": suite.name,
+        "protocol": suite.protocol,
+        "harness": harness_info(suite, version),
         "backend": opt.backend,
         "lm_eval_model": lm_name,
-        "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval"),
+        "lm_eval_version": version,
         "model": model_label or model,
         "model_path": model,
         "dtype": opt.dtype,
         "batch_size": str(res.get("config", {}).get("batch_size", opt.batch_size)),
-        "apply_chat_template": opt.apply_chat_template,
-        "fewshot_as_multiturn": opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        "apply_chat_template": chat.apply_chat_template,
+        "fewshot_as_multiturn": chat.fewshot_as_multiturn,
+        "system_instruction": chat.system_instruction,
         "seed": opt.seed,
+        # a protocol with its own few-shot generator (archived v1: random.Random(42)) ignores the seed
+        "fewshot_seed": suite.fewshot_seed if suite.fewshot_seed is not None else opt.seed,
         "data_dir": str(data_dir) if data_dir else None,
         "limit": opt.limit,
         "comparable": opt.limit is None,
@@ -228,8 +286,12 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
 def format_record(rec: dict) -> str:
     """A short table of a leaderboard record, values x100."""
     key = "normalised" if rec.get("normalised") else "value"
-    lines = [f"{rec['model']} on {rec['suite']} ({rec['backend']}"
+    chat = ", chat template" + (" + multi-turn few-shot" if rec.get("fewshot_as_multiturn") else "") \
+        if rec.get("apply_chat_template") else ""
+    lines = [f"{rec['model']} on {rec['suite']} ({rec['backend']}{chat}"
              + (f", limit {rec['limit']}: NOT comparable" if rec.get("limit") else "") + ")"]
+    if rec.get("protocol"):
+        lines.append(f"  protocol: {rec['protocol']}")
     for name, t in rec["tasks"].items():
         err = f" +- {100 * t['stderr']:.2f}" if t.get("stderr") is not None and key == "value" else ""
         lines.append(f"  {name:<16} {100 * t[key]:6.2f}{err}   ({t['metric']}, {t['n_shot']}-shot, n={t['n_samples']})")

@@ -58,8 +58,14 @@ class Suite(_Strict):
     protocol: str = Field("lm-eval built-in tasks", description="which protocol the numbers follow (recorded)")
     task_source: Literal["lm_eval", "evalkit"] = Field(
         "lm_eval", description="where the tasks' `yaml` paths live: lm_eval/tasks/ or evalkit/data/tasks/")
+    task_code: Optional[str] = Field(None, description="whose task code builds the requests (recorded)")
+    fewshot_seed: Optional[int] = Field(None, description="the protocol's own fixed few-shot seed, if any")
     batch_size: Optional[int] = Field(None, ge=1, description="fixed batch size the protocol needs "
                                       "(batching changes log-likelihoods through padding)")
+    apply_chat_template: Optional[bool] = Field(
+        None, description="default for models run on this suite; False: the protocol never applied one")
+    fewshot_as_multiturn: Optional[bool] = Field(None, description="default; few-shot examples as chat turns")
+    system_instruction: Optional[str] = Field(None, description="default system prompt (chat runs)")
     normalise: bool = False
     entries: list[Entry]
 
