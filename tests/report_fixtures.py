@@ -18,7 +18,8 @@ def _jl(path: Path, rows) -> None:
 
 
 def leaderboard(model: str, arc: float, gsm: float, mmlu: tuple[float, float], limit=None) -> dict:
-    return {"schema_version": 1, "suite": "open_llm_v1", "backend": "hf", "lm_eval_version": "0.4.13",
+    return {"schema_version": 1, "suite": "open_llm_v1_lmeval", "backend": "hf", "lm_eval_version": "0.4.13",
+            "protocol": "Open LLM Leaderboard v1 tasks, shots and metrics on lm-eval's built-in tasks",
             "model": model, "dtype": "auto", "batch_size": "16", "apply_chat_template": False, "limit": limit,
             "comparable": limit is None, "normalised": False, "samples_dir": "leaderboard_samples",
             "tasks": {"arc_challenge": {"metric": "acc_norm", "value": arc, "stderr": 0.05, "n_shot": 25,
