@@ -117,6 +117,8 @@ def test_v1_archived_show_and_protocol(capsys):
     assert table["arc_challenge"][1:5] == ["v1_arc_challenge", "25", "acc_norm", "none"]
     assert table["mmlu"][1:3] == ["57", "tasks"] and table["mmlu"][5:8] == ["5", "acc", "none"]
     assert table["gsm8k"][1:5] == ["v1_gsm8k", "5", "acc", "v1-extract"]
+    assert out.splitlines()[-1] == ("protocol: lm-evaluation-harness b281b09 (Open LLM Leaderboard v1), reproduced as "
+                                    "lm-eval task configs (batch size 1, few-shot seed 42, no chat template)")
     suite = load_suite("open_llm_v1")
     assert suite.batch_size == 1 and suite.fewshot_seed == 42 and suite.apply_chat_template is False
     assert suite.task_source == "evalkit" and "b281b09" in suite.protocol

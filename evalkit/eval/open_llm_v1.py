@@ -60,7 +60,9 @@ class ArchivedTask(ConfigurableTask):
     """A ConfigurableTask whose eval docs and few-shot draws follow b281b09's evaluator.
 
     The few-shot seed lm-eval passes in is ignored: the archived run always used 42, and the
-    draw for a doc depends on every draw before it, as it did there.
+    draw for a doc depends on every draw before it, as it did there. So the draws match only
+    when one process builds every doc's context in order (evalkit's hf/vllm/api runs do; a
+    multi-process accelerate run, where each rank builds a strided share, would not).
     """
 
     def __init__(self, config: dict | None = None, **kwargs):

@@ -111,6 +111,10 @@ def show_suite(suite: Suite) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("average: plain mean of the entries" + (" after normalisation" if suite.normalise else ""))
+    fixed = [f"batch size {suite.batch_size}"] if suite.batch_size else []
+    fixed += [f"few-shot seed {suite.fewshot_seed}"] if suite.fewshot_seed is not None else []
+    fixed += ["no chat template"] if suite.apply_chat_template is False else []
+    lines.append(f"protocol: {suite.protocol}" + (f" ({', '.join(fixed)})" if fixed else ""))
     return "\n".join(lines)
 
 
