@@ -19,6 +19,7 @@ Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -226,7 +227,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {opt.data_dir}: no such directory")
     chat = chat_settings(suite, opt)
-    opt = LeaderboardOptions(**{**opt.__dict__, "apply_chat_template": chat.apply_chat_template})
+    opt = dataclasses.replace(opt, apply_chat_template=chat.apply_chat_template)
     lm_name, model_args = model_spec(model, opt)
     task_dir = out_dir / "lm_eval_tasks"
     names = write_task_yamls(suite, task_dir, data_dir)
