@@ -148,3 +148,35 @@ def test_real_gsm8k_items(tmp_path):
     task = build(tmp_path, real, ["v1_gsm8k"], lambda _: recorded["limit"])["v1_gsm8k"]
     assert_same_requests("v1_gsm8k (real items)", evalkit_requests(task), golden_requests(recorded))
     assert doc_metrics(task, recorder.gold_by_question(real["openai/gsm8k/main"]["test"])) == recorded["metrics"]
+
+
+def test_lm_eval_04_differs_only_where_documented(tmp_path):
+    """The same docs through lm-eval's own tasks (open_llm_v1_lmeval): prompts and continuations
+    per doc are the archived ones, MMLU and TruthfulQA are identical request for request, while
+    the few-shot draws (ARC, HellaSwag, Winogrande, GSM8K) and GSM8K's stops are not."""
+    from lm_eval.tasks import TaskManager
+    pairs = {"arc_challenge": "v1_arc_challenge", "hellaswag": "v1_hellaswag", "winogrande": "v1_winogrande",
+             "mmlu_anatomy": "v1_hendrycksTest-anatomy", "truthfulqa_mc2": "v1_truthfulqa_mc", "gsm8k": "v1_gsm8k"}
+    full = load_suite("open_llm_v1_lmeval")
+    entries = [e.model_copy(update={"tasks": [t for t in e.tasks if t.task in pairs]})
+               for e in full.entries if any(t.task in pairs for t in e.tasks)]
+    names = write_task_yamls(full.model_copy(update={"entries": entries}), tmp_path / "tasks",
+                             write_docs(tmp_path / "data", GOLDEN["docs"]))
+    built = TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False).load(names)["tasks"]
+
+    def key(rows, whole):
+        return sorted((r["context"] if whole else r["context"].rsplit("\n\n", 1)[-1],
+                       str(r.get("continuation")), str(r.get("until"))) for r in rows)
+    for name, task in built.items():
+        task.set_fewshot_seed(1234)
+        task.build_all_requests()
+        ours, archived = evalkit_requests(task), golden_requests(GOLDEN["tasks"][pairs[name]])
+        if name == "gsm8k":
+            assert ours[0]["until"] == ["Question:", "</s>", "<|im_end|>"] != archived[0]["until"]
+            last = [sorted(r["context"].rsplit("\n\n", 1)[-1] for r in rows) for rows in (ours, archived)]
+            assert last[0] == last[1] and len(last[0]) == 3
+        elif name in ("mmlu_anatomy", "truthfulqa_mc2"):
+            assert key(ours, whole=True) == key(archived, whole=True), name
+        else:  # same doc prompts and continuations, other few-shot examples
+            assert key(ours, whole=False) == key(archived, whole=False), name
+            assert key(ours, whole=True) != key(archived, whole=True), name
