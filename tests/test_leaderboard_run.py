@@ -168,6 +168,9 @@ def test_archived_v1_suite_runs_and_says_so(tiny_model_dir, sample_dir, tmp_path
     assert rec["tasks"]["arc_challenge"]["n_shot"] == 25 and rec["tasks"]["arc_challenge"]["n_samples"] == 3
     assert all(t["protocol"] == rec["protocol"] for t in rec["tasks"].values())
     assert rec["tasks"]["gsm8k"]["metric"] == "acc,v1-extract"
+    # each single-task entry names its lm-eval task, whose per-sample file the report pairs by doc
+    assert rec["tasks"]["arc_challenge"]["lm_eval_task"] == "v1_arc_challenge"
+    assert (tmp_path / "leaderboard_samples" / "v1_arc_challenge.jsonl").exists()
     rows = [json.loads(x) for x in (tmp_path / "leaderboard_samples" / "v1_gsm8k.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all(r["filter"] == "v1-extract" for r in rows)
     # the filtered answer is the archived extraction of the raw generation

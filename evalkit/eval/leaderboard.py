@@ -156,6 +156,8 @@ def summarise_entry(entry: Entry, results: dict, n_samples: dict, versions: dict
             out["baseline"] = entry.baseline or 0.0
     if len(entry.tasks) > 1:
         out["subtasks"] = subtasks
+    else:
+        out["lm_eval_task"] = first  # its per-sample file: leaderboard_samples/<lm_eval_task>.jsonl
     if n_shot.get(first) is not None and n_shot.get(first) != entry.shots:
         log.warning("task %s ran %s-shot, the suite asks for %s", first, n_shot.get(first), entry.shots)
     return out

@@ -79,7 +79,7 @@ def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: 
     delta = _pct(t[key] - base_t[key])
     metrics = t["metric"].split(",")[0].split("+")
     flt = t["metric"].split(",")[1] if "," in t["metric"] else "none"
-    subtasks = list(t["subtasks"]) if t.get("subtasks") else [_single_task(exp, model, entry)]
+    subtasks = list(t["subtasks"]) if t.get("subtasks") else [t.get("lm_eval_task") or _single_task(exp, model, entry)]
     groups = []
     for task in subtasks:
         a = _doc_values(exp, "base", task, metrics, flt)
