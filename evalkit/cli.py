@@ -47,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", help="hf backend device (default: cuda if present, else cpu)")
-    p.add_argument("--chat-template", action="store_true", help="apply the model's chat template")
-    p.add_argument("--fewshot-as-multiturn", action="store_true", help="few-shot examples as chat turns")
+    p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the model's chat template (default: the suite's setting, else off)")
+    p.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction, default=None,
+                   help="few-shot examples as chat turns (chat runs; default: the suite's setting)")
+    p.add_argument("--system-instruction", help="system prompt for this model's chat runs (default: the suite's)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--base-url", help="api backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-model", help="api backend: the model name the server knows (default MODEL)")
@@ -178,7 +181,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
     opt = leaderboard.LeaderboardOptions(
         backend=args.backend, batch_size=batch, dtype=args.dtype, device=args.device, limit=args.limit,
         data_dir=args.data_dir, apply_chat_template=args.chat_template,
-        fewshot_as_multiturn=args.fewshot_as_multiturn, seed=args.seed, base_url=args.base_url,
+        fewshot_as_multiturn=args.fewshot_as_multiturn, system_instruction=args.system_instruction,
+        seed=args.seed, base_url=args.base_url,
         api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
     out = args.out or f"reports/leaderboard/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.model.strip('/'))}"

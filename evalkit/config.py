@@ -157,8 +157,8 @@ class LeaderboardSection(Strict):
     limit: Optional[int] = Field(None, ge=1)
     batch_size: Union[int, Literal["auto"]] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = False
+    apply_chat_template: Optional[bool] = Field(None, description="default: the suite's setting, else off")
+    fewshot_as_multiturn: Optional[bool] = Field(None, description="default: the suite's setting (chat runs)")
     seed: int = 1234
     base_url: Optional[str] = None
     api_model: Optional[str] = None

@@ -30,11 +30,15 @@ class TaskResult(TypedDict, total=False):
     subtasks: dict[str, dict[str, Any]]   # per lm-eval subtask: value, stderr, n_samples (+ baseline, normalised)
     normalised: float        # v2 suites: max(0, (raw - baseline) / (1 - baseline))
     baseline: float          # v2 suites: the chance score used to normalise
+    protocol: str            # the protocol this number follows (as the record's `protocol`)
+    lm_eval_task: str        # single-task entries: the lm-eval task name (per-sample file leaderboard_samples/<task>.jsonl)
 
 
 class LeaderboardRecord(TypedDict, total=False):
     schema_version: int
     suite: str               # suite name (e.g. open_llm_v1)
+    protocol: str            # what produced the numbers, e.g. the archived Open LLM Leaderboard v1 task code
+    harness: dict[str, str]  # lm_eval_version that ran the requests, task_code whose tasks built them
     backend: str             # hf | vllm | api
     lm_eval_model: str       # lm-eval's model type (hf, vllm, local-completions, local-chat-completions)
     lm_eval_version: str     # the lm-eval release that produced the numbers
@@ -44,10 +48,13 @@ class LeaderboardRecord(TypedDict, total=False):
     batch_size: str
     apply_chat_template: bool
     fewshot_as_multiturn: bool
-    seed: int                # lm-eval's random / numpy / torch / few-shot seed
+    system_instruction: Optional[str]   # system prompt of chat-template runs
+    seed: int                # lm-eval's random / numpy / torch seed
+    fewshot_seed: int        # the few-shot draw's seed (archived v1: 42, whatever `seed` says)
     data_dir: Optional[str]  # local data in hub schema, when not read from the hub
     limit: Optional[int]     # documents per task, when limited
-    comparable: bool         # False when a limit makes the numbers incomparable with published ones
+    comparable: bool         # False when the numbers cannot be set beside published ones of the protocol
+    comparable_reasons: list[str]   # why not: a limit, local or synthetic data, a suite that differs from the packaged one
     normalised: bool         # True for v2 suites (average of normalised scores)
     tasks: dict[str, TaskResult]
     average: float           # plain mean over entries (of `normalised` for v2 suites)

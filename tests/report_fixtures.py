@@ -18,9 +18,11 @@ def _jl(path: Path, rows) -> None:
 
 
 def leaderboard(model: str, arc: float, gsm: float, mmlu: tuple[float, float], limit=None) -> dict:
-    return {"schema_version": 1, "suite": "open_llm_v1", "backend": "hf", "lm_eval_version": "0.4.13",
+    return {"schema_version": 1, "suite": "open_llm_v1_lmeval", "backend": "hf", "lm_eval_version": "0.4.13",
+            "protocol": "Open LLM Leaderboard v1 tasks, shots and metrics on lm-eval's built-in tasks",
             "model": model, "dtype": "auto", "batch_size": "16", "apply_chat_template": False, "limit": limit,
-            "comparable": limit is None, "normalised": False, "samples_dir": "leaderboard_samples",
+            "comparable": limit is None, "comparable_reasons": [f"limit: {limit} documents per task"] if limit else [],
+            "normalised": False, "samples_dir": "leaderboard_samples",
             "tasks": {"arc_challenge": {"metric": "acc_norm", "value": arc, "stderr": 0.05, "n_shot": 25,
                                         "n_samples": 100, "version": 1.0, "aggregate": "single"},
                       "mmlu": {"metric": "acc", "value": sum(mmlu) / 2, "stderr": 0.04, "n_shot": 5, "n_samples": 100,

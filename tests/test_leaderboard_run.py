@@ -50,7 +50,10 @@ def test_record_fields_and_samples(scored):
     for key in ("schema_version", "suite", "backend", "lm_eval_version", "model", "dtype", "batch_size",
                 "apply_chat_template", "limit", "tasks", "average"):
         assert key in rec, key
-    assert rec["comparable"] is True and rec["limit"] is None
+    # sample data and a custom suite: not comparable with published numbers, and it says why
+    assert rec["comparable"] is False and rec["limit"] is None
+    assert any("local data" in r for r in rec["comparable_reasons"])
+    assert any("not a packaged protocol" in r for r in rec["comparable_reasons"])
     arc = rec["tasks"]["arc_challenge"]
     assert arc["n_shot"] == 25 and arc["n_samples"] == 6 and arc["metric"] == "acc_norm"
     assert (rec["tasks"]["gsm8k"]["metric"], rec["tasks"]["gsm8k"]["filter"]) == ("exact_match", "strict-match")
@@ -108,7 +111,16 @@ def test_limit_is_recorded_as_not_comparable(tiny_model_dir, sample_dir, tmp_pat
     opt = leaderboard.LeaderboardOptions(batch_size=8, data_dir=str(sample_dir), device="cpu", limit=2)
     rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt)
     assert rec["limit"] == 2 and rec["comparable"] is False
+    assert "limit: 2 documents per task" in rec["comparable_reasons"]
     assert rec["tasks"]["arc_challenge"]["n_samples"] == 2
+
+
+def test_comparable_only_with_the_packaged_suite_on_the_benchmarks_own_data():
+    v1 = load_suite("open_llm_v1")
+    assert leaderboard.incomparable_because(v1, leaderboard.LeaderboardOptions(), None) == []
+    fewer_shots = v1.model_copy(update={"entries": [v1.entries[0].model_copy(update={"shots": 0})] + v1.entries[1:]})
+    assert leaderboard.incomparable_because(fewer_shots, leaderboard.LeaderboardOptions(), None) == [
+        "suite differs from the packaged open_llm_v1 (shots, tasks or metrics changed)"]
 
 
 def test_bad_input_errors(tiny_model_dir, sample_dir, mini_suite, tmp_path):
@@ -177,3 +189,58 @@ def test_new_weights_at_the_same_path_are_scored_not_served_from_the_old_cache(t
     assert again["tasks"] == fresh["tasks"]
     assert again["tasks"]["truthfulqa_mc2"]["value"] != first["tasks"]["truthfulqa_mc2"]["value"]
     assert len(list((tmp_path / "D" / "lm_eval_cache").iterdir())) == 1, "only the current model's cache is kept"
+
+
+def test_archived_v1_suite_runs_and_says_so(tiny_model_dir, sample_dir, tmp_path):
+    """`open_llm_v1` (the archived b281b09 protocol) through lm-eval's hf backend, cut to four
+    tasks: batch size 1 whatever was asked, protocol and harness recorded, GSM8K's v1 filter."""
+    full = load_suite("open_llm_v1")
+    keep = {"v1_arc_challenge", "v1_hendrycksTest-anatomy", "v1_winogrande", "v1_gsm8k"}
+    entries = [e.model_copy(update={"tasks": [t for t in e.tasks if t.task in keep]})
+               for e in full.entries if any(t.task in keep for t in e.tasks)]
+    suite = full.model_copy(update={"entries": entries})
+    opt = leaderboard.LeaderboardOptions(batch_size=16, data_dir=str(sample_dir), device="cpu", limit=3)
+    rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt, model_label="tiny")
+    assert rec["suite"] == "open_llm_v1" and "b281b09" in rec["protocol"]
+    assert rec["harness"]["task_code"].startswith("lm-evaluation-harness b281b09")
+    assert rec["harness"]["lm_eval_version"] == rec["lm_eval_version"]
+    assert rec["batch_size"] == "1" and rec["fewshot_seed"] == 42 and rec["apply_chat_template"] is False
+    assert rec["tasks"]["arc_challenge"]["n_shot"] == 25 and rec["tasks"]["arc_challenge"]["n_samples"] == 3
+    assert all(t["protocol"] == rec["protocol"] for t in rec["tasks"].values())
+    assert (rec["tasks"]["gsm8k"]["metric"], rec["tasks"]["gsm8k"]["filter"]) == ("acc", "v1-extract")
+    # each single-task entry names its lm-eval task, whose per-sample file the report pairs by doc
+    assert rec["tasks"]["arc_challenge"]["lm_eval_task"] == "v1_arc_challenge"
+    assert (tmp_path / "leaderboard_samples" / "v1_arc_challenge.jsonl").exists()
+    rows = [json.loads(x) for x in (tmp_path / "leaderboard_samples" / "v1_gsm8k.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["filter"] == "v1-extract" for r in rows)
+    # the filtered answer is the archived extraction of the raw generation
+    from evalkit.eval.open_llm_v1 import gsm8k_extract
+    assert all(r["filtered_resps"][0] == gsm8k_extract(r["resps"][0][0]) for r in rows)
+    with pytest.raises(UserError, match="never applied a chat template"):
+        leaderboard.run(str(tiny_model_dir), suite, tmp_path / "chat", leaderboard.LeaderboardOptions(
+            data_dir=str(sample_dir), device="cpu", limit=1, apply_chat_template=True))
+
+
+def test_chat_template_run_is_applied_and_recorded(tiny_model_dir, sample_dir, tmp_path, monkeypatch):
+    """v2-style: the model's chat template, few-shot examples as turns, a system prompt."""
+    from lm_eval.models.huggingface import HFLM
+    from evalkit.models import BOS
+    contexts = []
+    real = HFLM.loglikelihood
+
+    def capture(self, requests, *a, **kw):
+        contexts.extend(r.args[0] for r in requests)
+        return real(self, requests, *a, **kw)
+    monkeypatch.setattr(HFLM, "loglikelihood", capture)
+    suite = Suite.model_validate({"name": "chat", "fewshot_as_multiturn": True, "entries": [
+        {"name": "arc_challenge", "shots": 2, "metric": "acc", "tasks": [{"task": "arc_challenge"}]}]})
+    opt = leaderboard.LeaderboardOptions(batch_size=4, data_dir=str(sample_dir), device="cpu", limit=2,
+                                         apply_chat_template=True, system_instruction="Answer with one word.")
+    rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt, model_label="tiny")
+    assert (rec["apply_chat_template"], rec["fewshot_as_multiturn"], rec["system_instruction"]) == \
+        (True, True, "Answer with one word.")
+    assert "chat template + multi-turn few-shot" in leaderboard.format_record(rec)
+    ctx = contexts[0]
+    # the template's roles: the system prompt, then each shot a user and an assistant turn, then the doc
+    assert ctx.startswith(BOS) and ctx.count("<|system|>") == 1 and "Answer with one word." in ctx
+    assert ctx.count("<|user|>") == 3 and ctx.count("<|assistant|>") == 3 and ctx.count("Question:") == 3

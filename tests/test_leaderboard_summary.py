@@ -13,7 +13,7 @@ def fake(results: dict[str, dict], sizes: dict[str, int]) -> dict:
 
 
 def v1_results(mmlu_values: dict[str, tuple[float, int]]):
-    suite = load_suite("open_llm_v1")
+    suite = load_suite("open_llm_v1_lmeval")  # lm-eval's own task names and metric keys
     res, sizes = {}, {}
     for e in suite.entries:
         for t in e.tasks:
@@ -27,8 +27,8 @@ def v1_results(mmlu_values: dict[str, tuple[float, int]]):
     return suite, fake(res, sizes)
 
 
-def test_v1_show_lists_the_suite_exactly(capsys):
-    assert main(["leaderboard", "--show"]) == 0
+def test_v1_lmeval_show_lists_the_suite_exactly(capsys):
+    assert main(["leaderboard", "--show", "--suite", "open_llm_v1_lmeval"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:9]]
     assert [r[0] for r in rows] == ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"]
     table = {r[0]: r for r in rows}
@@ -106,3 +106,46 @@ def test_missing_metric_is_a_clear_error():
     del res["results"]["gsm8k"]["exact_match,strict-match"]
     with pytest.raises(UserError, match=r"no 'exact_match,strict-match'"):
         summarise(suite, res)
+
+
+def test_v1_archived_show_and_protocol(capsys):
+    """The default suite is the archived protocol: v1's shots, its own task names and GSM8K metric."""
+    assert main(["leaderboard", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("open_llm_v1: Open LLM Leaderboard v1, archived protocol (lm-evaluation-harness b281b09)")
+    table = {r.split()[0]: r.split() for r in out.splitlines()[3:9]}
+    assert table["arc_challenge"][1:5] == ["v1_arc_challenge", "25", "acc_norm", "none"]
+    assert table["mmlu"][1:3] == ["57", "tasks"] and table["mmlu"][5:8] == ["5", "acc", "none"]
+    assert table["gsm8k"][1:5] == ["v1_gsm8k", "5", "acc", "v1-extract"]
+    assert out.splitlines()[-1] == ("protocol: lm-evaluation-harness b281b09 (Open LLM Leaderboard v1), reproduced as "
+                                    "lm-eval task configs (batch size 1, few-shot seed 42, no chat template)")
+    suite = load_suite("open_llm_v1")
+    assert suite.batch_size == 1 and suite.fewshot_seed == 42 and suite.apply_chat_template is False
+    assert suite.task_source == "evalkit" and "b281b09" in suite.protocol
+    subjects = [t.dataset_name for e in suite.entries if e.name == "mmlu" for t in e.tasks]
+    lmeval = [t.task[len("mmlu_"):] for e in load_suite("open_llm_v1_lmeval").entries if e.name == "mmlu"
+              for t in e.tasks]
+    assert subjects == lmeval and len(subjects) == 57
+
+
+def test_chat_settings_resolve_model_then_suite():
+    from evalkit.eval.leaderboard import LeaderboardOptions, batch_size_for, chat_settings
+    v1, v2 = load_suite("open_llm_v1"), load_suite("open_llm_v2")
+    off = chat_settings(v2, LeaderboardOptions())
+    assert (off.apply_chat_template, off.fewshot_as_multiturn, off.system_instruction) == (False, False, None)
+    # a chat run on v2: few-shot turns default to multi-turn (the suite's default), as v2 ran them
+    on = chat_settings(v2, LeaderboardOptions(apply_chat_template=True, system_instruction="Be brief."))
+    assert (on.apply_chat_template, on.fewshot_as_multiturn, on.system_instruction) == (True, True, "Be brief.")
+    single = chat_settings(v2, LeaderboardOptions(apply_chat_template=True, fewshot_as_multiturn=False))
+    assert single.fewshot_as_multiturn is False
+    suite_prompt = v2.model_copy(update={"system_instruction": "You are a helpful assistant."})
+    assert chat_settings(suite_prompt, LeaderboardOptions(apply_chat_template=True)).system_instruction \
+        == "You are a helpful assistant."
+    with pytest.raises(UserError, match="never applied a chat template"):
+        chat_settings(v1, LeaderboardOptions(apply_chat_template=True))
+    with pytest.raises(UserError, match="fewshot_as_multiturn needs apply_chat_template"):
+        chat_settings(v2, LeaderboardOptions(fewshot_as_multiturn=True))
+    # the archived protocol ran at batch size 1 whatever the run asks
+    assert batch_size_for(v1, LeaderboardOptions(batch_size="auto")) == 1
+    assert batch_size_for(v1, LeaderboardOptions(batch_size=16)) == 1
+    assert batch_size_for(v2, LeaderboardOptions(batch_size=16)) == 16

@@ -70,12 +70,16 @@ def test_every_section_with_the_fixture_numbers(report):
     assert lb["base"]["cells"][0]["value"] == pytest.approx(30.0) and lb["dpo"]["cells"][0]["value"] == pytest.approx(60.0)
     assert lb["dpo"]["cells"][0]["delta"] == pytest.approx(30.0)
     assert "60.00" in html and "+30.00" in html and "30.00" in html
-    assert "limit 100, not comparable" in html
+    assert "not comparable with published numbers: limit: 100 documents per task" in html
     assert "0.12" in html and "0.34" in html and "[0.07, 0.17]" in html    # contamination result and CI
     assert "3 / 40" in html                                                # n-gram overlap
     assert "5.50" in html and "4.25" in html and "0.0123" in html          # MT-Bench turns and cost
     assert "-30.00 &rarr; -45.50" in html and "-30.00 &rarr; -28.25" in html  # training summary
     assert "80.48" in html and "not measured here" in html                 # the published table
+    # its protocol is stated; the fixture's runs used another one, so they are named, not put beside it
+    assert "Open LLM Leaderboard v1 (lm-evaluation-harness b281b09, batch size 1)" in html
+    assert "protocol: Open LLM Leaderboard v1 tasks, shots and metrics on lm-eval&#39;s built-in tasks" in html
+    assert "Not shown beside these (another protocol): base (open_llm_v1_lmeval" in html
     assert "MT-Bench judgments could not be parsed" in html and "chosen fell" in html
     assert html.count("<svg") >= 4                                          # inline plots, no <img src=http>
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
@@ -151,3 +155,20 @@ def test_dollar_signs_in_names_are_plain_text_not_mathtext():
              "reward_margin": s / 10, "penalty_active": 0.0} for s in (1, 2, 3)]
     svg = plots.training_curves({name: rows})
     assert svg and "v$^{bad$" in svg
+
+
+def test_published_rows_sit_beside_runs_of_the_same_protocol():
+    from evalkit.report.render import published_section, published_table
+    smaug = published_table("smaug")
+    archived = {"suite": "open_llm_v1", "protocol": "lm-evaluation-harness b281b09 (Open LLM Leaderboard v1)",
+                "average": 0.5, "limit": None,
+                "tasks": {"arc_challenge": {"value": 0.25}, "hellaswag": {"value": 0.5}, "mmlu": {"value": 0.75},
+                          "truthfulqa_mc2": {"value": 0.125}, "winogrande": {"value": 0.5}, "gsm8k": {"value": 0.0}}}
+    lmeval = {**archived, "suite": "open_llm_v1_lmeval", "protocol": "lm-eval built-in tasks"}
+    old = {k: v for k, v in archived.items() if k != "protocol"}  # a record from before protocols were recorded
+    sec = published_section(smaug, [("mine", archived), ("current", lmeval), ("older", old)])
+    measured = [r for r in sec["rows"] if r["measured"]]
+    assert [r["cells"] for r in measured] == [["mine", "50.00", "25.00", "50.00", "75.00", "12.50", "50.00", "0.00"]]
+    assert all(r["protocol"].startswith("Open LLM Leaderboard v1") for r in sec["rows"] if not r["measured"])
+    assert sec["others"] == ["current (open_llm_v1_lmeval: lm-eval built-in tasks)",
+                             "older (open_llm_v1: protocol not recorded)"]

@@ -5,10 +5,16 @@ and turns lm-eval's results into evalkit's record (leaderboard.json, typed and d
 field by field in evalkit.schema.LeaderboardRecord; each task's metric is stored as
 {metric, filter}, never lm-eval's "metric,filter" string).
 
+`protocol` names the protocol each number follows (e.g. the archived Open LLM Leaderboard v1
+task code of lm-evaluation-harness b281b09, or lm-eval's own tasks); `harness` says which
+lm-eval ran the requests and whose task code built them. Chat settings resolve as: the run's
+own (CLI flag or experiment key), else the suite's default, else off.
+
 Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -36,8 +42,9 @@ class LeaderboardOptions:
     device: str | None = None
     limit: int | None = None
     data_dir: str | None = None
-    apply_chat_template: bool = False
-    fewshot_as_multiturn: bool = False
+    apply_chat_template: bool | None = None   # None: the suite's default (else off)
+    fewshot_as_multiturn: bool | None = None
+    system_instruction: str | None = None
     seed: int = 1234
     # vllm
     tensor_parallel_size: int = 1
@@ -121,6 +128,8 @@ def summarise_entry(entry: Entry, results: dict, n_samples: dict, versions: dict
             out["baseline"] = entry.baseline or 0.0
     if len(entry.tasks) > 1:
         out["subtasks"] = subtasks
+    else:
+        out["lm_eval_task"] = first  # its per-sample file: leaderboard_samples/<lm_eval_task>.jsonl
     if n_shot.get(first) is not None and n_shot.get(first) != entry.shots:
         log.warning("task %s ran %s-shot, the suite asks for %s", first, n_shot.get(first), entry.shots)
     return out
@@ -131,11 +140,71 @@ def summarise(suite: Suite, lm_results: dict) -> dict[str, Any]:
     tasks = {e.name: summarise_entry(e, lm_results["results"], lm_results.get("n-samples", {}),
                                      lm_results.get("versions", {}), lm_results.get("n-shot", {}), suite.normalise)
              for e in suite.entries}
+    for t in tasks.values():
+        t["protocol"] = suite.protocol
     key = "normalised" if suite.normalise else "value"
     return {"tasks": tasks, "average": sum(t[key] for t in tasks.values()) / len(tasks)}
 
 
 # ---------------------------------------------------------------- running
+
+@dataclass
+class ChatSettings:
+    apply_chat_template: bool
+    fewshot_as_multiturn: bool
+    system_instruction: str | None
+
+
+def chat_settings(suite: Suite, opt: LeaderboardOptions) -> ChatSettings:
+    """The run's chat settings: the model's own (options), else the suite's defaults, else off."""
+    def pick(mine, suites):
+        return mine if mine is not None else suites
+    apply = bool(pick(opt.apply_chat_template, suite.apply_chat_template))
+    if apply and suite.apply_chat_template is False:
+        raise UserError(f"suite {suite.name}: its protocol ({suite.protocol}) never applied a chat template; "
+                        f"drop --chat-template / apply_chat_template, or use another suite")
+    if opt.fewshot_as_multiturn and not apply:
+        raise UserError("fewshot_as_multiturn needs apply_chat_template (few-shot turns are chat turns)")
+    multiturn = apply and bool(pick(opt.fewshot_as_multiturn, suite.fewshot_as_multiturn))
+    system = pick(opt.system_instruction, suite.system_instruction)
+    return ChatSettings(apply, multiturn, system or None)
+
+
+def batch_size_for(suite: Suite, opt: LeaderboardOptions) -> str | int:
+    """A suite that fixes the batch size (the archived v1 ran --batch_size=1: padding in a batch
+    changes log-likelihoods) wins over the run's choice."""
+    if opt.backend == "api":
+        return 1
+    if suite.batch_size is None:
+        return opt.batch_size
+    if opt.batch_size not in ("auto", suite.batch_size):
+        log.warning("suite %s runs at batch size %d, as its protocol did (asked: %s)",
+                    suite.name, suite.batch_size, opt.batch_size)
+    return suite.batch_size
+
+
+def incomparable_because(suite: Suite, opt: LeaderboardOptions, data_dir: Path | None) -> list[str]:
+    """Why these numbers cannot stand beside published ones of the suite's protocol (empty
+    when they can): a document limit, data other than the benchmark's own, or a suite that
+    is not the packaged one of that name (other shots, tasks or metrics)."""
+    from .suites import available_suites, load_suite
+    reasons = []
+    if opt.limit:
+        reasons.append(f"limit: {opt.limit} documents per task")
+    if data_dir is not None:
+        reasons.append(f"local data ({data_dir}), not the benchmark's published splits")
+    if suite.name not in available_suites():
+        reasons.append(f"suite {suite.name} is not a packaged protocol")
+    elif load_suite(suite.name).model_dump() != suite.model_dump():
+        reasons.append(f"suite differs from the packaged {suite.name} (shots, tasks or metrics changed)")
+    return reasons
+
+
+def harness_info(suite: Suite, lm_eval_version: str) -> dict[str, str]:
+    code = suite.task_code or (f"lm-eval {lm_eval_version} built-in tasks" if suite.task_source == "lm_eval"
+                               else "evalkit task configs")
+    return {"lm_eval_version": lm_eval_version, "task_code": code}
+
 
 def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *,
         model_label: str | None = None) -> dict[str, Any]:
@@ -148,6 +217,8 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     data_dir = Path(opt.data_dir).resolve() if opt.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         raise UserError(f"--data-dir {opt.data_dir}: no such directory")
+    chat = chat_settings(suite, opt)
+    opt = dataclasses.replace(opt, apply_chat_template=chat.apply_chat_template)
     lm_name, model_args = model_spec(model, opt)
     task_dir = out_dir / "lm_eval_tasks"
     names = write_task_yamls(suite, task_dir, data_dir)
@@ -157,8 +228,8 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     # into the same folder, or new weights at the same path, never get these answers
     from ..train.reference import model_fingerprint
     cache_key = content_hash({"model": model_fingerprint(model) if opt.backend != "api" else model,
-                              "lm_eval_model": lm_name, "model_args": model_args, "chat": opt.apply_chat_template,
-                              "multiturn": opt.fewshot_as_multiturn, "seed": opt.seed})
+                              "lm_eval_model": lm_name, "model_args": model_args, "chat": dataclasses.asdict(chat),
+                              "seed": opt.seed})
     cache_root = out_dir / "lm_eval_cache"
     for old in cache_root.glob("*") if cache_root.is_dir() else []:
         if old.name != cache_key:
@@ -170,30 +241,37 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
              opt.backend, f", limit {opt.limit}" if opt.limit else "")
     res = simple_evaluate(
         model=lm_name, model_args=model_args, tasks=names, task_manager=tm,
-        batch_size=opt.batch_size if opt.backend != "api" else 1, limit=opt.limit,
+        batch_size=batch_size_for(suite, opt), limit=opt.limit,
         use_cache=str(cache_dir / "requests"),  # lm-eval's request cache: a rerun recomputes nothing
-        log_samples=True, apply_chat_template=opt.apply_chat_template,
-        fewshot_as_multiturn=opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        log_samples=True, apply_chat_template=chat.apply_chat_template,
+        fewshot_as_multiturn=chat.fewshot_as_multiturn, system_instruction=chat.system_instruction,
         random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
         fewshot_random_seed=opt.seed, bootstrap_iters=1000, verbosity="WARNING")
     seconds = time.time() - t0
     summary = summarise(suite, res)
+    version = lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
     record = {
         "schema_version": schema.version("leaderboard"),
         "suite": suite.name,
+        "protocol": suite.protocol,
+        "harness": harness_info(suite, version),
         "backend": opt.backend,
         "lm_eval_model": lm_name,
-        "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval"),
+        "lm_eval_version": version,
         "model": model_label or model,
         "model_path": model,
         "dtype": opt.dtype,
         "batch_size": str(res.get("config", {}).get("batch_size", opt.batch_size)),
-        "apply_chat_template": opt.apply_chat_template,
-        "fewshot_as_multiturn": opt.fewshot_as_multiturn if opt.apply_chat_template else False,
+        "apply_chat_template": chat.apply_chat_template,
+        "fewshot_as_multiturn": chat.fewshot_as_multiturn,
+        "system_instruction": chat.system_instruction,
         "seed": opt.seed,
+        # a protocol with its own few-shot generator (archived v1: random.Random(42)) ignores the seed
+        "fewshot_seed": suite.fewshot_seed if suite.fewshot_seed is not None else opt.seed,
         "data_dir": str(data_dir) if data_dir else None,
         "limit": opt.limit,
-        "comparable": opt.limit is None,
+        "comparable": not (reasons := incomparable_because(suite, opt, data_dir)),
+        "comparable_reasons": reasons,
         "normalised": suite.normalise,
         **summary,
         "seconds": round(seconds, 2),
@@ -211,8 +289,12 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
 def format_record(rec: dict) -> str:
     """A short table of a leaderboard record, values x100."""
     key = "normalised" if rec.get("normalised") else "value"
-    lines = [f"{rec['model']} on {rec['suite']} ({rec['backend']}"
+    chat = ", chat template" + (" + multi-turn few-shot" if rec.get("fewshot_as_multiturn") else "") \
+        if rec.get("apply_chat_template") else ""
+    lines = [f"{rec['model']} on {rec['suite']} ({rec['backend']}{chat}"
              + (f", limit {rec['limit']}: NOT comparable" if rec.get("limit") else "") + ")"]
+    if rec.get("protocol"):
+        lines.append(f"  protocol: {rec['protocol']}")
     for name, t in rec["tasks"].items():
         err = f" +- {100 * t['stderr']:.2f}" if t.get("stderr") is not None and key == "value" else ""
         lines.append(f"  {name:<16} {100 * t[key]:6.2f}{err}   ({t['metric']}{'' if t.get('filter', 'none') == 'none' else ', ' + t['filter']}, {t['n_shot']}-shot, n={t['n_samples']})")

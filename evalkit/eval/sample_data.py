@@ -88,7 +88,7 @@ def mmlu_subjects() -> list[str]:
     import yaml
     suite = yaml.safe_load(MMLU_SUBJECTS_FILE.read_text())
     entry = next(e for e in suite["entries"] if e["name"] == "mmlu")
-    return [t["task"][len("mmlu_"):] for t in entry["tasks"]]
+    return [t["dataset_name"] for t in entry["tasks"]]
 
 
 def write_open_llm_v1(data_dir: str | Path, n_eval: int = 8, seed: int = 0) -> Path:

@@ -23,6 +23,7 @@ from ..errors import UserError
 from ..rundir import read_text
 
 SUITES_DIR = packaged("suites")
+TASKS_DIR = packaged("tasks")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
@@ -32,7 +33,8 @@ class _Strict(BaseModel):
 
 class TaskRef(_Strict):
     task: str
-    yaml: Optional[str] = Field(None, description="built-in YAML, relative to lm_eval/tasks/")
+    yaml: Optional[str] = Field(None, description="task YAML, relative to lm_eval/tasks/ (or evalkit/data/tasks/)")
+    dataset_name: Optional[str] = Field(None, description="hub config the task reads (e.g. an MMLU subject)")
     baseline: Optional[float] = None
 
 
@@ -54,6 +56,17 @@ class Entry(_Strict):
 class Suite(_Strict):
     name: str
     description: str = ""
+    protocol: str = Field("lm-eval built-in tasks", description="which protocol the numbers follow (recorded)")
+    task_source: Literal["lm_eval", "evalkit"] = Field(
+        "lm_eval", description="where the tasks' `yaml` paths live: lm_eval/tasks/ or evalkit/data/tasks/")
+    task_code: Optional[str] = Field(None, description="whose task code builds the requests (recorded)")
+    fewshot_seed: Optional[int] = Field(None, description="the protocol's own fixed few-shot seed, if any")
+    batch_size: Optional[int] = Field(None, ge=1, description="fixed batch size the protocol needs "
+                                      "(batching changes log-likelihoods through padding)")
+    apply_chat_template: Optional[bool] = Field(
+        None, description="default for models run on this suite; False: the protocol never applied one")
+    fewshot_as_multiturn: Optional[bool] = Field(None, description="default; few-shot examples as chat turns")
+    system_instruction: Optional[str] = Field(None, description="default system prompt (chat runs)")
     normalise: bool = False
     entries: list[Entry]
 
@@ -99,6 +112,10 @@ def show_suite(suite: Suite) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append("average: plain mean of the entries" + (" after normalisation" if suite.normalise else ""))
+    fixed = [f"batch size {suite.batch_size}"] if suite.batch_size else []
+    fixed += [f"few-shot seed {suite.fewshot_seed}"] if suite.fewshot_seed is not None else []
+    fixed += ["no chat template"] if suite.apply_chat_template is False else []
+    lines.append(f"protocol: {suite.protocol}" + (f" ({', '.join(fixed)})" if fixed else ""))
     return "\n".join(lines)
 
 
@@ -130,8 +147,13 @@ def quick_task_index() -> dict[str, Path]:
     return index
 
 
-def builtin_yaml(ref: TaskRef) -> Path:
-    """The built-in YAML of a task: from the suite file, else found in lm-eval's files."""
+def builtin_yaml(ref: TaskRef, source: str = "lm_eval") -> Path:
+    """The YAML a task includes: from the suite file, else found in lm-eval's files."""
+    if source == "evalkit":
+        p = TASKS_DIR / (ref.yaml or "")
+        if not ref.yaml or not p.is_file():
+            raise UserError(f"task {ref.task}: packaged task file {ref.yaml!r} not found in {TASKS_DIR}")
+        return p
     if ref.yaml:
         p = lm_eval_tasks_dir() / ref.yaml
         if not p.exists():
@@ -195,10 +217,12 @@ def write_task_yamls(suite: Suite, out_dir: Path, data_dir: Path | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for entry, ref in suite.task_refs():
-        src = builtin_yaml(ref)
+        src = builtin_yaml(ref, suite.task_source)
         doc: dict = {"include": str(src), "task": ref.task, "num_fewshot": entry.shots}
+        if ref.dataset_name:
+            doc["dataset_name"] = ref.dataset_name
         if data_dir is not None:
-            cfg = resolved_config(src)
+            cfg = {**resolved_config(src), **doc}
             loader, files = local_data_files(cfg, data_dir, ref.task, entry.shots)
             doc.update({"dataset_path": loader, "dataset_name": None, "dataset_kwargs": {"data_files": files}})
             for key in ("training_split", "validation_split", "test_split", "fewshot_split"):

@@ -63,9 +63,16 @@ def leaderboard_section(exp: Experiment) -> dict | None:
         avg = {"value": _pct(rec["average"])}
         if base is not None and model != "base":
             avg["delta"] = _pct(rec["average"] - base["average"])
+        chat = None
+        if rec.get("apply_chat_template"):
+            chat = "chat template" + (", multi-turn few-shot" if rec.get("fewshot_as_multiturn") else "") \
+                + (", system prompt" if rec.get("system_instruction") else "")
         rows.append({"model": exp.label(model), "cells": cells, "average": avg, "suite": rec["suite"],
-                     "limited": rec.get("limit"), "backend": rec.get("backend")})
-    return {"entries": entries, "rows": rows, "suite": rows[0]["suite"],
+                     "limited": rec.get("limit"), "backend": rec.get("backend"), "chat": chat,
+                     "not_comparable": [] if rec.get("comparable", True) else
+                     (rec.get("comparable_reasons") or ["not comparable"])})
+    protocols = sorted({rec.get("protocol") or "not recorded" for rec in recs.values()})
+    return {"entries": entries, "rows": rows, "suite": rows[0]["suite"], "protocols": protocols,
             "metrics": {e: _metric_label(next(iter(recs.values()))["tasks"][e]) for e in entries},
             "shots": {e: next(iter(recs.values()))["tasks"][e]["n_shot"] for e in entries}}
 
@@ -77,7 +84,7 @@ def _metric_label(t: dict) -> str:
 def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: str) -> dict:
     delta = _pct(t[key] - base_t[key])
     metrics, flt = t["metric"].split("+"), t.get("filter", "none")
-    subtasks = list(t["subtasks"]) if t.get("subtasks") else [_single_task(exp, model, entry)]
+    subtasks = list(t["subtasks"]) if t.get("subtasks") else [t.get("lm_eval_task") or _single_task(exp, model, entry)]
     groups = []
     for task in subtasks:
         a = _doc_values(exp, "base", task, metrics, flt)
@@ -107,6 +114,36 @@ def published_table(name: str | None) -> dict | None:
     if not path.exists():
         return None
     return yaml.safe_load(path.read_text())
+
+
+def published_section(published: dict | None, runs: list[tuple[str, dict]]) -> dict | None:
+    """The published rows with their protocol, and beside them evalkit's leaderboard runs of the
+    same protocol (the suite named in the published file); runs of another protocol are only
+    named, never put beside numbers they cannot be compared with."""
+    if not published:
+        return None
+    protocol, suite = published.get("protocol") or "not stated", published.get("suite")
+    entries = published.get("entries") or {}
+    rows = [{"cells": list(r), "protocol": protocol, "measured": False} for r in published["rows"]]
+    others = []
+    for label, rec in runs:
+        if suite is None or rec.get("suite") != suite or not rec.get("protocol"):
+            others.append(f"{label} ({rec.get('suite')}: {rec.get('protocol') or 'protocol not recorded'})")
+            continue
+        key = "normalised" if rec.get("normalised") else "value"
+        cells = [label + (f" (limit {rec['limit']}, not comparable)" if rec.get("limit") else "")]
+        for col in published["columns"][1:]:
+            if col == "average":
+                cells.append(_fmt(_pct(rec["average"])))
+            else:
+                t = rec["tasks"].get(entries.get(col, col))
+                cells.append(_fmt(_pct(t[key])) if t else "")
+        rows.append({"cells": cells, "protocol": rec["protocol"], "measured": True})
+    return {**published, "rows": rows, "others": others}
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
 
 
 # ---------------------------------------------------------------- contamination
@@ -222,6 +259,8 @@ def build(dirs: list[str | Path]) -> dict:
     published = None
     for e in exps:
         published = published or published_table(((e.manifest.get("config") or {}).get("report") or {}).get("published"))
+    runs = [(e.label(m), rec) for e in exps for m, rec in e.leaderboard.items()]
+    published = published_section(published, runs)
     title = None
     if len(exps) == 1:
         title = ((exps[0].manifest.get("config") or {}).get("report") or {}).get("title")
