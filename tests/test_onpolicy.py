@@ -5,7 +5,7 @@ import pytest
 from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
-from evalkit.train.onpolicy import build_pairs, choice_reward, exact_match_reward, numeric_answer
+from evalkit.train.onpolicy import build_pairs, choice_reward, exact_match_reward, numeric_answer, offline_count
 
 
 def test_verifier_parsing_including_malformed():
@@ -14,6 +14,7 @@ def test_verifier_parsing_including_malformed():
     assert numeric_answer("#### -5") == -5
     assert numeric_answer("#### 2.5") == 2.5
     assert numeric_answer("the answer is 7") is None            # no marker
+    assert numeric_answer("#### 13 then garbage 2 + 2 = 5\n#### 9") == 9     # the final answer, not the first
     assert numeric_answer("#### seven") is None                 # not a number
     assert numeric_answer("") is None and numeric_answer(None) is None
     ref = "Tom has 3 * 4 = 12 apples.\n#### 12"
@@ -53,6 +54,8 @@ def test_onpolicy_rounds_train_and_log_rewards(tmp_path, tiny_model_dir):
     meta = read_json(rd.train_metadata("onpolicy"))
     rounds = meta["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
+    for r in rounds:      # offline pairs are mixing_ratio of the round's data, not of the prompts
+        assert r["offline_mixed"] == offline_count(r["n_pairs"], 0.25)
     assert all(0 <= r["mean_reward"] <= 1 for r in rounds)
     print("\non-policy rounds:", [(r["mean_reward"], r["n_pairs"], r["dropped"]) for r in rounds])
     for r in range(1, 3):
@@ -80,3 +83,19 @@ def test_judge_reward_through_the_scripted_server(tmp_path):
     pairs, _, _ = build_pairs(prompts, ["", ""], samples, "judge", 0.1, rewards)
     for p in pairs:
         assert p["reward_chosen"] >= p["reward_rejected"] + 0.1 - 1e-9
+
+
+def test_mixing_ratio_is_exactly_the_share_of_offline_pairs():
+    from fractions import Fraction
+    assert exact_match_reward("#### 13 ... #### 9", "#### 9") == 1.0
+    assert exact_match_reward("#### 9 ... #### 13", "#### 9") == 0.0
+    for ratio in (0.2, 0.25, 0.5, 0.75):
+        for n in range(1, 41):
+            k = offline_count(n, ratio)
+            exact = Fraction(ratio).limit_denominator(100) * n / (1 - Fraction(ratio).limit_denominator(100))
+            if exact.denominator == 1:
+                assert Fraction(k, k + n) == Fraction(ratio).limit_denominator(100), (ratio, n, k)
+            # never further from the asked share than one pair can make it
+            assert abs(k - float(exact)) <= 0.5
+    assert offline_count(1, 0.25) == 0 and offline_count(3, 0.25) == 1 and offline_count(0, 0.5) == 0
+    assert offline_count(6, 0.0) == 0

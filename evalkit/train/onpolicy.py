@@ -28,14 +28,25 @@ _ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 
 
 def numeric_answer(text: str) -> float | None:
-    """The number after '####' (commas allowed), or None for a malformed completion."""
-    m = _ANSWER.search(text or "")
-    if not m:
+    """The FINAL answer: the number after the last '####' (commas allowed), or None for a
+    malformed completion. A completion that wanders on after an early '#### 13' and ends
+    '#### 9' answered 9."""
+    found = _ANSWER.findall(text or "")
+    if not found:
         return None
     try:
-        return float(m.group(1).replace(",", ""))
+        return float(found[-1].replace(",", ""))
     except ValueError:
         return None
+
+
+def offline_count(n_onpolicy: int, mixing_ratio: float) -> int:
+    """Offline pairs to add to n_onpolicy on-policy pairs so that they are mixing_ratio of
+    the round's data: k / (k + n) = r  =>  k = r n / (1 - r), rounded to the nearest pair
+    (exact whenever r n / (1 - r) is a whole number). No on-policy pairs: nothing to mix."""
+    if not mixing_ratio or n_onpolicy <= 0:
+        return 0
+    return round(mixing_ratio * n_onpolicy / (1 - mixing_ratio))
 
 
 def exact_match_reward(completion: str, reference: str) -> float:
@@ -142,13 +153,11 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
                                      seed + r, backend=spec.backend)
         judged = judge_rewards(spec.judge, prompts, samples) if spec.reward == "judge" else None
         pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, judged)
-        # offline pairs make up mixing_ratio of the round's data (counted against the prompts
-        # sampled when the policy found few pairs, so a weak start still trains)
-        n_mix = round(spec.mixing_ratio * max(len(pairs), len(prompts)) / (1 - spec.mixing_ratio)) \
-            if spec.mixing_ratio else 0
-        mixed = rng.sample(offline, min(n_mix, len(offline)))
+        # offline pairs make up exactly mixing_ratio of the round's data
+        mixed = rng.sample(offline, min(offline_count(len(pairs), spec.mixing_ratio), len(offline)))
         info = {"round": r, "policy": policy, "mean_reward": sum(rewards) / len(rewards), "n_prompts": len(prompts),
-                "n_pairs": len(pairs), "dropped": dropped, "offline_mixed": len(mixed)}
+                "n_pairs": len(pairs), "dropped": dropped, "offline_mixed": len(mixed),
+                "offline_share": len(mixed) / (len(mixed) + len(pairs)) if pairs else 0.0}
         log.info("on-policy round %d: mean reward %.3f, %d pairs (%d dropped below the gap), %d offline mixed",
                  r, info["mean_reward"], len(pairs), dropped, len(mixed))
         rounds.append(info)
