@@ -24,7 +24,7 @@ from ..config import Variant
 from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
 from .logps import batch_logps, reduce_logps
-from .losses import LOSSES, add_sft
+from .losses import LOSSES, add_sft, loss_options
 from .reference import ReferenceCache, model_fingerprint
 
 log = logging.getLogger("evalkit")
@@ -37,6 +37,11 @@ class TrainResult:
     path: Path
     metadata: dict[str, Any]
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def loss_kwargs_for(variant: Variant) -> dict[str, Any]:
+    """The variant's values for exactly the options its loss declares."""
+    return {name: getattr(variant, name) for name in loss_options(variant.loss)}
 
 
 def variant_config_hash(variant: Variant, base_fingerprint: str, data_fingerprint: str) -> str:
@@ -118,8 +123,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     loss_fn = LOSSES[variant.loss]
-    loss_kwargs = dict(beta=variant.beta, dpop_lambda=variant.dpop_lambda, beta_chosen=variant.beta_chosen,
-                       beta_rejected=variant.beta_rejected, label_smoothing=variant.label_smoothing)
+    loss_kwargs = loss_kwargs_for(variant)
     reduction = variant.logp_reduction
 
     # 4. the loop
