@@ -1,6 +1,8 @@
 """Sequence log-probs of completions: the one place a model's logits become numbers."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -20,19 +22,32 @@ def sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: tor
     return token_logps.sum(-1), mask.sum(-1)
 
 
-def batch_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def autocast(device, dtype: torch.dtype | None):
+    """torch.autocast for `dtype` on `device`'s type; a no-op context when dtype is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def batch_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward over a batch; returns (sums, lengths) for the B chosen then the B rejected.
 
     Accepts collate() batches (2B padded rows) and collate_packed() batches (B rows, the
-    prompt encoded once).
+    prompt encoded once). `attn_implementation` defaults to the model's (pass it for a model
+    wrapped by DDP, which hides the config).
     """
     if "allowed" not in batch:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
         return sequence_logps(out.logits, batch["input_ids"], batch["loss_mask"])
-    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+    if attn_implementation is None:
+        attn_implementation = getattr(model.config, "_attn_implementation", None)
+    if attn_implementation == "sdpa":
         mask = batch["allowed"][:, None]          # SDPA takes a boolean mask: True = may attend
     else:                                         # eager adds the mask to the scores
         dtype = next(model.parameters()).dtype
+        if torch.is_autocast_enabled(batch["allowed"].device.type):   # scores are in the autocast dtype
+            dtype = torch.get_autocast_dtype(batch["allowed"].device.type)
         mask = torch.zeros(batch["allowed"].shape, dtype=dtype, device=batch["allowed"].device)
         mask.masked_fill_(~batch["allowed"], torch.finfo(dtype).min)
         mask = mask[:, None]

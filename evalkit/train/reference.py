@@ -1,8 +1,9 @@
 """Reference log-probs, computed once per (reference model, tokenized data) and cached.
 
-The cache key is the reference model's fingerprint plus the data fingerprint, which hashes
-the token ids and prompt boundaries: it therefore covers the rows, the tokenizer, the chat
-template and the max lengths. Variants trained from the same base on the same data (DPO and
+The cache key is the reference model's fingerprint, the data fingerprint (which hashes the
+token ids and prompt boundaries: it covers the rows, the tokenizer, the chat template and the
+max lengths) and the precision the log-probs were computed in (fp32, or the policy's bf16 /
+fp16 autocast: the reference must match the policy's forward, or h_w starts as noise). Variants trained from the same base on the same data (DPO and
 DPOP, say) share one cache file, so the second variant runs no reference forward pass.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from ..progress import bar as progress_bar
 
 from .data import PreferenceData, make_batch, supports_packing
-from .logps import batch_logps
+from .logps import autocast, batch_logps
 
 log = logging.getLogger("evalkit")
 
@@ -53,18 +54,19 @@ class ReferenceCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
 
-    def key(self, reference_fingerprint: str, data: PreferenceData) -> str:
-        return hashlib.sha256(f"{reference_fingerprint}:{data.fingerprint()}".encode()).hexdigest()[:20]
+    def key(self, reference_fingerprint: str, data: PreferenceData, autocast_dtype: torch.dtype | None = None) -> str:
+        precision = "fp32" if autocast_dtype is None else f"autocast-{str(autocast_dtype).removeprefix('torch.')}"
+        return hashlib.sha256(f"{reference_fingerprint}:{data.fingerprint()}:{precision}".encode()).hexdigest()[:20]
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.pt"
 
     def get_or_compute(self, reference_fingerprint: str, data: PreferenceData,
                        load_reference: Callable[[], object], batch_size: int = 8,
-                       device: str = "cpu", progress: bool = True, pack: bool | str = "auto"
-                       ) -> tuple[dict[str, torch.Tensor], str]:
+                       device: str = "cpu", progress: bool = True, pack: bool | str = "auto",
+                       autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], str]:
         """{chosen_logps, rejected_logps, chosen_lengths, rejected_lengths} (summed), and the key."""
-        key = self.key(reference_fingerprint, data)
+        key = self.key(reference_fingerprint, data, autocast_dtype)
         path = self.path(key)
         if path.exists():
             try:
@@ -75,7 +77,7 @@ class ReferenceCache:
             except Exception:  # a foreign or damaged file: recompute
                 log.warning("reference cache %s unreadable; recomputing", path)
         model = load_reference()
-        result = compute_reference_logps(model, data, batch_size, device, progress, pack)
+        result = compute_reference_logps(model, data, batch_size, device, progress, pack, autocast_dtype)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.folder)
         os.close(fd)
@@ -90,8 +92,10 @@ class ReferenceCache:
 
 @torch.no_grad()
 def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, device: str = "cpu",
-                            progress: bool = True, pack: bool | str = "auto") -> dict[str, torch.Tensor]:
-    """Summed completion log-probs of every pair under `model`, batched by length."""
+                            progress: bool = True, pack: bool | str = "auto",
+                            autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Summed completion log-probs of every pair under `model`, batched by length, under
+    torch.autocast(autocast_dtype) when given (the policy's mixed precision)."""
     global FORWARD_PASSES
     n = len(data)
     order = sorted(range(n), key=lambda i: max(len(data.pairs[i].chosen_ids), len(data.pairs[i].rejected_ids)))
@@ -104,7 +108,8 @@ def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, de
     for start in progress_bar(range(0, n, batch_size), desc="reference log-probs", enabled=progress):
         idx = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], pad, pack).items()}
-        sums, lengths = batch_logps(model, batch)
+        with autocast(device, autocast_dtype):
+            sums, lengths = batch_logps(model, batch)
         FORWARD_PASSES += 1
         b = len(idx)
         ids = torch.tensor(idx)
