@@ -33,7 +33,7 @@ from ..progress import bar as progress_bar
 from ..config import Variant
 from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
-from .logps import autocast, batch_logps, reduce_logps
+from .logps import autocast, batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, add_sft, loss_options
 from .reference import ReferenceCache, model_fingerprint
 
@@ -93,6 +93,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # 1. the policy, in fp32 master weights (bf16 comes from autocast)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     pack = choose_packing(model, variant.pack_prompt, variant.name)
+    # completion log-probs through the LM head in chunks: no (rows, tokens, vocab) logits
+    chunked_head = install_completion_head(model)
     attn = getattr(model.config, "_attn_implementation", None)
 
     # 2. reference log-probs: computed once by the main process, shared through the cache.
@@ -105,7 +107,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     def load_reference():
         if reference_model == base_model:
             return model.to(device)
-        return AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32).to(device)
+        m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
+        install_completion_head(m)
+        return m.to(device)
 
     with accelerator.main_process_first():
         # no gradients here, so larger batches than training
@@ -265,6 +269,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
             "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
             "packed_prompt": pack,
+            "chunked_lm_head": chunked_head,
             "device": str(device), "mixed_precision": mixed,
             "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
             **environment(),
