@@ -202,3 +202,17 @@ def test_reference_precision_is_applied_and_keyed(tmp_path, tiny_model_dir):
     assert k32 != k16 and len(list(tmp_path.glob("*.pt"))) == 2
     assert not torch.equal(fp32["chosen_logps"], bf16["chosen_logps"])
     assert torch.allclose(fp32["chosen_logps"], bf16["chosen_logps"], rtol=0.05)
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero3", "DEEPSPEED")])
+def test_packaged_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from evalkit.train.distributed import accelerate_config
+    path = accelerate_config(name)
+    config = load_config_from_file(str(path))
+    assert config.distributed_type == kind and config.mixed_precision == "bf16"
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_version"] == 2 and config.fsdp_config["fsdp_reshard_after_forward"]
+    if name == "deepspeed_zero3":
+        assert config.deepspeed_config["zero_stage"] == 3

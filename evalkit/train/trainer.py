@@ -201,7 +201,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                                reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float(),
                                chosen_vs_reference=pol_c - ref_c,
                                penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM))
+            norm = accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            grad_norm = float(norm) if norm is not None else float("nan")   # DeepSpeed clips inside
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -230,8 +231,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     loop_seconds = time.time() - t_loop
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
+    # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
+    end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
     unwrapped = accelerator.unwrap_model(model)
-    end = _final_logps(unwrapped, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype)
     n_eval = len(end["chosen_logps"])
     start_c = ref["chosen_logps"][:n_eval].mean().item()
     start_r = ref["rejected_logps"][:n_eval].mean().item()
@@ -239,9 +241,13 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
     accelerator.wait_for_everyone()
     meta: dict[str, Any] = {}
+    # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
+    state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
     if accelerator.is_main_process:
-        to_save = unwrapped.merge_and_unload() if variant.lora is not None else unwrapped
-        to_save.save_pretrained(partial)
+        if variant.lora is not None:
+            unwrapped.merge_and_unload().save_pretrained(partial)
+        else:
+            unwrapped.save_pretrained(partial, state_dict=state_dict)
         tok.save_pretrained(partial)
         meta = {
             "schema_version": SCHEMA_VERSION,
@@ -368,7 +374,7 @@ class Metrics:
 
 @torch.no_grad()
 def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, pack: bool,
-                 autocast_dtype=None, max_pairs: int = 64):
+                 autocast_dtype=None, attn: str | None = None, max_pairs: int = 64):
     """Summed log-probs of the first `max_pairs` pairs under the trained model."""
     was = model.training
     model.eval()
@@ -379,7 +385,7 @@ def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: i
         batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items()
                  if k not in ("n_tokens", "n_processed")}
         with autocast(device, autocast_dtype):
-            sums, _ = batch_logps(model, batch)
+            sums, _ = batch_logps(model, batch, attn)
         chosen.append(sums[:len(chunk)].double().cpu())
         rejected.append(sums[len(chunk):].double().cpu())
     model.train(was)
