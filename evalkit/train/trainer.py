@@ -35,7 +35,7 @@ from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_ha
 from .data import PreferenceData, make_batch, supports_packing
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, add_sft, loss_options
-from .reference import ReferenceCache, model_fingerprint
+from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
 
 log = logging.getLogger("evalkit")
 
@@ -97,25 +97,25 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     chunked_head = install_completion_head(model)
     attn = getattr(model.config, "_attn_implementation", None)
 
-    # 2. reference log-probs: computed once by the main process, shared through the cache.
-    # When the reference is the base, the untrained policy IS the reference: no second load.
-    # The reference runs in fp32 weights under the policy's autocast, so at step 1 h_w is 0,
-    # not precision noise (which would switch DPOP's penalty on at random).
+    # 2. reference log-probs, shared through the cache, in fp32 weights under the policy's
+    # autocast. When the reference is the base, the untrained policy IS the reference: it is
+    # scored after accelerator.prepare, through the (possibly sharded) model on every process
+    # (step 3). Another reference (a previous sDPO step) is scored by the main process first.
     ref_fp = model_fingerprint(reference_model)
     policy_is_reference = reference_model == base_model
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype)
+    if ref is None and not policy_is_reference:
+        def load_reference():
+            m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
+            install_completion_head(m)
+            return m.to(device)
 
-    def load_reference():
-        if reference_model == base_model:
-            return model.to(device)
-        m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
-        install_completion_head(m)
-        return m.to(device)
-
-    with accelerator.main_process_first():
-        # no gradients here, so larger batches than training
-        ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
-                                              device=str(device), progress=progress and accelerator.is_main_process,
-                                              pack=pack, autocast_dtype=autocast_dtype)
+        with accelerator.main_process_first():
+            # no gradients here, so larger batches than training
+            ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
+                                                  device=str(device), progress=progress and accelerator.is_main_process,
+                                                  pack=pack, autocast_dtype=autocast_dtype)
     if variant.gradient_checkpointing:
         # transformers 5 renamed it; older releases only have the gradient_ name
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
@@ -133,7 +133,6 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 3. batches: every process draws the same global batches (seeded, similar lengths
     # together) and takes its slice; the schedule counts optimizer steps really taken
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     n_proc, rank = accelerator.num_processes, accelerator.process_index
     sampler = LengthGroupedBatches(data, variant.batch_size * n_proc, seed)
     batches_per_epoch = len(sampler)
@@ -144,6 +143,13 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                               num_training_steps=total_steps)
     # the scheduler is not prepared: accelerate would step it once per process per step
     model, optimizer = accelerator.prepare(model, optimizer)
+    if ref is None:   # the policy is the reference: score it now, sharded like training
+        ref = compute_reference_logps(model, data, 2 * variant.batch_size, str(device),
+                                      progress and accelerator.is_main_process, pack, autocast_dtype,
+                                      accelerator=accelerator, pad_id=pad_id, attn_implementation=attn)
+        if accelerator.is_main_process:
+            cache.store(cache_key, ref)
+        accelerator.wait_for_everyone()
 
     loss_fn = LOSSES[variant.loss]
     loss_kwargs = loss_kwargs_for(variant)
