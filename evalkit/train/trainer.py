@@ -246,7 +246,40 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
     accelerator.wait_for_everyone()
-    meta: dict[str, Any] = {}
+    if n_proc > 1:   # throughput of all processes together
+        tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
+    # the same record on every process (the launcher prints it there); the main one writes it
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "variant": variant.name,
+        "base_model": base_model,
+        "reference_model": reference_model,
+        "loss": variant.loss,
+        "hyperparameters": variant.model_dump(mode="json", by_alias=True),
+        "seed": seed,
+        "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
+                 "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
+        "reference": {"fingerprint": ref_fp, "cache_key": cache_key},
+        "steps": step,
+        "micro_batches": micro,
+        "processes": n_proc,
+        "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
+        "tokenization": dataclasses.asdict(data.counts),
+        "logps_summary": {"n_pairs": n_eval, "chosen_start": start_c, "chosen_end": end["chosen_logps"].mean().item(),
+                          "rejected_start": start_r, "rejected_end": end["rejected_logps"].mean().item(),
+                          "reduction": "sum"},
+        "warnings": warnings,
+        "seconds": round(time.time() - t_start, 2),
+        # pair tokens (prompt counted for both sides, as padded batches hold them) and the
+        # tokens actually run through the model (the prompt once when packed)
+        "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
+        "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
+        "packed_prompt": pack,
+        "chunked_lm_head": chunked_head,
+        "device": str(device), "mixed_precision": mixed,
+        "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
+        **environment(),
+    }
     # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
     state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
     if accelerator.is_main_process:
@@ -255,37 +288,6 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         else:
             unwrapped.save_pretrained(partial, state_dict=state_dict)
         tok.save_pretrained(partial)
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "variant": variant.name,
-            "base_model": base_model,
-            "reference_model": reference_model,
-            "loss": variant.loss,
-            "hyperparameters": variant.model_dump(mode="json", by_alias=True),
-            "seed": seed,
-            "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
-                     "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
-            "reference": {"fingerprint": ref_fp, "cache_key": cache_key},
-            "steps": step,
-            "micro_batches": micro,
-            "processes": n_proc,
-            "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
-            "tokenization": dataclasses.asdict(data.counts),
-            "logps_summary": {"n_pairs": n_eval, "chosen_start": start_c, "chosen_end": end["chosen_logps"].mean().item(),
-                              "rejected_start": start_r, "rejected_end": end["rejected_logps"].mean().item(),
-                              "reduction": "sum"},
-            "warnings": warnings,
-            "seconds": round(time.time() - t_start, 2),
-            # pair tokens (prompt counted for both sides, as padded batches hold them) and the
-            # tokens actually run through the model (the prompt once when packed)
-            "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
-            "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
-            "packed_prompt": pack,
-            "chunked_lm_head": chunked_head,
-            "device": str(device), "mixed_precision": mixed,
-            "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
-            **environment(),
-        }
         atomic_write_json(partial / "evalkit.json", meta)
         if out_dir.exists():
             shutil.rmtree(out_dir)
