@@ -83,3 +83,12 @@ def test_prompt_rendered_differently_alone_falls_back_and_is_counted(tiny_model_
     p = data.pairs[0]
     assert tok.decode(p.chosen_ids[:p.chosen_prompt_len]).endswith("<|im_start|>assistant\n")
     assert "2 whose rendered prompt is not a prefix" in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_role_the_template_refuses_names_the_row(tiny_model_dir):
+    from evalkit.errors import UserError
+    tok = template_tokenizer(tiny_model_dir, "gemma")
+    row = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+           "chosen": "Hello.", "rejected": "Go away."}
+    with pytest.raises(UserError, match=r"^row0: chat template: System role not supported$"):
+        tokenize(tok, [row])

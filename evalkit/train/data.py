@@ -208,8 +208,12 @@ class TokenizeCounts:
 def _render(tok, prompt: list[dict], completions: list[list[dict]]) -> tuple[str, list[str], bool]:
     """(prompt_text, [full_text per completion], add_special_tokens) as TRL renders them."""
     if getattr(tok, "chat_template", None):
-        prompt_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        fulls = [tok.apply_chat_template(prompt + c, tokenize=False) for c in completions]
+        import jinja2
+        try:
+            prompt_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            fulls = [tok.apply_chat_template(prompt + c, tokenize=False) for c in completions]
+        except jinja2.TemplateError as e:   # the template's raise_exception: roles it does not take
+            raise BadRow(f"chat template: {e}") from None
         return prompt_text, fulls, False
     # No template (a base model): plain concatenation plus EOS, as TRL does for standard rows.
     p = "\n".join(m["content"] for m in prompt)
