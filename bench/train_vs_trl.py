@@ -212,6 +212,26 @@ def spawn(mode: str, name: str, args) -> dict:
     raise SystemExit(f"{mode} on {name} failed")
 
 
+def print_model(name: str, res: dict) -> None:
+    """Per model: agreement, then per configuration the best (min wall time) and median
+    tokens/s end to end, the training loop's tokens/s, and min / median peak RSS."""
+    agree, runs = res["agreement"], res["runs"]
+    size = f"{res['n_parameters'] / 1e6:.1f}M parameters; " if res.get("n_parameters") else ""
+    print(f"\n{name}: {size}reference log-prob agreement with TRL: max |diff| "
+          f"chosen {agree['max_abs_diff_chosen']:.1e}, rejected {agree['max_abs_diff_rejected']:.1e} "
+          f"({'OK' if max(agree.values()) <= 1e-4 else 'MISMATCH'})")
+    tps = {m: [r["tokens"] / r["wall"] for r in runs[m]] for m in MODES}
+    rss = {m: [r["rss_mb"] for r in runs[m]] for m in MODES}
+    print(f"{'config':<16}{'tok/s best':>11}{'median':>8}{'vs TRL':>8}{'loop tok/s':>11}"
+          f"{'RSS MB min':>11}{'median':>8}{'vs TRL':>8}")
+    for m in MODES:
+        med, base_med = statistics.median(tps[m]), statistics.median(tps["trl"])
+        loop = statistics.median(r["loop_tokens_per_s"] for r in runs[m])
+        print(f"{m:<16}{max(tps[m]):>11.0f}{med:>8.0f}{med / base_med:>7.2f}x{loop:>11.0f}"
+              f"{min(rss[m]):>11.0f}{statistics.median(rss[m]):>8.0f}"
+              f"{statistics.median(rss[m]) / statistics.median(rss['trl']):>7.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=None, help="where models, runs and results.json go (default: a new temp dir)")
@@ -220,12 +240,19 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     p.add_argument("--gradient-checkpointing", choices=("on", "off"), default="on",
                    help="the same on both sides (default on, TRL 1.16's default)")
+    p.add_argument("--show", type=Path, help="print the tables of an earlier run's results.json and exit")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
     gc = args.gradient_checkpointing == "on"
     if args.child:
         return child(args.child, args.model, args.out, args.pairs, gc)
+    if args.show:
+        results = json.loads(args.show.read_text())
+        print(json.dumps(results["settings"]))
+        for name, res in results["models"].items():
+            print_model(name, res)
+        return
     args.out = (args.out or Path(tempfile.mkdtemp(prefix="evalkit-bench-train-"))).resolve()
     if args.out == REPO or REPO in args.out.parents:
         raise SystemExit(f"--out {args.out} is inside the checkout; pick a folder outside it")
@@ -245,22 +272,10 @@ def main() -> None:
         for _ in range(args.reps):
             for mode in MODES:
                 runs[mode].append(spawn(mode, name, args))
-        results["models"][name] = {"agreement": agree, "runs": runs}
         n_params = sum(v.numel() for v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
             str(model_dir(name, args.out) / "model.safetensors")).values())
-        print(f"\n{name}: {n_params / 1e6:.1f}M parameters; reference log-prob agreement with TRL: max |diff| "
-              f"chosen {agree['max_abs_diff_chosen']:.1e}, rejected {agree['max_abs_diff_rejected']:.1e} "
-              f"({'OK' if max(agree.values()) <= 1e-4 else 'MISMATCH'})")
-        tps = {m: [r["tokens"] / r["wall"] for r in runs[m]] for m in MODES}
-        rss = {m: [r["rss_mb"] for r in runs[m]] for m in MODES}
-        print(f"{'config':<16}{'tok/s min':>10}{'median':>9}{'vs TRL':>8}{'loop tok/s':>11}"
-              f"{'RSS MB min':>11}{'median':>8}{'vs TRL':>8}")
-        for m in MODES:
-            med, base_med = statistics.median(tps[m]), statistics.median(tps["trl"])
-            loop = statistics.median(r["loop_tokens_per_s"] for r in runs[m])
-            print(f"{m:<16}{min(tps[m]):>10.0f}{med:>9.0f}{med / base_med:>7.2f}x{loop:>11.0f}"
-                  f"{min(rss[m]):>11.0f}{statistics.median(rss[m]):>8.0f}"
-                  f"{statistics.median(rss[m]) / statistics.median(rss['trl']):>7.2f}x")
+        results["models"][name] = {"agreement": agree, "runs": runs, "n_parameters": n_params}
+        print_model(name, results["models"][name])
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(f"\nresults: {args.out / 'results.json'}")
 
