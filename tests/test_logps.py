@@ -46,6 +46,6 @@ def test_model_with_completion_head_equals_full_logits(tiny_model_dir, pack):
         results.append((sums.detach(), lengths, {n: p.grad.clone() for n, p in model.named_parameters()}))
     (s0, l0, g0), (s1, l1, g1) = results
     assert torch.equal(l0, l1)
-    assert torch.allclose(s0, s1, atol=1e-4, rtol=0), (s0 - s1).abs().max()
+    assert torch.allclose(s0.double(), s1.double(), atol=1e-4, rtol=0), (s0 - s1).abs().max()
     for name in g0:
         assert torch.allclose(g0[name], g1[name], atol=1e-5, rtol=1e-4), name

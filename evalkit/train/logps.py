@@ -166,8 +166,10 @@ def batch_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str 
         rows, pos = mask.nonzero(as_tuple=True)                 # position pos predicts token pos + 1
         token_logps = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             logps_rows=rows, logps_positions=pos, logps_targets=batch["input_ids"][rows, pos + 1])
-        sums = torch.zeros(mask.shape[0], dtype=token_logps.dtype, device=token_logps.device)
-        return sums.index_add(0, rows, token_logps), mask.sum(-1)
+        # summed in float64: a sequence of a few hundred tokens sums to hundreds of nats,
+        # where float32's spacing is ~1e-4
+        sums = torch.zeros(mask.shape[0], dtype=torch.float64, device=token_logps.device)
+        return sums.index_add(0, rows, token_logps.double()), mask.sum(-1)
     if attn_implementation is None:
         attn_implementation = getattr(model.config, "_attn_implementation", None)
     if attn_implementation == "sdpa":
@@ -188,7 +190,7 @@ def batch_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str 
         token_logps = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=mask,
                             logps_rows=rows, logps_positions=pred, logps_targets=targets)
         b, n_chosen = batch["input_ids"].shape[0], len(picks[0][0])
-        sums = [torch.zeros(b, dtype=token_logps.dtype, device=token_logps.device).index_add(0, r, t)
+        sums = [torch.zeros(b, dtype=torch.float64, device=token_logps.device).index_add(0, r, t.double())
                 for r, t in ((picks[0][0], token_logps[:n_chosen]), (picks[1][0], token_logps[n_chosen:]))]
         return torch.cat(sums), torch.cat([batch["chosen_valid"].sum(-1), batch["rejected_valid"].sum(-1)])
     out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
