@@ -105,6 +105,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     policy_is_reference = reference_model == base_model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype)
+    if accelerator.num_processes > 1 and policy_is_reference:
+        # one decision for all: the scoring pass below is collective
+        missing = accelerator.reduce(torch.tensor([int(ref is None)], device=device), "sum").item()
+        ref = None if missing else ref
     if ref is None and not policy_is_reference:
         def load_reference():
             m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
