@@ -146,6 +146,21 @@ class Variant(Strict):
             raise ValueError("max_prompt_length must be below max_length")
         return self
 
+    @model_validator(mode="after")
+    def _options_of_the_loss(self):
+        # each loss declares its options in its signature (train/losses.py); a value given
+        # here that the chosen loss does not take would otherwise be ignored without a word.
+        # The default value is let through so a printed resolved config validates again.
+        from .train.losses import loss_options
+        takes = loss_options(self.loss)
+        for name in ("dpop_lambda", "beta_chosen", "beta_rejected", "label_smoothing"):
+            default = type(self).model_fields[name].default
+            if name not in takes and getattr(self, name) != default:
+                key = type(self).model_fields[name].alias or name
+                raise ValueError(f"{key}: loss {self.loss!r} does not take this option "
+                                 f"(it takes: {', '.join(takes)})")
+        return self
+
 
 class LeaderboardSection(Strict):
     """Open LLM Leaderboard-style scoring through lm-eval (evalkit.eval.leaderboard)."""

@@ -116,3 +116,21 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert res.stderr.strip().endswith("variants[0].colour: unknown key")
+
+
+@pytest.mark.parametrize("loss, extra, key", [("ipo", "label_smoothing: 0.4", "label_smoothing"),
+                                              ("dpo", "lambda: 5", "lambda"),
+                                              ("hinge", "{beta_chosen: 0.1, beta_rejected: 0.2}", "beta_chosen")])
+def test_option_the_loss_does_not_take_is_one_line(tmp_path, capsys, loss, extra, key):
+    if extra.startswith("{"):
+        text = GOOD.replace("loss: dpop\n    beta: 0.3", f"loss: {loss}\n    beta_chosen: 0.1\n    beta_rejected: 0.2")
+    else:
+        text = GOOD.replace("loss: dpop\n    beta: 0.3", f"loss: {loss}\n    {extra}")
+    code, out, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert f"{key}: loss '{loss}' does not take this option" in err and "variants[1]" in err
+    # the printed resolved config (every key, defaults included) validates again
+    code, out, _ = run_cli(capsys, "validate", str(write(tmp_path, GOOD)))
+    code2, _, err2 = run_cli(capsys, "validate", str(write(tmp_path, out, "resolved.yaml")))
+    assert code2 == 0, err2

@@ -120,3 +120,30 @@ def test_registry_and_batch_shapes():
     for name, fn in LOSSES.items():
         out = fn(**b, beta=0.3)
         assert out.losses.shape == (7,) and out[0] is out.losses, name
+
+
+def test_dpop_gradient_at_h_w_zero_is_dpos():
+    """At the first step the policy is the reference: h_w = h_l = 0 on every pair.
+
+    z = beta * (0 - 0 - lambda * relu(0)) = 0, sigmoid(-z) = 1/2, so
+    dL/dh_w = -beta * sigmoid(-z) = -0.3 * 0.5 = -0.15 (DPO's), not -(1 + 50) * 0.15 = -7.65,
+    and dL/dh_l = +0.15.
+    """
+    zero = dict(policy_chosen_logps=t(-4.0), policy_rejected_logps=t(-6.0),
+                reference_chosen_logps=t(-4.0), reference_rejected_logps=t(-6.0))
+    gw, gl = _grads(dpop, zero, beta=0.3, dpop_lambda=50.0)
+    assert gw == pytest.approx(-0.15, abs=1e-12) and gl == pytest.approx(0.15, abs=1e-12)
+    assert (gw, gl) == pytest.approx(_grads(dpo, zero, beta=0.3), abs=1e-12)
+    assert not dpop(**zero, beta=0.3, dpop_lambda=50.0).penalty_active.item()
+
+
+def test_losses_take_exactly_their_options():
+    from evalkit.train.losses import loss_options
+    assert loss_options("dpo") == ("beta", "beta_chosen", "beta_rejected", "label_smoothing")
+    assert loss_options("dpop") == ("beta", "dpop_lambda", "beta_chosen", "beta_rejected", "label_smoothing")
+    assert loss_options("ipo") == ("beta",) and loss_options("hinge") == ("beta",)
+    # a misspelt option is an error, not a silent default (lambda 50)
+    with pytest.raises(TypeError, match="lam"):
+        LOSSES["dpop"](**NEG, beta=0.5, lam=0.0)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        LOSSES["ipo"](**POS, beta=0.5, label_smoothing=0.4)

@@ -79,12 +79,14 @@ def test_conversational_equals_standard(tmp_path, tok):
                (other.chosen_ids, other.chosen_prompt_len, other.rejected_ids)
 
 
-def test_truncation_keeps_the_start(tmp_path, tok):
+def test_truncation_keeps_the_end_of_the_prompt(tmp_path, tok):
     row = {"prompt": "Count: " + " ".join(str(i) for i in range(60)),
            "chosen": " ".join(["apple"] * 40), "rejected": " ".join(["plum"] * 40)}
     p = tokenize_rows(tok, read_rows(write_jsonl(tmp_path / "p.jsonl", [row])), 48, 20).pairs[0]
     assert p.chosen_prompt_len == 20 and len(p.chosen_ids) == 48
-    assert tok.decode(p.chosen_ids[:20]).startswith("<s><|user|>\nCount: 0 1 2")
+    prompt = tok.decode(p.chosen_ids[:20])
+    assert prompt.startswith("<s>") and not prompt.startswith("<s><|user|>")   # BOS, then the end
+    assert prompt.endswith(" 58 59\n<|assistant|>\n")
     assert tok.decode(p.chosen_ids[20:]).startswith("apple apple")
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import textwrap
 
 import pytest
@@ -126,20 +127,92 @@ def test_train_cli_unknown_variant_is_one_line(tmp_path, tiny_model_dir, capsys)
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_launch_on_cpu(tmp_path, tiny_model_dir):
-    """DDP through `accelerate launch` (gloo on CPU): two processes train one checkpoint."""
+def test_two_processes_train_what_one_process_does_with_the_global_batch(tmp_path, tiny_model_dir):
+    """DDP through `accelerate launch` (gloo on CPU), 2 processes x batch 4 against 1 process x
+    batch 8: the same global batches, so the same optimizer steps (an epoch of 8 global
+    batches in windows of 3: 3, 3 and a short last window of 2), the same LR trajectory and
+    final weights within tolerance."""
     import subprocess
     import sys
     from pathlib import Path
-    experiment(tmp_path, tiny_model_dir, steps=4, extra=", logging_steps: 2, batch_size: 4")
+
+    from transformers import AutoModelForCausalLM
+    extra = ", epochs: 1, max_steps: null, grad_accum: 3, lr_scheduler: linear, logging_steps: 1"
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    exp = experiment(one, tiny_model_dir, steps=1, extra=extra + ", batch_size: 8")
+    rd1 = RunDir("t", root=one)
+    train_variants(exp, only=["dpop"], rd=rd1, progress=False)
+    experiment(two, tiny_model_dir, steps=1, extra=extra + ", batch_size: 4")
     exe = Path(sys.executable).parent / "accelerate"
-    res = subprocess.run([str(exe), "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    # `--cpu` alone starts ONE process; two gloo processes on CPU are --multi_gpu with
+    # ACCELERATE_USE_CPU (accelerate's MULTI_CPU), which is what is checked below
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([str(exe), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "evalkit.cli", "train",
-                          str(tmp_path / "exp.yaml"), "--only", "dpop"], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300)
+                          str(two / "exp.yaml"), "--only", "dpop"], cwd=two, capture_output=True,
+                         text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
-    rd = RunDir("t", root=tmp_path)
-    meta = read_json(rd.train_metadata("dpop"))
-    assert meta["steps"] == 4
-    rows = read_jsonl(rd.train_metrics("dpop"))
-    assert [r["step"] for r in rows] == [2, 4]        # written once, by the main process
+    rd2 = RunDir("t", root=two)
+    m1, m2 = read_json(rd1.train_metadata("dpop")), read_json(rd2.train_metadata("dpop"))
+    assert m1["steps"] == m2["steps"] == 3
+    assert (m1["processes"], m2["processes"]) == (1, 2)
+    assert m1["global_batch_pairs"] == m2["global_batch_pairs"] == 24
+    r1, r2 = read_jsonl(rd1.train_metrics("dpop")), read_jsonl(rd2.train_metrics("dpop"))
+    assert [r["step"] for r in r2] == [1, 2, 3]        # written once, by the main process
+    assert [r["lr"] for r in r1] == [r["lr"] for r in r2] == pytest.approx([2e-4, 1e-4, 0.0])
+    for a, b in zip(r1, r2):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    w1 = AutoModelForCausalLM.from_pretrained(rd1.checkpoint("dpop")).state_dict()
+    w2 = AutoModelForCausalLM.from_pretrained(rd2.checkpoint("dpop")).state_dict()
+    worst = max((w1[k] - w2[k]).abs().max().item() for k in w1)
+    assert worst < 1e-5, worst
+
+
+def test_pack_prompt_with_flash_attention_falls_back_with_one_notice(tiny_model_dir, caplog):
+    import logging
+
+    from transformers import AutoModelForCausalLM
+
+    from evalkit.train.trainer import choose_packing
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert choose_packing(model, True, "v") and choose_packing(model, "auto", "v")
+    model.config._attn_implementation = "flash_attention_2"     # cannot take the 4D mask
+    with caplog.at_level(logging.WARNING, logger="evalkit"):
+        assert not choose_packing(model, True, "v") and not choose_packing(model, "auto", "v")
+    assert [r.getMessage() for r in caplog.records] == [
+        "variant v: pack_prompt needs eager or sdpa attention, the model uses flash_attention_2; "
+        "training on padded batches"]
+
+
+def test_reference_precision_is_applied_and_keyed(tmp_path, tiny_model_dir):
+    """The reference runs under the policy's autocast, and the cache keeps fp32 and bf16 apart."""
+    from transformers import AutoModelForCausalLM
+
+    from evalkit.models import load_tokenizer
+    from evalkit.train.builders import metamath_synthetic_pairs
+    from evalkit.train.data import Row, tokenize_rows
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = load_tokenizer(str(tiny_model_dir))
+    data = tokenize_rows(tok, [Row(r, str(i)) for i, r in enumerate(metamath_synthetic_pairs(4, seed=3))], 160, 96)
+    cache = reference.ReferenceCache(tmp_path)
+    fp32, k32 = cache.get_or_compute("m", data, lambda: model, progress=False)
+    bf16, k16 = cache.get_or_compute("m", data, lambda: model, progress=False, autocast_dtype=torch.bfloat16)
+    assert k32 != k16 and len(list(tmp_path.glob("*.pt"))) == 2
+    assert not torch.equal(fp32["chosen_logps"], bf16["chosen_logps"])
+    assert torch.allclose(fp32["chosen_logps"], bf16["chosen_logps"], rtol=0.05)
+
+
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero3", "DEEPSPEED")])
+def test_packaged_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from evalkit.train.distributed import accelerate_config
+    path = accelerate_config(name)
+    config = load_config_from_file(str(path))
+    assert config.distributed_type == kind and config.mixed_precision == "bf16"
+    if name == "fsdp":
+        assert config.fsdp_config["fsdp_version"] == 2 and config.fsdp_config["fsdp_reshard_after_forward"]
+    if name == "deepspeed_zero3":
+        assert config.deepspeed_config["zero_stage"] == 3

@@ -6,9 +6,8 @@ Formats (as TRL names them):
                   (without "prompt", the shared leading messages are the prompt)
 Sources: JSONL, JSON (a list of rows), Parquet, or a hub dataset (name, subset, split).
 
-Each pair is rendered ONCE as a whole conversation with the tokenizer's chat template; the
-prompt/completion boundary is found from character offsets, so prompt and completion are
-never templated separately. Exactly one BOS starts every sequence and EOS ends it.
+Token ids are TRL 1.16's on the same rows and template (see "tokenizing" below for how, and
+for the two places evalkit differs on purpose). Chosen and rejected share one prompt.
 """
 from __future__ import annotations
 
@@ -165,61 +164,81 @@ def normalise_row(data: dict[str, Any]) -> tuple[list[dict], list[dict], list[di
 
 
 # ---------------------------------------------------------------- tokenizing
+#
+# The token ids are TRL 1.16's (DPOTrainer._prepare_dataset plus its collator), so that a
+# pair scores the same here and there:
+#   1. conversational: the chat template renders the prompt with the generation prompt and
+#      each whole conversation, each tokenized without added special tokens (the template
+#      writes BOS, the end-of-turn marks and whatever follows them; no EOS is appended);
+#      no template: prompt + completion + EOS (as text, unless already there), tokenized with
+#      the tokenizer's own special tokens (BOS for Llama-style tokenizers);
+#   2. the prompt is the longest common token prefix of the tokenized prompt and BOTH
+#      tokenized conversations, so chosen and rejected share it, and a token that straddles
+#      the boundary (a merge across the last prompt character) belongs to the completion.
+# Where evalkit differs on purpose: standard rows (strings) go through the chat template
+# when the tokenizer has one (TRL concatenates the raw strings); and `max_prompt_length`
+# keeps the END of a long prompt (the latest turns and the generation header, plus BOS),
+# where TRL 1.16 has no prompt limit and cuts prompt+completion to max_length from the start.
 
-def _render(tok, prompt: list[dict], completion: list[dict]) -> tuple[str, str]:
-    """(prompt_text, full_text) with the prompt text a prefix of the full text."""
+@dataclass
+class TokenizeCounts:
+    """What tokenization did that a user should know about; warned once per dataset."""
+    straddles: int = 0              # a token crossed the prompt/completion boundary
+    prefix_fallbacks: int = 0       # the rendered prompt is not a prefix of the conversation
+    truncated_prompts: int = 0      # prompts cut to max_prompt_length (the end kept)
+    truncated_completions: int = 0  # completions cut to fit max_length
+
+    def message(self, n_pairs: int, max_length: int, max_prompt_length: int) -> str | None:
+        parts = []
+        if self.straddles:
+            parts.append(f"{self.straddles} with a token straddling the prompt/completion boundary "
+                         f"(given to the completion, as TRL does)")
+        if self.prefix_fallbacks:
+            parts.append(f"{self.prefix_fallbacks} whose rendered prompt is not a prefix of the rendered "
+                         f"conversation (the chat template renders the prompt differently alone; the "
+                         f"prompt is their common token prefix, as TRL does)")
+        if self.truncated_prompts:
+            parts.append(f"{self.truncated_prompts} prompt(s) cut to max_prompt_length {max_prompt_length} "
+                         f"(the end kept)")
+        if self.truncated_completions:
+            parts.append(f"{self.truncated_completions} completion(s) cut to fit max_length {max_length}")
+        return f"of {n_pairs} pairs: " + "; ".join(parts) if parts else None
+
+
+def _render(tok, prompt: list[dict], completions: list[list[dict]]) -> tuple[str, list[str], bool]:
+    """(prompt_text, [full_text per completion], add_special_tokens) as TRL renders them."""
     if getattr(tok, "chat_template", None):
-        full = tok.apply_chat_template(prompt + completion, tokenize=False)
-        prompt_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        if not full.startswith(prompt_text):
-            # Some templates render the generation prompt differently from a finished
-            # turn; fall back to the longest common prefix as the boundary.
-            n = 0
-            while n < min(len(full), len(prompt_text)) and full[n] == prompt_text[n]:
-                n += 1
-            prompt_text = full[:n]
-        return prompt_text, full
-    # No template (a base model): plain concatenation, as TRL does for standard rows.
+        import jinja2
+        try:
+            prompt_text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            fulls = [tok.apply_chat_template(prompt + c, tokenize=False) for c in completions]
+        except jinja2.TemplateError as e:   # the template's raise_exception: roles it does not take
+            raise BadRow(f"chat template: {e}") from None
+        return prompt_text, fulls, False
+    # No template (a base model): plain concatenation plus EOS, as TRL does for standard rows.
     p = "\n".join(m["content"] for m in prompt)
-    c = "\n".join(m["content"] for m in completion)
-    return p, p + c
+    eos = tok.eos_token or ""
+    fulls = []
+    for completion in completions:
+        c = "\n".join(m["content"] for m in completion)
+        fulls.append(p + c + ("" if c.endswith(eos) else eos))
+    return p, fulls, True
 
 
-def _encode(tok, text: str, prompt_chars: int) -> tuple[list[int], int]:
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    # tokens that start before the boundary belong to the prompt
-    n_prompt = sum(1 for (start, _end) in offsets if start < prompt_chars)
-    bos, eos = tok.bos_token_id, tok.eos_token_id
-    if bos is not None and _adds_bos(tok):
-        if not ids or ids[0] != bos:
-            ids, n_prompt = [bos] + ids, n_prompt + 1
-        while len(ids) > 1 and ids[1] == bos:  # a template that wrote BOS twice
-            ids, n_prompt = ids[:1] + ids[2:], n_prompt - 1
-    if eos is not None and (not ids or ids[-1] != eos):
-        ids = ids + [eos]
-    return ids, n_prompt
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
-_ADDS_BOS: dict[int, bool] = {}
-
-
-def _adds_bos(tok) -> bool:
-    """Whether the tokenizer puts BOS first by default (Llama-style)."""
-    key = id(tok)
-    if key not in _ADDS_BOS:
-        ids = tok("a").input_ids
-        _ADDS_BOS[key] = bool(ids) and ids[0] == tok.bos_token_id
-    return _ADDS_BOS[key]
-
-
-def _truncate(ids: list[int], n_prompt: int, max_length: int, max_prompt_length: int) -> tuple[list[int], int]:
-    """Keep the start of the prompt (max_prompt_length) and of the completion (max_length)."""
-    prompt, completion = ids[:n_prompt], ids[n_prompt:]
+def _truncate(prompt: list[int], completion: list[int], max_length: int, max_prompt_length: int,
+              bos: int | None) -> tuple[list[int], list[int]]:
+    """Keep the END of the prompt (after its BOS) and the start of the completion."""
     if len(prompt) > max_prompt_length:
-        prompt = prompt[:max_prompt_length]
-    completion = completion[: max(0, max_length - len(prompt))]
-    return prompt + completion, len(prompt)
+        head = prompt[:1] if bos is not None and prompt[:1] == [bos] and max_prompt_length > 1 else []
+        prompt = head + prompt[len(prompt) - (max_prompt_length - len(head)):]
+    return prompt, completion[: max(0, max_length - len(prompt))]
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
@@ -227,17 +246,31 @@ def edit_distance(a: list[int], b: list[int]) -> int:
     return Levenshtein.distance(a, b)
 
 
-def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length: int, where: str) -> TokenizedPair:
+def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length: int, where: str,
+                  counts: TokenizeCounts | None = None) -> TokenizedPair:
+    counts = counts if counts is not None else TokenizeCounts()
     prompt, chosen, rejected = normalise_row(data)
+    prompt_text, fulls, special = _render(tok, prompt, [chosen, rejected])
+    prompt_ids = tok(prompt_text, add_special_tokens=special).input_ids
+    full_ids = [tok(text, add_special_tokens=special).input_ids for text in fulls]
+    n_prompt = min(common_prefix_length(prompt_ids, ids) for ids in full_ids)
+    if n_prompt < len(prompt_ids):
+        if all(text.startswith(prompt_text) for text in fulls):
+            counts.straddles += 1
+        else:
+            counts.prefix_fallbacks += 1
+    shared = prompt_ids[:n_prompt]
     out = {}
-    for key, completion in (("chosen", chosen), ("rejected", rejected)):
-        prompt_text, full = _render(tok, prompt, completion)
-        ids, n_prompt = _encode(tok, full, len(prompt_text))
-        ids, n_prompt = _truncate(ids, n_prompt, max_length, max_prompt_length)
-        if len(ids) - n_prompt <= 0:
+    for key, ids in (("chosen", full_ids[0]), ("rejected", full_ids[1])):
+        p, c = _truncate(shared, ids[n_prompt:], max_length, max_prompt_length, tok.bos_token_id)
+        if len(c) <= 0:
             raise BadRow(f"{key}: completion truncated to zero tokens (max_length {max_length}, "
-                         f"prompt {n_prompt} tokens)")
-        out[key] = (ids, n_prompt)
+                         f"prompt {len(p)} tokens)")
+        if len(c) < len(ids) - n_prompt:
+            counts.truncated_completions += 1
+        out[key] = (p + c, len(p))
+    if out["chosen"][1] < n_prompt:
+        counts.truncated_prompts += 1
     (c_ids, c_p), (r_ids, r_p) = out["chosen"], out["rejected"]
     return TokenizedPair(c_ids, r_ids, c_p, r_p, edit_distance(c_ids[c_p:], r_ids[r_p:]), where)
 
@@ -245,10 +278,12 @@ def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length:
 class PreferenceData:
     """Tokenized pairs plus their fingerprint and edit-distance summary."""
 
-    def __init__(self, pairs: list[TokenizedPair], n_skipped: int = 0, source: str = ""):
+    def __init__(self, pairs: list[TokenizedPair], n_skipped: int = 0, source: str = "",
+                 counts: TokenizeCounts | None = None):
         self.pairs = pairs
         self.n_skipped = n_skipped
         self.source = source
+        self.counts = counts or TokenizeCounts()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -271,10 +306,10 @@ class PreferenceData:
 
 def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: int,
                   skip_invalid: bool = False, source: str = "") -> PreferenceData:
-    pairs, skipped = [], 0
+    pairs, skipped, counts = [], 0, TokenizeCounts()
     for row in rows:
         try:
-            pairs.append(tokenize_pair(tok, row.data, max_length, max_prompt_length, row.where))
+            pairs.append(tokenize_pair(tok, row.data, max_length, max_prompt_length, row.where, counts))
         except BadRow as e:
             if not skip_invalid:
                 raise UserError(f"{row.where}: {e}") from None
@@ -283,7 +318,10 @@ def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: 
         log.warning("%s: skipped %d invalid row(s) (skip_invalid: true)", source or "data", skipped)
     if not pairs:
         raise UserError(f"{source or 'data'}: no valid preference pairs")
-    return PreferenceData(pairs, skipped, source)
+    message = counts.message(len(pairs), max_length, max_prompt_length)
+    if message:  # once per dataset, with counts, not once per row
+        log.warning("%s: %s", source or "data", message)
+    return PreferenceData(pairs, skipped, source, counts)
 
 
 # ---------------------------------------------------------------- batching

@@ -14,16 +14,20 @@ With h_w = log pi(y_w|x) - log ref(y_w|x) and h_l = log pi(y_l|x) - log ref(y_l|
   ipo   Azar et al. 2023           (h_w - h_l - 1/(2*beta))^2     (tau = beta)
   hinge SLiC, Zhao et al. 2023     max(0, 1 - beta * (h_w - h_l))
 
-Modifiers, valid for every loss:
+Options each loss declares in its signature (no catch-all: an option a loss does not take
+is a TypeError, and `evalkit validate` rejects it in the experiment file):
   beta_chosen / beta_rejected  the 3D-properties remedy (Yan et al. 2024): the margin
                                becomes beta_w*h_w - beta_l*h_l (dpo, dpop; DPOP's penalty
                                is scaled by beta_w)
   label_smoothing eps          conservative DPO: (1-eps)*L(m) + eps*L(-m) (dpo, dpop)
+  dpop_lambda                  DPOP's lambda (dpop only)
+Valid for every loss (applied outside the loss function):
   sft_weight alpha             + alpha * NLL(y_w), the token-mean negative log-likelihood
                                of the chosen completion (`add_sft`)
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, NamedTuple, Optional
 
 import torch
@@ -52,7 +56,7 @@ def _smoothed_logsigmoid_loss(logits: torch.Tensor, label_smoothing: float) -> t
 
 def dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
         *, beta: float, beta_chosen: float | None = None, beta_rejected: float | None = None,
-        label_smoothing: float = 0.0, **_) -> LossOutput:
+        label_smoothing: float = 0.0) -> LossOutput:
     """-log sigmoid(beta_w*h_w - beta_l*h_l); beta_w = beta_l = beta unless given."""
     h_w, h_l, beta_w, beta_l = _margin_terms(policy_chosen_logps, policy_rejected_logps,
                                              reference_chosen_logps, reference_rejected_logps,
@@ -64,23 +68,25 @@ def dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
 
 def dpop(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
          *, beta: float, dpop_lambda: float = 50.0, beta_chosen: float | None = None,
-         beta_rejected: float | None = None, label_smoothing: float = 0.0, **_) -> LossOutput:
+         beta_rejected: float | None = None, label_smoothing: float = 0.0) -> LossOutput:
     """-log sigmoid(beta_w*h_w - beta_l*h_l - beta_w*lambda*max(0, -h_w)).
 
     With one beta this is -log sigmoid(beta * (h_w - h_l - lambda * max(0, -h_w))).
-    d/dh_w: DPO's gradient while h_w >= 0; (1 + lambda) times it while h_w < 0.
+    d/dh_w: DPO's gradient while h_w >= 0; (1 + lambda) times it while h_w < 0. At h_w = 0
+    exactly (every pair at the first step, when the policy is the reference) the subgradient
+    taken is 0, i.e. DPO's: relu's, not clamp's (clamp passes the gradient at the bound).
     """
     h_w, h_l, beta_w, beta_l = _margin_terms(policy_chosen_logps, policy_rejected_logps,
                                              reference_chosen_logps, reference_rejected_logps,
                                              beta, beta_chosen, beta_rejected)
-    penalty = torch.clamp(-h_w, min=0.0)
+    penalty = torch.relu(-h_w)
     logits = beta_w * h_w - beta_l * h_l - beta_w * dpop_lambda * penalty
     return LossOutput(_smoothed_logsigmoid_loss(logits, label_smoothing),
                       (beta_w * h_w).detach(), (beta_l * h_l).detach(), (h_w < 0).detach())
 
 
 def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
-        *, beta: float, **_) -> LossOutput:
+        *, beta: float) -> LossOutput:
     """(h_w - h_l - 1/(2*tau))^2 with tau = beta.
 
     The IPO paper and TRL use length-averaged log-probs; pick `logp_reduction:
@@ -94,7 +100,7 @@ def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
 
 
 def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
-          *, beta: float, **_) -> LossOutput:
+          *, beta: float) -> LossOutput:
     """SLiC's calibration hinge relu(1 - beta*(h_w - h_l)); add SLiC's NLL term with sft_weight."""
     h_w = policy_chosen_logps - reference_chosen_logps
     h_l = policy_rejected_logps - reference_rejected_logps
@@ -103,6 +109,16 @@ def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, re
 
 
 LOSSES: dict[str, Callable[..., LossOutput]] = {"dpo": dpo, "dpop": dpop, "ipo": ipo, "hinge": hinge}
+
+
+def loss_options(name: str) -> tuple[str, ...]:
+    """The keyword options LOSSES[name] takes (its keyword-only parameters), in order.
+
+    Each loss declares exactly the options it supports, so an unsupported one is a TypeError
+    here and a validation error in the experiment file (config.Variant), never ignored.
+    """
+    params = inspect.signature(LOSSES[name]).parameters.values()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def add_sft(out: LossOutput, policy_chosen_logps_sum: torch.Tensor, chosen_lengths: torch.Tensor,

@@ -1,8 +1,9 @@
 """Reference log-probs, computed once per (reference model, tokenized data) and cached.
 
-The cache key is the reference model's fingerprint plus the data fingerprint, which hashes
-the token ids and prompt boundaries: it therefore covers the rows, the tokenizer, the chat
-template and the max lengths. Variants trained from the same base on the same data (DPO and
+The cache key is the reference model's fingerprint, the data fingerprint (which hashes the
+token ids and prompt boundaries: it covers the rows, the tokenizer, the chat template and the
+max lengths) and the precision the log-probs were computed in (fp32, or the policy's bf16 /
+fp16 autocast: the reference must match the policy's forward, or h_w starts as noise). Variants trained from the same base on the same data (DPO and
 DPOP, say) share one cache file, so the second variant runs no reference forward pass.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from ..progress import bar as progress_bar
 
 from .data import PreferenceData, make_batch, supports_packing
-from .logps import batch_logps
+from .logps import autocast, batch_logps
 
 log = logging.getLogger("evalkit")
 
@@ -53,18 +54,17 @@ class ReferenceCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
 
-    def key(self, reference_fingerprint: str, data: PreferenceData) -> str:
-        return hashlib.sha256(f"{reference_fingerprint}:{data.fingerprint()}".encode()).hexdigest()[:20]
+    def key(self, reference_fingerprint: str, data: PreferenceData, autocast_dtype: torch.dtype | None = None) -> str:
+        precision = "fp32" if autocast_dtype is None else f"autocast-{str(autocast_dtype).removeprefix('torch.')}"
+        return hashlib.sha256(f"{reference_fingerprint}:{data.fingerprint()}:{precision}".encode()).hexdigest()[:20]
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.pt"
 
-    def get_or_compute(self, reference_fingerprint: str, data: PreferenceData,
-                       load_reference: Callable[[], object], batch_size: int = 8,
-                       device: str = "cpu", progress: bool = True, pack: bool | str = "auto"
-                       ) -> tuple[dict[str, torch.Tensor], str]:
-        """{chosen_logps, rejected_logps, chosen_lengths, rejected_lengths} (summed), and the key."""
-        key = self.key(reference_fingerprint, data)
+    def lookup(self, reference_fingerprint: str, data: PreferenceData,
+               autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor] | None, str]:
+        """The cached log-probs (None when absent or unreadable) and their key."""
+        key = self.key(reference_fingerprint, data, autocast_dtype)
         path = self.path(key)
         if path.exists():
             try:
@@ -74,45 +74,79 @@ class ReferenceCache:
                     return cached, key
             except Exception:  # a foreign or damaged file: recompute
                 log.warning("reference cache %s unreadable; recomputing", path)
-        model = load_reference()
-        result = compute_reference_logps(model, data, batch_size, device, progress, pack)
+        return None, key
+
+    def store(self, key: str, result: dict[str, torch.Tensor]) -> None:
+        """Write atomically: a temp file in the folder, then rename."""
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.folder)
         os.close(fd)
         try:
             torch.save(result, tmp)
-            os.replace(tmp, path)
+            os.replace(tmp, self.path(key))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def get_or_compute(self, reference_fingerprint: str, data: PreferenceData,
+                       load_reference: Callable[[], object], batch_size: int = 8,
+                       device: str = "cpu", progress: bool = True, pack: bool | str = "auto",
+                       autocast_dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], str]:
+        """{chosen_logps, rejected_logps, chosen_lengths, rejected_lengths} (summed), and the key."""
+        cached, key = self.lookup(reference_fingerprint, data, autocast_dtype)
+        if cached is not None:
+            return cached, key
+        result = compute_reference_logps(load_reference(), data, batch_size, device, progress, pack, autocast_dtype)
+        self.store(key, result)
         return result, key
 
 
 @torch.no_grad()
 def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, device: str = "cpu",
-                            progress: bool = True, pack: bool | str = "auto") -> dict[str, torch.Tensor]:
-    """Summed completion log-probs of every pair under `model`, batched by length."""
+                            progress: bool = True, pack: bool | str = "auto",
+                            autocast_dtype: torch.dtype | None = None, accelerator=None,
+                            pad_id: int | None = None, attn_implementation: str | None = None
+                            ) -> dict[str, torch.Tensor]:
+    """Summed completion log-probs of every pair under `model`, batched by length, under
+    torch.autocast(autocast_dtype) when given (the policy's mixed precision).
+
+    With an `accelerator` and a prepared (DDP / FSDP / ZeRO-3) model, every process scores
+    its share of the batches through the sharded model, all running the same number of
+    forwards (collectives inside), and the results are gathered on every process.
+    """
     global FORWARD_PASSES
     n = len(data)
     order = sorted(range(n), key=lambda i: max(len(data.pairs[i].chosen_ids), len(data.pairs[i].rejected_ids)))
-    out = {k: torch.zeros(n, dtype=torch.float64 if "logps" in k else torch.long)
-           for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")}
+    batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    n_proc, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
+    mine = batches[rank::n_proc]
+    rounds = -(-len(batches) // n_proc)
     was_training = model.training
     model.eval()
-    pad = _pad_id(model)
-    pack = supports_packing(model) if pack == "auto" else bool(pack)
-    for start in progress_bar(range(0, n, batch_size), desc="reference log-probs", enabled=progress):
-        idx = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], pad, pack).items()}
-        sums, lengths = batch_logps(model, batch)
+    pad = pad_id if pad_id is not None else _pad_id(model)
+    if pack == "auto":
+        pack = supports_packing(model)
+    scored = []
+    for k in progress_bar(range(rounds), desc="reference log-probs", enabled=progress):
+        idx = mine[k] if k < len(mine) else batches[0]   # a stand-in keeps the forwards in step
+        batch = {key: v.to(device) for key, v in make_batch([data.pairs[i] for i in idx], pad, bool(pack)).items()
+                 if key not in ("n_tokens", "n_processed")}
+        with autocast(device, autocast_dtype):
+            sums, lengths = batch_logps(model, batch, attn_implementation)
         FORWARD_PASSES += 1
-        b = len(idx)
-        ids = torch.tensor(idx)
-        out["chosen_logps"][ids] = sums[:b].double().cpu()
-        out["rejected_logps"][ids] = sums[b:].double().cpu()
-        out["chosen_lengths"][ids] = lengths[:b].cpu()
-        out["rejected_lengths"][ids] = lengths[b:].cpu()
+        if k < len(mine):
+            b = len(idx)
+            scored.append((idx, sums[:b].double().cpu(), sums[b:].double().cpu(), lengths[:b].cpu(), lengths[b:].cpu()))
     model.train(was_training)
+    if n_proc > 1:
+        from accelerate.utils import gather_object
+        scored = gather_object(scored)
+    out = {k: torch.zeros(n, dtype=torch.float64 if "logps" in k else torch.long)
+           for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")}
+    for idx, c, r, cl, rl in scored:
+        ids = torch.tensor(idx)
+        out["chosen_logps"][ids], out["rejected_logps"][ids] = c, r
+        out["chosen_lengths"][ids], out["rejected_lengths"][ids] = cl, rl
     return out
 
 

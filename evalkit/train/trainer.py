@@ -1,14 +1,24 @@
 """Preference training on accelerate: one loop for every loss in LOSSES.
 
-accelerate supplies the engine (device placement, bf16 autocast, gradient accumulation,
-and DDP / FSDP / DeepSpeed under `accelerate launch`); this file supplies the recipe:
-  1. tokenize the pairs; 2. reference log-probs from the shared cache (no reference model
-  in memory while training); 3. one forward over chosen+rejected rows per micro-batch;
-  4. the loss from LOSSES; 5. metrics per logging step; 6. a checkpoint that loads with
-  AutoModelForCausalLM and lm-eval unchanged, written into a temp folder and renamed.
+accelerate supplies the engine (device placement, bf16 autocast, and DDP / FSDP under
+`accelerate launch`); this file supplies the recipe:
+  1. tokenize the pairs; 2. reference log-probs from the shared cache, computed under the
+  policy's precision (no reference model in memory while training); 3. one forward over
+  chosen+rejected rows per micro-batch; 4. the loss from LOSSES; 5. metrics per logging
+  step; 6. a checkpoint that loads with AutoModelForCausalLM and lm-eval unchanged, written
+  into a temp folder and renamed.
+
+Batches, accumulation and the schedule are explicit here rather than left to accelerate,
+so that N processes train exactly what one process does with an N-times larger batch:
+every process draws the same GLOBAL batches (batch_size x processes pairs) and takes its
+slice; a window of grad_accum global batches is one optimizer step, and each pair's loss is
+weighted 1/(pairs in the window), so a short last window or an uneven slice counts by its
+real size; the LR schedule steps once per optimizer step over the steps really taken.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -23,9 +33,9 @@ from ..progress import bar as progress_bar
 from ..config import Variant
 from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
-from .logps import batch_logps, reduce_logps
-from .losses import LOSSES, add_sft
-from .reference import ReferenceCache, model_fingerprint
+from .logps import autocast, batch_logps, install_completion_head, reduce_logps
+from .losses import LOSSES, add_sft, loss_options
+from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
 
 log = logging.getLogger("evalkit")
 
@@ -37,6 +47,11 @@ class TrainResult:
     path: Path
     metadata: dict[str, Any]
     metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def loss_kwargs_for(variant: Variant) -> dict[str, Any]:
+    """The variant's values for exactly the options its loss declares."""
+    return {name: getattr(variant, name) for name in loss_options(variant.loss)}
 
 
 def variant_config_hash(variant: Variant, base_fingerprint: str, data_fingerprint: str) -> str:
@@ -52,10 +67,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     `reference_model` defaults to the base (stepwise training passes the previous step).
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from transformers import AutoModelForCausalLM, get_scheduler
 
-    from ..models import load_tokenizer, resolve_dtype
+    from ..models import load_tokenizer
 
     t_start = time.time()
     out_dir = Path(out_dir)
@@ -64,30 +79,47 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     use_cuda = torch.cuda.is_available()
     want = variant.dtype if variant.dtype != "auto" else ("bfloat16" if use_cuda and torch.cuda.is_bf16_supported() else "float32")
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(want, "no") if use_cuda else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=variant.grad_accum, mixed_precision=mixed)
+    accelerator = Accelerator(mixed_precision=mixed)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and variant.grad_accum > 1:
+        from ..errors import UserError
+        raise UserError(f"variant {variant.name}: grad_accum {variant.grad_accum} under DeepSpeed is not supported "
+                        f"(DeepSpeed counts its own accumulation); use grad_accum: 1 and a larger batch_size")
     device = accelerator.device
+    # the reference and the final log-probs run under the same autocast as the policy
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
 
     # 1. the policy, in fp32 master weights (bf16 comes from autocast)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    pack = supports_packing(model) if variant.pack_prompt == "auto" else bool(variant.pack_prompt)
+    pack = choose_packing(model, variant.pack_prompt, variant.name)
+    # completion log-probs through the LM head in chunks: no (rows, tokens, vocab) logits
+    chunked_head = install_completion_head(model)
+    attn = getattr(model.config, "_attn_implementation", None)
 
-    # 2. reference log-probs: computed once by the main process, shared through the cache.
-    # When the reference is the base, the untrained policy IS the reference: no second load.
+    # 2. reference log-probs, shared through the cache, in fp32 weights under the policy's
+    # autocast. When the reference is the base, the untrained policy IS the reference: it is
+    # scored after accelerator.prepare, through the (possibly sharded) model on every process
+    # (step 3). Another reference (a previous sDPO step) is scored by the main process first.
     ref_fp = model_fingerprint(reference_model)
+    policy_is_reference = reference_model == base_model
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype)
+    if accelerator.num_processes > 1 and policy_is_reference:
+        # one decision for all: the scoring pass below is collective
+        missing = accelerator.reduce(torch.tensor([int(ref is None)], device=device), "sum").item()
+        ref = None if missing else ref
+    if ref is None and not policy_is_reference:
+        def load_reference():
+            m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
+            install_completion_head(m)
+            return m.to(device)
 
-    def load_reference():
-        if reference_model == base_model:
-            return model.to(device)
-        m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=resolve_dtype(want, str(device)))
-        return m.to(device)
-
-    with accelerator.main_process_first():
-        # no gradients here, so larger batches than training
-        ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
-                                              device=str(device), progress=progress and accelerator.is_main_process,
-                                              pack=pack)
+        with accelerator.main_process_first():
+            # no gradients here, so larger batches than training
+            ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
+                                                  device=str(device), progress=progress and accelerator.is_main_process,
+                                                  pack=pack, autocast_dtype=autocast_dtype)
     if variant.gradient_checkpointing:
         # transformers 5 renamed it; older releases only have the gradient_ name
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
@@ -103,23 +135,28 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             target_modules=variant.lora.target_modules, task_type="CAUSAL_LM"))
     model.train()
 
-    # 3. batches: indices into the data, shuffled by seed, similar lengths together
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    sampler = LengthGroupedBatches(data, variant.batch_size, seed)
-    loader = torch.utils.data.DataLoader(
-        list(range(len(data))), batch_sampler=sampler,
-        collate_fn=lambda idx: {**make_batch([data.pairs[i] for i in idx], pad_id, pack), "index": torch.tensor(idx)})
+    # 3. batches: every process draws the same global batches (seeded, similar lengths
+    # together) and takes its slice; the schedule counts optimizer steps really taken
+    n_proc, rank = accelerator.num_processes, accelerator.process_index
+    sampler = LengthGroupedBatches(data, variant.batch_size * n_proc, seed)
     batches_per_epoch = len(sampler)
-    total_steps = variant.max_steps or max(1, math.ceil(variant.epochs * batches_per_epoch / variant.grad_accum))
+    total_steps = training_steps(variant, batches_per_epoch)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=variant.learning_rate, weight_decay=variant.weight_decay)
     scheduler = get_scheduler(variant.lr_scheduler, optimizer, num_warmup_steps=variant.warmup_steps,
                               num_training_steps=total_steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # the scheduler is not prepared: accelerate would step it once per process per step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ref is None:   # the policy is the reference: score it now, sharded like training
+        ref = compute_reference_logps(model, data, 2 * variant.batch_size, str(device),
+                                      progress and accelerator.is_main_process, pack, autocast_dtype,
+                                      accelerator=accelerator, pad_id=pad_id, attn_implementation=attn)
+        if accelerator.is_main_process:
+            cache.store(cache_key, ref)
+        accelerator.wait_for_everyone()
 
     loss_fn = LOSSES[variant.loss]
-    loss_kwargs = dict(beta=variant.beta, dpop_lambda=variant.dpop_lambda, beta_chosen=variant.beta_chosen,
-                       beta_rejected=variant.beta_rejected, label_smoothing=variant.label_smoothing)
+    loss_kwargs = loss_kwargs_for(variant)
     reduction = variant.logp_reduction
 
     # 4. the loop
@@ -128,7 +165,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     metrics_path = partial / "train_metrics.jsonl"
-    window: dict[str, list[float]] = {}
+    metrics = Metrics()
     history: list[dict[str, Any]] = []
     warnings: list[str] = []
     step, tokens, processed, micro = 0, 0, 0, 0
@@ -136,44 +173,56 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     bar = progress_bar(total=total_steps, desc=f"train {variant.name}", enabled=progress and accelerator.is_main_process)
     t_loop = time.time()
     while step < total_steps:
-        for batch in loader:
-            with accelerator.accumulate(model):
-                idx = batch.pop("index").cpu()
-                n_tokens = int(batch.pop("n_tokens"))
-                n_processed = int(batch.pop("n_processed"))
-                b = len(idx)
-                sums, lengths = batch_logps(model, batch)
-                pol_c, pol_r = reduce_logps(sums[:b], lengths[:b], reduction), reduce_logps(sums[b:], lengths[b:], reduction)
-                ref_c = reduce_logps(ref["chosen_logps"][idx], ref["chosen_lengths"][idx], reduction).to(pol_c)
-                ref_r = reduce_logps(ref["rejected_logps"][idx], ref["rejected_lengths"][idx], reduction).to(pol_c)
-                out = loss_fn(pol_c, pol_r, ref_c, ref_r, **loss_kwargs)
-                out = add_sft(out, sums[:b], lengths[:b].to(sums), variant.sft_weight)
-                loss = out.losses.mean()
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM))
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            micro += 1
-            tokens += n_tokens
-            processed += n_processed
-            _accumulate(window, accelerator, loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
-                        rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
-                        reward_margin=out.chosen_rewards - out.rejected_rewards,
-                        reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float(),
-                        chosen_vs_reference=pol_c - ref_c,
-                        penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
-            if not accelerator.sync_gradients:
-                continue
+        batches = list(sampler)                       # one epoch of global batches
+        for w in range(0, len(batches), variant.grad_accum):
+            group = batches[w:w + variant.grad_accum]
+            window_pairs = sum(len(g) for g in group)  # the window's real size, all processes
+            for j, global_batch in enumerate(group):
+                idx, weight = shard(global_batch, rank, n_proc)
+                # gradients are all-reduced once per window, on its last micro-batch
+                sync = contextlib.nullcontext() if j == len(group) - 1 else accelerator.no_sync(model)
+                with sync:
+                    batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], pad_id, pack).items()}
+                    n_tokens, n_processed = int(batch.pop("n_tokens")), int(batch.pop("n_processed"))
+                    b = len(idx)
+                    sums, lengths = batch_logps(model, batch, attn)
+                    pol_c, pol_r = reduce_logps(sums[:b], lengths[:b], reduction), reduce_logps(sums[b:], lengths[b:], reduction)
+                    it = torch.tensor(idx)
+                    ref_c = reduce_logps(ref["chosen_logps"][it], ref["chosen_lengths"][it], reduction).to(pol_c)
+                    ref_r = reduce_logps(ref["rejected_logps"][it], ref["rejected_lengths"][it], reduction).to(pol_c)
+                    if step == 0 and policy_is_reference:
+                        # before the first update the policy IS the reference: use its own
+                        # numbers, so h_w = 0 exactly, not the ~1e-7 (fp32) or ~1e-2 (bf16)
+                        # that another batch shape gives, which would switch DPOP's penalty
+                        # (and its (1 + lambda) gradient) on at random
+                        ref_c, ref_r = pol_c.detach(), pol_r.detach()
+                    out = loss_fn(pol_c, pol_r, ref_c, ref_r, **loss_kwargs)
+                    out = add_sft(out, sums[:b], lengths[:b].to(sums), variant.sft_weight)
+                    # the mean over the window's pairs: processes' gradients are averaged (x n_proc)
+                    loss = out.losses.sum() * (weight * n_proc / window_pairs)
+                    accelerator.backward(loss)
+                micro += 1
+                if weight:
+                    tokens += n_tokens
+                    processed += n_processed
+                    metrics.add(loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
+                               rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
+                               reward_margin=out.chosen_rewards - out.rejected_rewards,
+                               reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float(),
+                               chosen_vs_reference=pol_c - ref_c,
+                               penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
+            norm = accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            grad_norm = float(norm) if norm is not None else float("nan")   # DeepSpeed clips inside
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             step += 1
             bar.update(1)
             if step % variant.logging_steps == 0 or step == total_steps:
-                record = {"step": step, **{k: _mean(v) for k, v in window.items()},
+                record = {"step": step, **metrics.means(accelerator),
                           "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                           "epoch": round(micro / batches_per_epoch, 4)}
                 record.setdefault("penalty_active", None)
-                window.clear()
                 history.append(record)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, record)
@@ -192,46 +241,57 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     loop_seconds = time.time() - t_loop
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
+    # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
+    end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
     unwrapped = accelerator.unwrap_model(model)
-    end = _final_logps(unwrapped, data, pad_id, device, 2 * variant.batch_size, pack)
     n_eval = len(end["chosen_logps"])
     start_c = ref["chosen_logps"][:n_eval].mean().item()
     start_r = ref["rejected_logps"][:n_eval].mean().item()
 
     # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
     accelerator.wait_for_everyone()
-    meta: dict[str, Any] = {}
+    if n_proc > 1:   # throughput of all processes together
+        tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
+    # the same record on every process (the launcher prints it there); the main one writes it
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "variant": variant.name,
+        "base_model": base_model,
+        "reference_model": reference_model,
+        "loss": variant.loss,
+        "hyperparameters": variant.model_dump(mode="json", by_alias=True),
+        "seed": seed,
+        "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
+                 "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
+        "reference": {"fingerprint": ref_fp, "cache_key": cache_key},
+        "steps": step,
+        "micro_batches": micro,
+        "processes": n_proc,
+        "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
+        "tokenization": dataclasses.asdict(data.counts),
+        "logps_summary": {"n_pairs": n_eval, "chosen_start": start_c, "chosen_end": end["chosen_logps"].mean().item(),
+                          "rejected_start": start_r, "rejected_end": end["rejected_logps"].mean().item(),
+                          "reduction": "sum"},
+        "warnings": warnings,
+        "seconds": round(time.time() - t_start, 2),
+        # pair tokens (prompt counted for both sides, as padded batches hold them) and the
+        # tokens actually run through the model (the prompt once when packed)
+        "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
+        "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
+        "packed_prompt": pack,
+        "chunked_lm_head": chunked_head,
+        "device": str(device), "mixed_precision": mixed,
+        "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
+        **environment(),
+    }
+    # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
+    state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
     if accelerator.is_main_process:
-        to_save = unwrapped.merge_and_unload() if variant.lora is not None else unwrapped
-        to_save.save_pretrained(partial)
+        if variant.lora is not None:
+            unwrapped.merge_and_unload().save_pretrained(partial)
+        else:
+            unwrapped.save_pretrained(partial, state_dict=state_dict)
         tok.save_pretrained(partial)
-        meta = {
-            "schema_version": SCHEMA_VERSION,
-            "variant": variant.name,
-            "base_model": base_model,
-            "reference_model": reference_model,
-            "loss": variant.loss,
-            "hyperparameters": variant.model_dump(mode="json", by_alias=True),
-            "seed": seed,
-            "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
-                     "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
-            "reference": {"fingerprint": ref_fp, "cache_key": cache_key},
-            "steps": step,
-            "micro_batches": micro,
-            "logps_summary": {"n_pairs": n_eval, "chosen_start": start_c, "chosen_end": end["chosen_logps"].mean().item(),
-                              "rejected_start": start_r, "rejected_end": end["rejected_logps"].mean().item(),
-                              "reduction": "sum"},
-            "warnings": warnings,
-            "seconds": round(time.time() - t_start, 2),
-            # pair tokens (prompt counted for both sides, as padded batches hold them) and the
-            # tokens actually run through the model (the prompt once when packed)
-            "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
-            "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
-            "packed_prompt": pack,
-            "device": str(device), "mixed_precision": mixed,
-            "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
-            **environment(),
-        }
         atomic_write_json(partial / "evalkit.json", meta)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -267,21 +327,66 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
             yield batches[j]
 
 
-def _accumulate(window: dict[str, list[float]], accelerator, **values) -> None:
-    for k, v in values.items():
-        if v is None:
-            continue
-        v = accelerator.gather_for_metrics(v.detach().float())
-        window.setdefault(k, []).extend(v.cpu().tolist())
+def training_steps(variant: Variant, global_batches_per_epoch: int) -> int:
+    """Optimizer steps: max_steps, or the epochs over windows of grad_accum global batches."""
+    if variant.max_steps:
+        return variant.max_steps
+    return max(1, math.ceil(variant.epochs * global_batches_per_epoch / variant.grad_accum))
 
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else float("nan")
+def shard(global_batch: list[int], rank: int, n_proc: int) -> tuple[list[int], float]:
+    """This process's contiguous slice of a global batch, sizes differing by at most one, and
+    its weight: 0 for a stand-in pair when the batch has fewer pairs than processes (every
+    process must run a forward and backward for the gradient all-reduce)."""
+    base, extra = divmod(len(global_batch), n_proc)
+    start = rank * base + min(rank, extra)
+    part = global_batch[start:start + base + (rank < extra)]
+    return (part, 1.0) if part else (global_batch[:1], 0.0)
+
+
+def choose_packing(model, pack_prompt, variant_name: str = "") -> bool:
+    """pack_prompt auto: pack when the attention takes the 4D mask. Asked for with an attention
+    that cannot take it (flash-attention-2, ...): padded batches, with a one-line notice."""
+    able = supports_packing(model)
+    if pack_prompt == "auto":
+        return able
+    if pack_prompt and not able:
+        impl = getattr(model.config, "_attn_implementation", None)
+        log.warning("variant %s: pack_prompt needs eager or sdpa attention, the model uses %s; "
+                    "training on padded batches", variant_name, impl)
+        return False
+    return bool(pack_prompt)
+
+
+class Metrics:
+    """Per-process sums and counts of each metric since the last log; means across processes."""
+    NAMES = ("loss", "logps_chosen", "logps_rejected", "rewards_chosen", "rewards_rejected", "reward_margin",
+             "reward_accuracy", "chosen_vs_reference", "penalty_active")
+
+    def __init__(self):
+        self.sums = torch.zeros(len(self.NAMES), dtype=torch.float64)
+        self.counts = torch.zeros(len(self.NAMES), dtype=torch.float64)
+
+    def add(self, **values) -> None:
+        for k, v in values.items():
+            if v is not None:
+                i = self.NAMES.index(k)
+                self.sums[i] += v.detach().double().sum().cpu()
+                self.counts[i] += v.numel()
+
+    def means(self, accelerator) -> dict[str, float]:
+        both = torch.cat([self.sums, self.counts]).to(accelerator.device)
+        if accelerator.num_processes > 1:
+            both = accelerator.reduce(both, reduction="sum")
+        sums, counts = both.cpu().chunk(2)
+        self.sums.zero_()
+        self.counts.zero_()
+        return {k: (s / c).item() for k, s, c in zip(self.NAMES, sums, counts) if c > 0}
 
 
 @torch.no_grad()
 def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, pack: bool,
-                 max_pairs: int = 64):
+                 autocast_dtype=None, attn: str | None = None, max_pairs: int = 64):
     """Summed log-probs of the first `max_pairs` pairs under the trained model."""
     was = model.training
     model.eval()
@@ -291,7 +396,8 @@ def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: i
         chunk = pairs[s:s + batch_size]
         batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items()
                  if k not in ("n_tokens", "n_processed")}
-        sums, _ = batch_logps(model, batch)
+        with autocast(device, autocast_dtype):
+            sums, _ = batch_logps(model, batch, attn)
         chosen.append(sums[:len(chunk)].double().cpu())
         rejected.append(sums[len(chunk):].double().cpu())
     model.train(was)
