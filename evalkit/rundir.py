@@ -36,6 +36,11 @@ def content_hash(obj: Any, length: int = 16) -> str:
 
 # ---------------------------------------------------------------- atomic primitives
 
+def is_main_process() -> bool:
+    """Under `accelerate launch`, only rank 0 records anything (and speaks)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     """sha256 of a file's bytes (what a result depends on, never its path or name)."""
     h = hashlib.sha256()

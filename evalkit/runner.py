@@ -28,7 +28,7 @@ from . import __version__, stages
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
-from .rundir import RunDir, content_hash, file_hash
+from .rundir import RunDir, content_hash, file_hash, is_main_process
 
 log = logging.getLogger("evalkit")
 
@@ -52,11 +52,6 @@ class Stage:
 
     def done_on_disk(self) -> bool:
         return all(p.exists() for p in self.outputs)
-
-
-def is_main_process() -> bool:
-    """Under `accelerate launch`, only rank 0 records anything."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 class Runner:

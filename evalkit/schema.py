@@ -103,6 +103,10 @@ class TrainMetadata(TypedDict, total=False):
     reference: dict[str, Any]   # fingerprint, cache_key of the reference log-probs
     steps: Any               # optimizer steps; sDPO: a list of per-step records
     micro_batches: int
+    processes: int           # training processes (accelerate launch)
+    global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together
+    tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
+    chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
     logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end
     warnings: list[str]
     seconds: float

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .config import Experiment, TinyBase
-from .rundir import RunDir, atomic_write_json, atomic_write_text, read_json
+from .rundir import RunDir, atomic_write_json, atomic_write_text, is_main_process, read_json
 
 log = logging.getLogger("evalkit")
 
@@ -104,6 +104,8 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
         else:
             res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                                 data_info=info)
+    if not is_main_process():
+        return ckpt
     s = res.metadata.get("logps_summary", {})
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps

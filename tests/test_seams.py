@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from evalkit.cli import main
+from evalkit.devserver import Script, ServerThread
 from evalkit.rundir import RunDir, read_json
 
 
-def write_experiment(tmp_path: Path, base: Path, data: Path) -> Path:
+def write_experiment(tmp_path: Path, base: Path, data: Path, judge_url: str = "http://127.0.0.1:9/v1") -> Path:
     p = tmp_path / "exp.yaml"
     p.write_text(textwrap.dedent(f"""\
         name: seams
@@ -23,8 +24,9 @@ def write_experiment(tmp_path: Path, base: Path, data: Path) -> Path:
                   batch_size: 4, max_length: 160, max_prompt_length: 96, logging_steps: 1}}
           - {{<<: *dpo, name: dpop, loss: dpop, lambda: 50}}
           - {{<<: *dpo, name: onpolicy, loss: dpop, lambda: 50, max_length: 200,
-              onpolicy: {{rounds: 1, samples: 2, prompts: 4, min_gap: 0.5, max_new_tokens: 16,
-                          steps_per_round: 2, mixing_ratio: 0.5}}}}
+              onpolicy: {{rounds: 1, samples: 3, prompts: 4, min_gap: 0.1, max_new_tokens: 16,
+                          steps_per_round: 2, mixing_ratio: 0.5, reward: judge,
+                          judge: {{model: scripted, base_url: "{judge_url}", timeout: 5}}}}}}
         report: {{enabled: false}}
         """))
     return p
@@ -51,7 +53,12 @@ def test_train_then_run_keeps_every_checkpoint_and_data_edits_retrain(tmp_path, 
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in metamath_synthetic_pairs(8, 1)))
-    exp = write_experiment(tmp_path, tiny_model_dir, data)
+    with ServerThread(Script()) as judge:     # the on-policy variant's reward: a scripted LLM judge
+        _train_then_run(tmp_path, capsys, data, write_experiment(tmp_path, tiny_model_dir, data, judge.base_url))
+
+
+def _train_then_run(tmp_path, capsys, data, exp):
+    from evalkit.train.builders import metamath_synthetic_pairs
     rd = RunDir("seams")
 
     # 1. `evalkit train`, then `evalkit run`: nothing retrains, no checkpoint file is touched

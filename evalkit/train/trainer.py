@@ -104,7 +104,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     ref_fp = model_fingerprint(reference_model)
     policy_is_reference = reference_model == base_model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype)
+    setting = {"device": device.type}
+    ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype, setting)
     if accelerator.num_processes > 1 and policy_is_reference:
         # one decision for all: the scoring pass below is collective
         missing = accelerator.reduce(torch.tensor([int(ref is None)], device=device), "sum").item()
@@ -119,7 +120,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             # no gradients here, so larger batches than training
             ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
                                                   device=str(device), progress=progress and accelerator.is_main_process,
-                                                  pack=pack, autocast_dtype=autocast_dtype)
+                                                  pack=pack, autocast_dtype=autocast_dtype, setting=setting)
     if variant.gradient_checkpointing:
         # transformers 5 renamed it; older releases only have the gradient_ name
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
