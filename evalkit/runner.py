@@ -197,6 +197,16 @@ class Runner:
                 rows.append((s, "run", "not done" if not rec else f"was {rec.get('status')}"))
         return rows
 
+    def preflight(self, force: list[str]) -> None:
+        """Checks that need no model, before anything is written: --force names, and the
+        leaderboard suite's task names (a misspelt task fails in seconds, not after training)."""
+        self.check_force(force)
+        if any(s.kind == "leaderboard" and what == "run" for s, what, _ in self.status(force)):
+            from .eval.suites import builtin_yaml, load_suite
+            suite = load_suite(self.exp.eval.leaderboard.suite)
+            for _, ref in suite.task_refs():
+                builtin_yaml(ref, suite.task_source)
+
     def check_force(self, force: list[str]) -> None:
         known = {s.name for s in self.stages} | {s.kind for s in self.stages}
         for f in force:
@@ -293,6 +303,7 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
     if dry_run:
         print_plan(runner, force or [])
         return runner
+    runner.preflight(force or [])
     rd.reports.mkdir(parents=True, exist_ok=True)
     lock = _lock(rd) if is_main_process() else contextlib.nullcontext()
     with lock:

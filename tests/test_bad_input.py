@@ -50,6 +50,11 @@ def setup_files(root: Path) -> dict[str, list[str]]:
             (root / name / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / name / rel).write_text(json.dumps(obj))
     experiment(root / "outdir")   # a good experiment file next to the results
+    (root / "typo_suite.yaml").write_text("name: typo\nentries:\n  - {name: a, shots: 0, metric: acc, "
+                                          "tasks: [{task: arc_challange}]}\n")
+    (root / "typo").mkdir()
+    (root / "typo" / "pairs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    experiment(root / "typo", extra=f"eval:\n  leaderboard: {{suite: {root / 'typo_suite.yaml'}}}\n")
     bomb = "a0: &a0 [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)) + "name: bomb\nbase_model: x\n"
     (root / "bomb.yaml").write_text(bomb)
@@ -77,6 +82,7 @@ def setup_files(root: Path) -> dict[str, list[str]]:
         "report: leaderboard.json without tasks": ["report", str(root / "no_tasks"), "--out", str(root / "r.html")],
         "report: a newer schema_version": ["report", str(root / "newer"), "--out", str(root / "r.html")],
         "run: --force nosuch": ["run", e, "--force", "nosuch"],
+        "run: a misspelt lm-eval task, before any training": ["run", str(root / "typo" / "exp.yaml")],
         "run: --set with broken YAML": ["run", e, "--set", "a.b=[1,2"],
         "validate: YAML alias bomb": ["validate", str(root / "bomb.yaml")],
         "validate: data names a missing dataset": ["validate", e, "--set", "variants.dpo.data=nope"],
@@ -95,7 +101,8 @@ EXPECT = {  # a word of the one line each case must print
     "mtbench: dead judge URL": "nothing answers there", "mtbench: empty answers file": "no answers",
     "report: empty folder": "no results to report", "report: manifest is a list": "not a manifest record",
     "report: leaderboard.json without tasks": "missing tasks", "report: a newer schema_version": "schema_version 99",
-    "run: --force nosuch": "--force nosuch", "run: --set with broken YAML": "not a YAML value",
+    "run: --force nosuch": "--force nosuch",
+    "run: a misspelt lm-eval task, before any training": "unknown lm-eval task 'arc_challange'", "run: --set with broken YAML": "not a YAML value",
     "validate: YAML alias bomb": "alias", "validate: data names a missing dataset": "exp.yaml:7: variants[0].data",
 }
 

@@ -127,6 +127,19 @@ def lm_eval_tasks_dir() -> Path:
 
 
 _TASK_LINE = re.compile(r"""^["']?task["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)["']?\s*$""", re.M)
+# any `task:` line, task_list entries ("  - task: name") included: names, not include targets
+_ANY_TASK_LINE = re.compile(r"""^\s*(?:-\s*)?["']?task["']?\s*:\s*["']?([A-Za-z0-9_.\-]+)["']?\s*$""", re.M)
+
+
+@functools.lru_cache(maxsize=1)
+def known_task_names() -> frozenset[str]:
+    names = set()
+    for path in lm_eval_tasks_dir().rglob("*.yaml"):
+        try:
+            names.update(_ANY_TASK_LINE.findall(path.read_text(encoding="utf-8", errors="ignore")))
+        except OSError:
+            continue
+    return frozenset(names)
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,6 +176,10 @@ def builtin_yaml(ref: TaskRef, source: str = "lm_eval") -> Path:
     index = quick_task_index()
     if ref.task in index:
         return index[ref.task]
+    names = known_task_names()
+    close = difflib.get_close_matches(ref.task, list(names), n=3)
+    if ref.task not in names and close:   # a typo: say so now, not after lm-eval's full index
+        raise UserError(f"unknown lm-eval task {ref.task!r}; did you mean {', '.join(close)}?")
     from lm_eval.tasks import TaskManager
     tm = TaskManager()
     info = tm.task_index.get(ref.task) or {}
