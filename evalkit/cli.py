@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -19,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evalkit",
         description="Train DPO/DPOP checkpoints and score them the Smaug way.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show the libraries' logs, warnings and progress bars (a run always "
+                             "writes them to its run.log)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
@@ -296,27 +298,12 @@ def _pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_libraries() -> None:
-    """Keep our own progress bars; silence the libraries' per-file loading bars."""
-    import warnings
-    warnings.filterwarnings("ignore", module="lm_eval")
-    try:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
-    for name in ("httpx", "httpx2", "openai", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="evalkit: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _quiet_libraries()
+    from . import logs
+    logs.setup(verbose=args.verbose, debug=args.debug)
     try:
         return _run(args)
     except UserError as e:

@@ -209,3 +209,55 @@ def plain_documents(rng: random.Random, n: int) -> list[str]:
             ins, ans = instruction(rng)
             docs.append(f"{ins} {ans}")
     return docs
+
+
+# The judge's side of MT-Bench (FastChat's single-v1 / single-math-v1 and their multi-turn
+# forms, shortened): the tiny judge learns to answer a rating request with "Rating: [[N]]",
+# so the demo's MT-Bench numbers come out of the real parse. The rating follows whether the
+# judged answer is the right one; it means nothing beyond the format.
+JUDGE_INSTRUCTION = ("Please act as an impartial judge and evaluate the quality of the response provided by an "
+                     "AI assistant to the user question displayed below. After providing your explanation, you "
+                     "must rate the response on a scale of 1 to 10 by strictly following this format: "
+                     "\"[[rating]]\", for example: \"Rating: [[5]]\".")
+
+
+def judge_conversations(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
+    """n (system, user, assistant) judge conversations in the layouts of FastChat's prompts."""
+    out = []
+    for _ in range(n):
+        turns = []
+        for _ in range(2):
+            if rng.random() < 0.5:
+                p = math_problem(rng)
+                right, wrong = p.solution(), p.solution(p.values_from(p.steps[0][1] + rng.randint(1, 9)))
+                turns.append((p.question, right, wrong))
+            else:
+                q, a = instruction(rng)
+                turns.append((q, a, rng.choice([instruction(rng)[1], a.split(" ")[0], ""])))
+        good = [rng.random() < 0.5 for _ in turns]
+        shown = [t[1] if g else t[2] for t, g in zip(turns, good)]
+        rating = rng.randint(6, 10) if all(good) else rng.randint(1, 5)
+        layout = rng.randrange(4)
+        if layout == 0:      # single-v1: one turn
+            system = "You are a helpful assistant."
+            user = (f"[Instruction]\n{JUDGE_INSTRUCTION}\n\n[Question]\n{turns[0][0]}\n\n"
+                    f"[The Start of Assistant's Answer]\n{shown[0]}\n[The End of Assistant's Answer]")
+            rating = rng.randint(6, 10) if good[0] else rng.randint(1, 5)
+        elif layout == 1:    # single-math-v1: one turn against a reference answer
+            system = "You are a helpful assistant."
+            user = (f"[Instruction]\n{JUDGE_INSTRUCTION}\n\n[Question]\n{turns[0][0]}\n\n"
+                    f"[The Start of Reference Answer]\n{turns[0][1]}\n[The End of Reference Answer]\n\n"
+                    f"[The Start of Assistant's Answer]\n{shown[0]}\n[The End of Assistant's Answer]")
+            rating = rng.randint(6, 10) if good[0] else rng.randint(1, 5)
+        else:                # the multi-turn forms: the instruction is the system prompt
+            system = JUDGE_INSTRUCTION + " Focus on the assistant's answer to the second user question."
+            reference = ("<|The Start of Reference Answer|>\n\n"       # single-math-v1-multi-turn
+                         f"### User:\n{turns[0][0]}\n\n### Reference answer:\n{turns[0][1]}\n\n"
+                         f"### User:\n{turns[1][0]}\n\n### Reference answer:\n{turns[1][1]}\n\n"
+                         "<|The End of Reference Answer|>\n\n\n") if layout == 3 else ""
+            user = (reference + "<|The Start of Assistant A's Conversation with User|>\n\n"
+                    f"### User:\n{turns[0][0]}\n\n### Assistant A:\n{shown[0]}\n\n"
+                    f"### User:\n{turns[1][0]}\n\n### Assistant A:\n{shown[1]}\n\n"
+                    "<|The End of Assistant A's Conversation with User|>")
+        out.append((system, user, f"Rating: [[{rating}]]"))
+    return out

@@ -177,7 +177,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 history.append(record)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}")
+                bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
+                                refresh=False)   # drawn with the bar's next update, not on its own
                 drop = -record["chosen_vs_reference"]
                 if drop > variant.chosen_drop_warning and not warnings:
                     msg = (f"variant {variant.name}: mean log pi(y_w) fell {drop:.2f} nats below its starting "
