@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/<experiment> directories")
     p.add_argument("--out", required=True, help="the HTML file to write")
 
+    p = sub.add_parser("board", help="one sortable leaderboard across every model of every experiment")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/ (every reports/*/) or experiment result directories")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--format", choices=["html", "csv", "parquet", "json"],
+                   help="default: from --out's suffix, else html")
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -152,6 +158,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "report":
         from .report.render import render
         print(f"report: {render(args.dirs, args.out)}")
+        return 0
+    if args.verb == "board":
+        from .board import write
+        print(f"board: {write(args.dirs, args.out, args.format)}")
         return 0
     if args.verb == "train":
         from .config import load_experiment
