@@ -211,53 +211,48 @@ def plain_documents(rng: random.Random, n: int) -> list[str]:
     return docs
 
 
-# The judge's side of MT-Bench (FastChat's single-v1 / single-math-v1 and their multi-turn
-# forms, shortened): the tiny judge learns to answer a rating request with "Rating: [[N]]",
-# so the demo's MT-Bench numbers come out of the real parse. The rating follows whether the
-# judged answer is the right one; it means nothing beyond the format.
-JUDGE_INSTRUCTION = ("Please act as an impartial judge and evaluate the quality of the response provided by an "
-                     "AI assistant to the user question displayed below. After providing your explanation, you "
-                     "must rate the response on a scale of 1 to 10 by strictly following this format: "
-                     "\"[[rating]]\", for example: \"Rating: [[5]]\".")
+# The judge's side of MT-Bench: FastChat's four single-answer judge prompts (single-v1,
+# single-math-v1 and their multi-turn forms; Apache-2.0, copied verbatim into
+# evalkit/data/mtbench/judge_prompts_single.jsonl), filled with the project's questions and
+# answers, each followed by "Rating: [[N]]". A tiny model pretrained on them answers a rating
+# request in the format FastChat parses. The rating follows whether the judged answer is the
+# right one; it means nothing beyond the format.
+
+def judge_prompts() -> dict[str, dict]:
+    import json
+
+    from .data import path as packaged
+    with open(packaged("mtbench", "judge_prompts_single.jsonl"), encoding="utf-8") as f:
+        return {p["name"]: p for p in map(json.loads, f)}
 
 
 def judge_conversations(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
-    """n (system, user, assistant) judge conversations in the layouts of FastChat's prompts."""
+    """n (system, user, assistant) judge conversations in FastChat's prompt layouts."""
+    prompts = judge_prompts()
+    names = sorted(prompts)
     out = []
     for _ in range(n):
         turns = []
         for _ in range(2):
             if rng.random() < 0.5:
                 p = math_problem(rng)
-                right, wrong = p.solution(), p.solution(p.values_from(p.steps[0][1] + rng.randint(1, 9)))
-                turns.append((p.question, right, wrong))
+                wrong = p.solution(p.values_from(p.steps[0][1] + rng.randint(1, 9)))
+                turns.append((p.question, p.solution(), wrong))
             else:
                 q, a = instruction(rng)
                 turns.append((q, a, rng.choice([instruction(rng)[1], a.split(" ")[0], ""])))
         good = [rng.random() < 0.5 for _ in turns]
         shown = [t[1] if g else t[2] for t, g in zip(turns, good)]
-        rating = rng.randint(6, 10) if all(good) else rng.randint(1, 5)
-        layout = rng.randrange(4)
-        if layout == 0:      # single-v1: one turn
-            system = "You are a helpful assistant."
-            user = (f"[Instruction]\n{JUDGE_INSTRUCTION}\n\n[Question]\n{turns[0][0]}\n\n"
-                    f"[The Start of Assistant's Answer]\n{shown[0]}\n[The End of Assistant's Answer]")
-            rating = rng.randint(6, 10) if good[0] else rng.randint(1, 5)
-        elif layout == 1:    # single-math-v1: one turn against a reference answer
-            system = "You are a helpful assistant."
-            user = (f"[Instruction]\n{JUDGE_INSTRUCTION}\n\n[Question]\n{turns[0][0]}\n\n"
-                    f"[The Start of Reference Answer]\n{turns[0][1]}\n[The End of Reference Answer]\n\n"
-                    f"[The Start of Assistant's Answer]\n{shown[0]}\n[The End of Assistant's Answer]")
-            rating = rng.randint(6, 10) if good[0] else rng.randint(1, 5)
-        else:                # the multi-turn forms: the instruction is the system prompt
-            system = JUDGE_INSTRUCTION + " Focus on the assistant's answer to the second user question."
-            reference = ("<|The Start of Reference Answer|>\n\n"       # single-math-v1-multi-turn
-                         f"### User:\n{turns[0][0]}\n\n### Reference answer:\n{turns[0][1]}\n\n"
-                         f"### User:\n{turns[1][0]}\n\n### Reference answer:\n{turns[1][1]}\n\n"
-                         "<|The End of Reference Answer|>\n\n\n") if layout == 3 else ""
-            user = (reference + "<|The Start of Assistant A's Conversation with User|>\n\n"
-                    f"### User:\n{turns[0][0]}\n\n### Assistant A:\n{shown[0]}\n\n"
-                    f"### User:\n{turns[1][0]}\n\n### Assistant A:\n{shown[1]}\n\n"
-                    "<|The End of Assistant A's Conversation with User|>")
-        out.append((system, user, f"Rating: [[{rating}]]"))
+        name = names[rng.randrange(len(names))]
+        prompt = prompts[name]
+        if name.endswith("multi-turn"):
+            user = prompt["prompt_template"].format(question_1=turns[0][0], question_2=turns[1][0],
+                                                    answer_1=shown[0], answer_2=shown[1],
+                                                    ref_answer_1=turns[0][1], ref_answer_2=turns[1][1])
+            ok = good[1]
+        else:
+            user = prompt["prompt_template"].format(question=turns[0][0], answer=shown[0], ref_answer_1=turns[0][1])
+            ok = good[0]
+        rating = rng.randint(6, 10) if ok else rng.randint(1, 5)
+        out.append((prompt["system_prompt"], user, f"Rating: [[{rating}]]"))
     return out
