@@ -215,7 +215,11 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
 
 
 def report(exp: Experiment, rd: RunDir) -> Path:
+    """The HTML report, and a model card (README.md) in every trained checkpoint from the same
+    results (the report stage depends on every stage, so changed results rewrite both)."""
+    from .modelcard import write_cards
     from .report.render import render
+    write_cards(rd, exp)
     return render([rd.reports], rd.report_html())
 
 
