@@ -251,6 +251,9 @@ class Experiment(Strict):
     variants: list[Variant] = []
     eval: EvalSection = EvalSection()
     report: ReportSection = ReportSection()
+    # training metrics also go to these experiment trackers (through accelerate); tensorboard
+    # writes event files under reports/<experiment>/tracking/
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
 
     @field_validator("variants")
     @classmethod

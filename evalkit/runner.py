@@ -299,6 +299,8 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
     if dry_run:
         print_plan(runner, force or [])
         return runner
+    from .trackers import check
+    check(exp.report_to)              # a tracker asked for and not installed: one line, before any work
     rd.reports.mkdir(parents=True, exist_ok=True)
     lock = _lock(rd) if is_main_process() else contextlib.nullcontext()
     with lock:

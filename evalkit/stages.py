@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from . import trackers
 from .config import Experiment, TinyBase
 from .rundir import RunDir, atomic_write_json, atomic_write_text, read_json
 
@@ -79,9 +80,7 @@ def data(exp: Experiment, rd: RunDir, name: str) -> int:
 def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = True) -> Path:
     """Train one variant from `base`; the checkpoint is built beside and swapped in."""
     from .models import load_tokenizer
-    from .train.data import tokenize_rows
     from .train.reference import ReferenceCache
-    from .train.trainer import train_variant
 
     v = exp.variant(name)
     tok = load_tokenizer(base)
@@ -90,20 +89,9 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     ckpt = rd.checkpoint(v.name)
     info = {"dataset": v.data, "source": source}
     t0 = time.time()
-    if v.onpolicy is not None:
-        from .train.onpolicy import train_onpolicy
-        res = train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                             data_info=info)
-    else:
-        data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
-                             skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
-        if v.stepwise is not None:
-            from .train.stepwise import train_stepwise
-            res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                                 data_info=info)
-        else:
-            res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                                data_info=info)
+    # report_to: the trainer logs its metrics to the experiment's trackers as well
+    with trackers.active(exp.report_to, rd.reports / "tracking", exp.name, v.name):
+        res = _train(exp, v, base, rows, ckpt, cache, tok, progress, info, source)
     s = res.metadata.get("logps_summary", {})
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
@@ -112,6 +100,23 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
              s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
              s.get("rejected_end", float("nan")))
     return ckpt
+
+
+def _train(exp: Experiment, v, base: str, rows, ckpt: Path, cache, tok, progress: bool, info: dict, source):
+    from .train.data import tokenize_rows
+    from .train.trainer import train_variant
+    if v.onpolicy is not None:
+        from .train.onpolicy import train_onpolicy
+        return train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                              data_info=info)
+    data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
+                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+    if v.stepwise is not None:
+        from .train.stepwise import train_stepwise
+        return train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                              data_info=info)
+    return train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                         data_info=info)
 
 
 # ---------------------------------------------------------------- evaluation

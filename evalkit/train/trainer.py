@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from .. import trackers
 from ..progress import bar as progress_bar
 
 from ..config import Variant
@@ -64,7 +65,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     use_cuda = torch.cuda.is_available()
     want = variant.dtype if variant.dtype != "auto" else ("bfloat16" if use_cuda and torch.cuda.is_bf16_supported() else "float32")
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(want, "no") if use_cuda else "no"
-    accelerator = Accelerator(gradient_accumulation_steps=variant.grad_accum, mixed_precision=mixed)
+    accelerator = Accelerator(gradient_accumulation_steps=variant.grad_accum, mixed_precision=mixed,
+                              **trackers.accelerator_kwargs())   # report_to: the experiment's trackers
     device = accelerator.device
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
@@ -133,6 +135,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     warnings: list[str] = []
     step, tokens, processed, micro = 0, 0, 0, 0
     grad_norm = float("nan")
+    trackers.start(accelerator, variant.model_dump(mode="json", by_alias=True))
     bar = progress_bar(total=total_steps, desc=f"train {variant.name}", enabled=progress and accelerator.is_main_process)
     t_loop = time.time()
     while step < total_steps:
@@ -177,6 +180,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 history.append(record)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, record)
+                trackers.log(accelerator, record, step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
                                 refresh=False)   # drawn with the bar's next update, not on its own
                 drop = -record["chosen_vs_reference"]
@@ -190,6 +194,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             if step >= total_steps:
                 break
     bar.close()
+    trackers.finish(accelerator)
     loop_seconds = time.time() - t_loop
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
