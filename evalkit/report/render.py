@@ -147,7 +147,8 @@ def published_section(published: dict | None, runs: list[tuple[str, dict]]) -> d
         return None
     protocol, suite = published.get("protocol") or "not stated", published.get("suite")
     entries = published.get("entries") or {}
-    rows = [{"cells": list(r), "protocol": protocol, "measured": False} for r in published["rows"]]
+    rows = [{"cells": [c if isinstance(c, str) else _fmt(c) for c in r], "protocol": protocol, "measured": False}
+            for r in published["rows"]]             # 78.70 stays 78.70 (YAML reads it as 78.7)
     others = []
     for label, rec in runs:
         if suite is None or rec.get("suite") != suite or not rec.get("protocol"):
