@@ -38,14 +38,15 @@ def setup(verbose: bool = False, debug: bool = False) -> None:
     global _verbose
     _verbose = verbose
     root = logging.getLogger()
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
     for h in [h for h in root.handlers if getattr(h, _CONSOLE, False)]:
-        root.removeHandler(h)              # main() called again in one process (tests)
-    console = logging.StreamHandler(sys.stderr)
-    setattr(console, _CONSOLE, True)
-    console.setFormatter(_Console())
-    console.addFilter(_ours)
-    root.addHandler(console)
+        root.removeHandler(h)              # main() called again in one process
+    if not root.handlers:                  # as logging.basicConfig: a host (pytest) that set up logging keeps it
+        root.setLevel(logging.DEBUG if debug else logging.INFO)
+        console = logging.StreamHandler(sys.stderr)
+        setattr(console, _CONSOLE, True)
+        console.setFormatter(_Console())
+        console.addFilter(_ours)
+        root.addHandler(console)
     logging.captureWarnings(True)          # warnings.warn -> the "py.warnings" logger -> run.log
     if not verbose:
         # the libraries' own progress bars (datasets' "Generating ... split", hub downloads)
