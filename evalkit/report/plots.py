@@ -66,7 +66,7 @@ def contamination_bars(rows: list[dict]) -> str | None:
     ax.set_xticks(range(len(benches)), benches)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("result (share flagged)")
-    ax.legend(frameon=False, fontsize=8, ncol=min(4, len(models) + 1))
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, never over bars
     fig.tight_layout()
     return to_svg(fig)
 
@@ -109,7 +109,7 @@ def delta_panels(per_entry: dict[str, list[tuple[str, float, list | None]]]) -> 
     if not per_entry:
         return None
     n = len(per_entry)
-    fig, axes = plt.subplots(1, n, figsize=(max(2.4 * n, 4.0), 0.5 + 0.35 * max(len(v) for v in per_entry.values())),
+    fig, axes = plt.subplots(1, n, figsize=(max(2.6 * n, 4.0), 1.1 + 0.3 * max(len(v) for v in per_entry.values())),
                              squeeze=False)
     for ax, (entry, rows) in zip(axes[0], per_entry.items()):
         for i, (model, delta, ci) in enumerate(rows):
