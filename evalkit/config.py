@@ -36,6 +36,8 @@ class TinySpec(Strict):
     max_length: int = Field(256, ge=32, description="pretraining window")
     max_position_embeddings: int = Field(2048, ge=32, description="context the model accepts (RoPE)")
     n_documents: int = Field(3000, ge=10)
+    judge_documents: int = Field(0, ge=0, description="extra chats teaching the MT-Bench judge format "
+                                                      "(\"Rating: [[N]]\"); changes every number the model gives")
     pretrain_steps: int = Field(300, ge=0)
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
@@ -264,6 +266,9 @@ class Experiment(Strict):
     variants: list[Variant] = []
     eval: EvalSection = EvalSection()
     report: ReportSection = ReportSection()
+    # training metrics also go to these experiment trackers (through accelerate); tensorboard
+    # writes event files under reports/<experiment>/tracking/
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
 
     @field_validator("variants")
     @classmethod

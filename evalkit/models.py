@@ -2,7 +2,8 @@
 
 The tiny kit makes, from a seed and nothing else:
   1. a corpus the project generates (evalkit.synth): worked arithmetic, multiple choice,
-     instructions, half of it in chat form;
+     instructions, half of it in chat form, and (judge_documents > 0) MT-Bench judge chats
+     that end in "Rating: [[N]]", so the model can serve as the demo's judge;
   2. a byte-level BPE tokenizer trained on it, with a chat template;
   3. a small Llama (~0.2M parameters by default), briefly pretrained on the corpus so its
      distributions are text-like rather than uniform.
@@ -142,8 +143,9 @@ _FILE_HASHES: dict[tuple, str] = {}
 
 # ---------------------------------------------------------------- the tiny-model kit
 
-def tiny_corpus(seed: int, n_documents: int) -> list[str]:
-    """Raw documents plus chat-formatted ones, deterministic in `seed`."""
+def tiny_corpus(seed: int, n_documents: int, judge_documents: int = 0) -> list[str]:
+    """Raw documents plus chat-formatted ones, deterministic in `seed`; `judge_documents`
+    more chats in which the assistant rates an answer as an MT-Bench judge does."""
     from . import synth
     rng = random.Random(seed)
     n_plain = n_documents // 2
@@ -151,6 +153,11 @@ def tiny_corpus(seed: int, n_documents: int) -> list[str]:
     for user, assistant in synth.chat_pairs(rng, n_documents - n_plain):
         docs.append(render_chat_text([{"role": "user", "content": user},
                                       {"role": "assistant", "content": assistant}]))
+    if judge_documents:      # drawn from their own stream: the other documents stay as they were
+        judge_rng = random.Random(f"judge-{seed}")
+        for system, user, assistant in synth.judge_conversations(judge_rng, judge_documents):
+            docs.append(render_chat_text([{"role": "system", "content": system}, {"role": "user", "content": user},
+                                          {"role": "assistant", "content": assistant}]))
     rng.shuffle(docs)
     return docs
 
@@ -210,7 +217,7 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
             pass
     t0 = time.time()
     # 1. corpus and tokenizer
-    corpus = tiny_corpus(spec["seed"], spec["n_documents"])
+    corpus = tiny_corpus(spec["seed"], spec["n_documents"], spec["judge_documents"])
     tok = train_tokenizer(corpus, spec["vocab_size"], spec["max_position_embeddings"])
     # 2. model, seeded
     config = LlamaConfig(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, stages
+from . import __version__, logs, stages
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
@@ -237,6 +237,7 @@ class Runner:
                     log.info("[%d/%d] %s: up to date", i, len(plan), stage.name)
                     continue
                 log.info("[%d/%d] %s: running (%s; %s)", i, len(plan), stage.name, why, stage.estimate)
+                logs.route()        # a library imported by an earlier stage: its records go to run.log
                 if main:
                     fp = {"model_fingerprint": self._model_fingerprint(stage.model)} if stage.model else {}
                     if not self._resumable(stage, fp):
@@ -304,6 +305,8 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         print_plan(runner, force or [])
         return runner
     runner.preflight(force or [])
+    from .trackers import check
+    check(exp.report_to)              # a tracker asked for and not installed: one line, before any work
     rd.reports.mkdir(parents=True, exist_ok=True)
     lock = _lock(rd) if is_main_process() else contextlib.nullcontext()
     with lock:

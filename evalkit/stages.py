@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from . import trackers
 from .config import Experiment, TinyBase
 from .rundir import RunDir, atomic_write_json, atomic_write_text, is_main_process, read_json
 
@@ -79,9 +80,7 @@ def data(exp: Experiment, rd: RunDir, name: str) -> int:
 def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = True) -> Path:
     """Train one variant from `base`; the checkpoint is built beside and swapped in."""
     from .models import load_tokenizer
-    from .train.data import tokenize_rows
     from .train.reference import ReferenceCache
-    from .train.trainer import train_variant
 
     v = exp.variant(name)
     tok = load_tokenizer(base)
@@ -90,20 +89,9 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     ckpt = rd.checkpoint(v.name)
     info = {"dataset": v.data, "source": source}
     t0 = time.time()
-    if v.onpolicy is not None:
-        from .train.onpolicy import train_onpolicy
-        res = train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                             data_info=info)
-    else:
-        data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
-                             skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
-        if v.stepwise is not None:
-            from .train.stepwise import train_stepwise
-            res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                                 data_info=info)
-        else:
-            res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                                data_info=info)
+    # report_to: the trainer logs its metrics to the experiment's trackers as well
+    with trackers.active(exp.report_to, rd.reports / "tracking", exp.name, v.name):
+        res = _train(exp, v, base, rows, ckpt, cache, tok, progress, info, source)
     if not is_main_process():
         return ckpt
     s = res.metadata.get("logps_summary", {})
@@ -114,6 +102,23 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
              s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
              s.get("rejected_end", float("nan")))
     return ckpt
+
+
+def _train(exp: Experiment, v, base: str, rows, ckpt: Path, cache, tok, progress: bool, info: dict, source):
+    from .train.data import tokenize_rows
+    from .train.trainer import train_variant
+    if v.onpolicy is not None:
+        from .train.onpolicy import train_onpolicy
+        return train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                              data_info=info)
+    data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
+                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+    if v.stepwise is not None:
+        from .train.stepwise import train_stepwise
+        return train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                              data_info=info)
+    return train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
+                         data_info=info)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -217,7 +222,11 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
 
 
 def report(exp: Experiment, rd: RunDir) -> Path:
+    """The HTML report, and a model card (README.md) in every trained checkpoint from the same
+    results (the report stage depends on every stage, so changed results rewrite both)."""
+    from .modelcard import write_cards
     from .report.render import render
+    write_cards(rd, exp)
     return render([rd.reports], rd.report_html())
 
 

@@ -209,3 +209,50 @@ def plain_documents(rng: random.Random, n: int) -> list[str]:
             ins, ans = instruction(rng)
             docs.append(f"{ins} {ans}")
     return docs
+
+
+# The judge's side of MT-Bench: FastChat's four single-answer judge prompts (single-v1,
+# single-math-v1 and their multi-turn forms; Apache-2.0, copied verbatim into
+# evalkit/data/mtbench/judge_prompts_single.jsonl), filled with the project's questions and
+# answers, each followed by "Rating: [[N]]". A tiny model pretrained on them answers a rating
+# request in the format FastChat parses. The rating follows whether the judged answer is the
+# right one; it means nothing beyond the format.
+
+def judge_prompts() -> dict[str, dict]:
+    import json
+
+    from .data import path as packaged
+    with open(packaged("mtbench", "judge_prompts_single.jsonl"), encoding="utf-8") as f:
+        return {p["name"]: p for p in map(json.loads, f)}
+
+
+def judge_conversations(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
+    """n (system, user, assistant) judge conversations in FastChat's prompt layouts."""
+    prompts = judge_prompts()
+    names = sorted(prompts)
+    out = []
+    for _ in range(n):
+        turns = []
+        for _ in range(2):
+            if rng.random() < 0.5:
+                p = math_problem(rng)
+                wrong = p.solution(p.values_from(p.steps[0][1] + rng.randint(1, 9)))
+                turns.append((p.question, p.solution(), wrong))
+            else:
+                q, a = instruction(rng)
+                turns.append((q, a, rng.choice([instruction(rng)[1], a.split(" ")[0], ""])))
+        good = [rng.random() < 0.5 for _ in turns]
+        shown = [t[1] if g else t[2] for t, g in zip(turns, good)]
+        name = names[rng.randrange(len(names))]
+        prompt = prompts[name]
+        if name.endswith("multi-turn"):
+            user = prompt["prompt_template"].format(question_1=turns[0][0], question_2=turns[1][0],
+                                                    answer_1=shown[0], answer_2=shown[1],
+                                                    ref_answer_1=turns[0][1], ref_answer_2=turns[1][1])
+            ok = good[1]
+        else:
+            user = prompt["prompt_template"].format(question=turns[0][0], answer=shown[0], ref_answer_1=turns[0][1])
+            ok = good[0]
+        rating = rng.randint(6, 10) if ok else rng.randint(1, 5)
+        out.append((prompt["system_prompt"], user, f"Rating: [[{rating}]]"))
+    return out

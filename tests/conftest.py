@@ -63,6 +63,16 @@ socket.socket.connect_ex = _guarded_connect_ex
 SMALL_SPEC = {"seed": 0, "n_documents": 1500, "pretrain_steps": 150}
 
 
+# the same small model with MT-Bench judge chats in its corpus: it answers "Rating: [[N]]"
+JUDGE_SPEC = {**SMALL_SPEC, "judge_documents": 300}
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_dir() -> Path:
+    from evalkit.models import build_tiny_model, spec_hash
+    return build_tiny_model(TEST_CACHE / f"tiny-{spec_hash(JUDGE_SPEC)}", JUDGE_SPEC, progress=False)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """A small pretrained tiny Llama shared by the session (built once, cached by spec)."""

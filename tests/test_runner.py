@@ -59,10 +59,11 @@ def write_experiment(root: Path, base: Path, judge_url: str) -> Path:
     return p
 
 
-def run_cli(cwd: Path, exp: Path, *extra) -> subprocess.Popen:
+def run_cli(cwd: Path, exp: Path, *extra, quiet_bars: bool = True) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
     return subprocess.Popen([sys.executable, "-m", "evalkit.cli", "run", str(exp), *extra], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
+                            env={**env, "TQDM_DISABLE": "1"} if quiet_bars else env)
 
 
 def results(root: Path) -> dict:
@@ -107,9 +108,17 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
         exp_ref = write_experiment(ref_root, tiny_model_dir, srv.base_url)
         exp_run = write_experiment(run_root, tiny_model_dir, srv.base_url)
         t0 = time.time()
-        ref = run_cli(ref_root, exp_ref)
-        assert ref.wait(600) == 0, ref.stderr.read()[-3000:]
+        ref = run_cli(ref_root, exp_ref, quiet_bars=False)
+        _, err = ref.communicate(timeout=600)
+        assert ref.returncode == 0, err[-3000:]
         full = time.time() - t0
+        # a quiet console: one line per stage and its bar; the libraries' chatter is in run.log
+        assert len(err.splitlines()) < 200, err[-3000:]
+        for chatter in ("Generating", "Task: ", "fatal: not a git", "deprecated", "lm_eval", "Warning"):
+            assert chatter not in err, (chatter, err[-3000:])
+        assert "[1/" in err and "leaderboard:base: running" in err
+        run_log = (ref_root / "reports" / "r" / "run.log").read_text()
+        assert "Task: " in run_log and "leaderboard:base: running" in run_log
         rng = random.Random(0)
         kills = []
         for _ in range(5):

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -206,6 +207,26 @@ def harness_info(suite: Suite, lm_eval_version: str) -> dict[str, str]:
     return {"lm_eval_version": lm_eval_version, "task_code": code}
 
 
+def _quiet_git_hash() -> None:
+    """lm-eval records `git describe` of the working directory and lets git print "fatal: not
+    a git repository" on the console outside a checkout; the same lookup, with git's stderr
+    discarded (lm-eval imports the function by name into its evaluator)."""
+    import subprocess
+
+    import lm_eval.evaluator as ev
+    from lm_eval.loggers import utils as lm_utils
+    if getattr(ev.get_git_commit_hash, "_evalkit", False):
+        return
+
+    def git_hash():
+        try:
+            return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            return lm_utils.get_commit_from_path(os.getcwd())
+    git_hash._evalkit = True
+    ev.get_git_commit_hash = git_hash
+
+
 def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, *,
         model_label: str | None = None) -> dict[str, Any]:
     """Score `model` on `suite`; write leaderboard.json and per-sample JSONL into out_dir."""
@@ -213,6 +234,9 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from .. import logs
+    logs.route()                # lm-eval's and datasets' records go to run.log, not the console
+    _quiet_git_hash()
     out_dir = Path(out_dir)
     data_dir = Path(opt.data_dir).resolve() if opt.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
@@ -246,7 +270,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         log_samples=True, apply_chat_template=chat.apply_chat_template,
         fewshot_as_multiturn=chat.fewshot_as_multiturn, system_instruction=chat.system_instruction,
         random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
-        fewshot_random_seed=opt.seed, bootstrap_iters=1000, verbosity="WARNING")
+        fewshot_random_seed=opt.seed, bootstrap_iters=1000)
     seconds = time.time() - t0
     summary = summarise(suite, res)
     version = lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")

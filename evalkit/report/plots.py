@@ -62,11 +62,11 @@ def contamination_bars(rows: list[dict]) -> str | None:
             x = b_i + (m_i - len(models) / 2) * width
             ax.bar(x, val, width, color="#bbbbbb" if model == "control" else PALETTE[m_i % len(PALETTE)],
                    label=(model if b_i == 0 else None), yerr=[[val - ci[0]], [ci[1] - val]], capsize=2)
-    ax.axhline(0.85, ls="--", lw=0.8, color="#c44e52")
+    ax.axhline(0.85, ls="--", lw=0.8, color="#c44e52", label="0.85: likely contaminated above")
     ax.set_xticks(range(len(benches)), benches)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("result (share flagged)")
-    ax.legend(frameon=False, fontsize=8, ncol=min(4, len(models) + 1))
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, never over bars
     fig.tight_layout()
     return to_svg(fig)
 
@@ -77,7 +77,7 @@ def score_histograms(per_model: dict[str, list[float]], xlabel: str) -> str | No
     fig, ax = plt.subplots(figsize=(4.5, 2.4))
     for i, (name, vals) in enumerate(per_model.items()):
         ax.hist(vals, bins=20, range=(0, 1), alpha=0.55, label=name, color=PALETTE[i % len(PALETTE)])
-    ax.axvline(0.1, ls="--", lw=0.8, color="#c44e52")
+    ax.axvline(0.1, ls="--", lw=0.8, color="#c44e52", label="s(x) < 0.1: flagged")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples")
     ax.legend(frameon=False, fontsize=8)
@@ -99,5 +99,27 @@ def category_bars(per_model: dict[str, dict[str, float]]) -> str | None:
     ax.set_ylim(0, 10)
     ax.set_ylabel("mean score (1-10)")
     ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def delta_panels(per_entry: dict[str, list[tuple[str, float, list | None]]]) -> str | None:
+    """One small panel per benchmark: each variant's delta against the base (x100) with its
+    paired bootstrap 95% interval; the line at 0 is the base."""
+    if not per_entry:
+        return None
+    n = len(per_entry)
+    fig, axes = plt.subplots(1, n, figsize=(max(2.6 * n, 4.0), 1.1 + 0.3 * max(len(v) for v in per_entry.values())),
+                             squeeze=False)
+    for ax, (entry, rows) in zip(axes[0], per_entry.items()):
+        for i, (model, delta, ci) in enumerate(rows):
+            err = [[delta - ci[0]], [ci[1] - delta]] if ci else None
+            ax.errorbar(delta, i, xerr=err, fmt="o", ms=4, capsize=2, color=PALETTE[i % len(PALETTE)])
+        ax.axvline(0, lw=0.8, color="#777")
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(entry)
+        ax.set_xlabel("delta vs base (x100)")
     fig.tight_layout()
     return to_svg(fig)

@@ -16,6 +16,7 @@ from ..data import path as packaged
 from ..rundir import atomic_write_text
 from . import plots
 from .data import Experiment, leaderboard_samples, load_experiment_dir
+from .page import SORT_CSS, SORT_SCRIPT, csp
 from .stats import paired_bootstrap
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -72,9 +73,31 @@ def leaderboard_section(exp: Experiment) -> dict | None:
                      "not_comparable": [] if rec.get("comparable", True) else
                      (rec.get("comparable_reasons") or ["not comparable"])})
     protocols = sorted({rec.get("protocol") or "not recorded" for rec in recs.values()})
+    first = next(iter(recs.values()))["tasks"]
+    deltas = {e: [(r["model"], c["delta"], c.get("ci")) for r in rows for c in [r["cells"][i]]
+                  if c.get("delta") is not None] for i, e in enumerate(entries)}
     return {"entries": entries, "rows": rows, "suite": rows[0]["suite"], "protocols": protocols,
-            "metrics": {e: _metric_label(next(iter(recs.values()))["tasks"][e]) for e in entries},
+            "metrics": {e: metric_name(first[e]) for e in entries},
+            "raw_metrics": {e: _metric_label(first[e]) for e in entries},
+            "delta_chart": plots.delta_panels({e: d for e, d in deltas.items() if d}),
             "shots": {e: next(iter(recs.values()))["tasks"][e]["n_shot"] for e in entries}}
+
+
+METRIC_NAMES = {"acc": "accuracy", "acc_norm": "accuracy (normalised)", "mc1": "mc1", "mc2": "mc2",
+                "exact_match": "exact match", "inst_level_strict_acc": "instruction-level accuracy, strict",
+                "prompt_level_strict_acc": "prompt-level accuracy, strict"}
+FILTER_NAMES = {"strict-match": "strict", "flexible-extract": "flexible", "none": ""}
+
+
+def metric_name(t: dict) -> str:
+    """lm-eval's metric key in words: "acc_norm" -> "accuracy (normalised)",
+    exact_match with the strict-match filter -> "exact match, strict"."""
+    metric, _, flt = t["metric"].partition(",")         # older records: "exact_match,strict-match"
+    flt = t.get("filter") or flt or "none"
+    names = [METRIC_NAMES.get(m, m.replace("_", " ")) for m in metric.split("+")]
+    name = names[0] if len(names) == 1 else "mean of " + " and ".join(names)
+    extra = FILTER_NAMES.get(flt, flt)
+    return f"{name}, {extra}" if extra else name
 
 
 def _metric_label(t: dict) -> str:
@@ -124,7 +147,8 @@ def published_section(published: dict | None, runs: list[tuple[str, dict]]) -> d
         return None
     protocol, suite = published.get("protocol") or "not stated", published.get("suite")
     entries = published.get("entries") or {}
-    rows = [{"cells": list(r), "protocol": protocol, "measured": False} for r in published["rows"]]
+    rows = [{"cells": [c if isinstance(c, str) else _fmt(c) for c in r], "protocol": protocol, "measured": False}
+            for r in published["rows"]]             # 78.70 stays 78.70 (YAML reads it as 78.7)
     others = []
     for label, rec in runs:
         if suite is None or rec.get("suite") != suite or not rec.get("protocol"):
@@ -275,9 +299,10 @@ def build(dirs: list[str | Path]) -> dict:
 def render(dirs: list[str | Path], out: str | Path) -> Path:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = lambda x, d=2: "" if x is None else f"{x:.{d}f}"
-    env.filters["signed"] = lambda x, d=2: "" if x is None else f"{x:+.{d}f}"
-    html = env.get_template("report.html.j2").render(**build(dirs))
+    env.filters["num"] = lambda x, d=2: "n/a" if x is None else f"{x:.{d}f}"
+    env.filters["signed"] = lambda x, d=2: "n/a" if x is None else f"{x:+.{d}f}"
+    html = env.get_template("report.html.j2").render(**build(dirs), csp=csp(), sort_script=SORT_SCRIPT,
+                                                     sort_css=SORT_CSS)
     out = Path(out)
     atomic_write_text(out, html)
     return out

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from .. import trackers
 from ..progress import bar as progress_bar
 
 from ..config import Variant
@@ -79,7 +80,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     use_cuda = torch.cuda.is_available()
     want = variant.dtype if variant.dtype != "auto" else ("bfloat16" if use_cuda and torch.cuda.is_bf16_supported() else "float32")
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(want, "no") if use_cuda else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
+    accelerator = Accelerator(mixed_precision=mixed, **trackers.accelerator_kwargs())   # report_to: the experiment's trackers
     if accelerator.distributed_type == DistributedType.DEEPSPEED and variant.grad_accum > 1:
         from ..errors import UserError
         raise UserError(f"variant {variant.name}: grad_accum {variant.grad_accum} under DeepSpeed is not supported "
@@ -171,6 +172,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     warnings: list[str] = []
     step, tokens, processed, micro = 0, 0, 0, 0
     grad_norm = float("nan")
+    trackers.start(accelerator, variant.model_dump(mode="json", by_alias=True))
     bar = progress_bar(total=total_steps, desc=f"train {variant.name}", enabled=progress and accelerator.is_main_process)
     t_loop = time.time()
     while step < total_steps:
@@ -227,7 +229,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 history.append(record)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}")
+                trackers.log(accelerator, record, step)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
+                                refresh=False)   # drawn with the bar's next update, not on its own
                 drop = -record["chosen_vs_reference"]
                 if drop > variant.chosen_drop_warning and not warnings:
                     msg = (f"variant {variant.name}: mean log pi(y_w) fell {drop:.2f} nats below its starting "
@@ -239,6 +243,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             if step >= total_steps:
                 break
     bar.close()
+    trackers.finish(accelerator)
     loop_seconds = time.time() - t_loop
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
