@@ -64,7 +64,7 @@ def _onpolicy_rounds(tmp_path, tiny_model_dir, judge_url):
     rounds = meta["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
     for r in rounds:      # offline pairs are mixing_ratio of the round's data, not of the prompts
-        assert r["offline_mixed"] == offline_count(r["n_pairs"], 0.25)
+        assert r["offline_mixed"] == offline_count(r["n_pairs"] or r["n_prompts"], 0.25)
     assert all(0 <= r["mean_reward"] <= 1 for r in rounds)
     print("\non-policy rounds:", [(r["mean_reward"], r["n_pairs"], r["dropped"]) for r in rounds])
     for r in range(1, 3):

@@ -153,11 +153,16 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
                                      seed + r, backend=spec.backend)
         judged = judge_rewards(spec.judge, prompts, samples) if spec.reward == "judge" else None
         pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, judged)
-        # offline pairs make up exactly mixing_ratio of the round's data
-        mixed = rng.sample(offline, min(offline_count(len(pairs), spec.mixing_ratio), len(offline)))
+        # offline pairs make up exactly mixing_ratio of the round's data. A round whose policy
+        # found no pairs at all trains on offline pairs alone (as many as mixing_ratio of its
+        # prompts would give), recorded as such, so a weak start still moves
+        n_off = offline_count(len(pairs) or len(prompts), spec.mixing_ratio)
+        mixed = rng.sample(offline, min(n_off, len(offline)))
+        if not pairs and mixed:
+            log.warning("on-policy round %d: no on-policy pairs; training on %d offline pairs only", r, len(mixed))
         info = {"round": r, "policy": policy, "mean_reward": sum(rewards) / len(rewards), "n_prompts": len(prompts),
                 "n_pairs": len(pairs), "dropped": dropped, "offline_mixed": len(mixed),
-                "offline_share": len(mixed) / (len(mixed) + len(pairs)) if pairs else 0.0}
+                "offline_share": len(mixed) / (len(mixed) + len(pairs)) if (pairs or mixed) else 0.0}
         log.info("on-policy round %d: mean reward %.3f, %d pairs (%d dropped below the gap), %d offline mixed",
                  r, info["mean_reward"], len(pairs), dropped, len(mixed))
         rounds.append(info)
