@@ -51,21 +51,28 @@ class DataSource(Strict):
     hub: Optional[str] = None
     subset: Optional[str] = None
     split: str = "train"
-    generate: Optional[Literal["metamath_synthetic", "arc_pairs"]] = Field(
-        None, description="metamath_synthetic: generated pairs; arc_pairs: ARC/HellaSwag-style pairs built from "
-                          "the multiple-choice rows of `hub` or `path`")
+    generate: Optional[Literal["metamath_synthetic", "metamath_carried", "metamath_pairs", "arc_pairs"]] = Field(
+        None, description="metamath_synthetic: Smaug's MetaMath-DPOP pairs on generated problems (one intermediate "
+                          "result changed, nothing else); metamath_carried: the first result changed and carried "
+                          "through to the answer; metamath_pairs: Smaug's construction on the worked-solution rows "
+                          "(GSM8K question/answer, MetaMathQA query/response) of `hub` or `path`; arc_pairs: "
+                          "ARC/HellaSwag-style pairs built from the multiple-choice rows of `hub` or `path`")
     n: int = Field(200, ge=1, description="pairs to generate (generate only)")
+    fewshot: int = Field(0, ge=0, description="arc_pairs: solved examples before each question, in the style of "
+                                              "Smaug's *_DPO_FewShot sets (0: the bare question)")
     seed: int = 0
     skip_invalid: bool = False
 
     @model_validator(mode="after")
     def _one_source(self):
         sources = [k for k in ("path", "hub") if getattr(self, k)]
-        if self.generate == "arc_pairs":
+        if self.generate in ("arc_pairs", "metamath_pairs"):
             if len(sources) != 1:
-                raise ValueError("arc_pairs builds from one source: give path or hub")
+                raise ValueError(f"{self.generate} builds from one source: give path or hub")
         elif len(sources) + bool(self.generate) != 1:
             raise ValueError("give exactly one of path, hub, generate")
+        if self.fewshot and self.generate != "arc_pairs":
+            raise ValueError("fewshot applies to generate: arc_pairs only")
         return self
 
 

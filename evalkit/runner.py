@@ -90,7 +90,7 @@ class Runner:
                               lambda ds=ds: stages.data(exp, rd, ds),
                               [rd.generated_data(ds)] if src.generate else [],
                               {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
-                               None: "read and check"}[src.generate]))
+                               None: "read and check"}.get(src.generate, f"build {src.generate}")))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
             plan.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed}, ["base", f"data:{v.data}"],

@@ -53,11 +53,18 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
     from .train import builders
     from .train.data import read_rows
     src = exp.datasets[name]
-    if src.generate == "arc_pairs":
+    if src.generate in ("arc_pairs", "metamath_pairs"):
         source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
-        rows, skipped = builders.choice_pairs([r.data for r in source])
+        if src.generate == "arc_pairs":
+            rows, skipped = builders.choice_pairs([r.data for r in source], src.fewshot, src.seed)
+            what = "colliding or unlabelled choices"
+        else:
+            rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
+            what = "solutions with no marked intermediate result"
         if skipped:
-            log.warning("dataset %s: skipped %d colliding or unlabelled choices", name, skipped)
+            log.warning("dataset %s: skipped %d %s", name, skipped, what)
+    elif src.generate == "metamath_carried":
+        rows = builders.metamath_carried_pairs(src.n, src.seed)
     else:
         rows = builders.metamath_synthetic_pairs(src.n, src.seed)
     path = rd.generated_data(name)
