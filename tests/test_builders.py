@@ -142,3 +142,49 @@ def test_pairs_cli_metamath_on_real_rows_reports_single_word_edits(tmp_path, cap
     assert "600 pairs" in text and "min 1, max 1" in text, text
     assert main(["pairs", "metamath-carried", "--n", "4", "--out", str(out)]) == 0
     assert "4 pairs" in capsys.readouterr().out
+
+
+HELLASWAG = [  # rows in Rowan/hellaswag's hub schema (label is a string; "" in the unlabelled test split)
+    {"ind": 4, "activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow.",
+     "ctx_b": "then", "ctx": "Then, the man writes over the snow. then",
+     "endings": [", the man adds wax to the windshield.", ", a person board a ski lift.",
+                 ", the man puts on a christmas coat.", ", the man continues removing the snow on his car."],
+     "source_id": "activitynet~v_-1IBHYS3L-Y", "split": "train", "split_type": "indomain", "label": "3"},
+    {"ind": 8, "activity_label": "Baking cookies", "ctx_a": "A female chef in white uniform shows a stack.",
+     "ctx_b": "she", "ctx": "A female chef in white uniform shows a stack. she",
+     "endings": ["pours milk into a bowl.", "shows the cookies.", "eats the tray.", "sings a song."],
+     "source_id": "activitynet~v_-2dxp-mv2zo", "split": "train", "split_type": "indomain", "label": "1"},
+    {"ind": 9, "activity_label": "x", "ctx_a": "a", "ctx_b": "b", "ctx": "a b",
+     "endings": ["1", "2", "3", "4"], "source_id": "s", "split": "test", "split_type": "zeroshot", "label": ""},
+]
+
+
+def test_hellaswag_hub_rows_pair_the_correct_ending_with_each_wrong_one():
+    pairs, skipped = choice_pairs(HELLASWAG)
+    assert skipped == 1 and len(pairs) == 6        # the unlabelled row is counted, not guessed
+    first = pairs[:3]
+    assert {p["prompt"] for p in first} == {HELLASWAG[0]["ctx"]}
+    assert {p["chosen"] for p in first} == {HELLASWAG[0]["endings"][3]}
+    assert {p["rejected"] for p in first} == set(HELLASWAG[0]["endings"][:3])
+
+
+def test_fewshot_prompts_hold_solved_examples_from_other_rows():
+    arc = [{"question": f"Q{i}?", "choices": {"text": [f"a{i}", f"b{i}", f"c{i}", f"d{i}"], "label": list("ABCD")},
+            "answerKey": "B"} for i in range(5)]
+    pairs, _ = choice_pairs(arc, fewshot=2, seed=1)
+    assert len(pairs) == 15 and pairs == choice_pairs(arc, fewshot=2, seed=1)[0]
+    p = pairs[0]["prompt"]
+    assert p.endswith("Question: Q0?\nAnswer:") and p.count("Question:") == 3 and "Q0?" not in p[:-len("Q0?\nAnswer:")]
+    shots = re.findall(r"Question: Q(\d)\?\nAnswer: (\S+)", p)
+    assert len(shots) == 2 and all(a == f"b{i}" for i, a in shots)   # each shot shows its own correct answer
+    hs, _ = choice_pairs(HELLASWAG, fewshot=1)
+    assert hs[0]["prompt"] == HELLASWAG[1]["ctx"] + " " + HELLASWAG[1]["endings"][1] + "\n\n" + HELLASWAG[0]["ctx"]
+
+
+def test_pair_sources_validate(tmp_path):
+    from evalkit.config import DataSource
+    assert DataSource(generate="metamath_pairs", path="x.jsonl").generate == "metamath_pairs"
+    for bad in ({"generate": "metamath_pairs"}, {"generate": "metamath_synthetic", "fewshot": 2},
+                {"generate": "arc_pairs", "hub": "h", "fewshot": -1}):
+        with pytest.raises(ValueError):
+            DataSource(**bad)
