@@ -84,9 +84,21 @@ class LoraSpec(Strict):
 
 
 class StepwiseSpec(Strict):
-    """sDPO (Kim et al. 2024): T chunks; step t trains from M_{t-1} with M_{t-1} as the reference."""
-    chunks: int = Field(2, ge=2)
+    """sDPO (Kim et al. 2024): T steps; step t trains from M_{t-1} with M_{t-1} as the reference.
+
+    The steps are either `chunks` equal parts of the variant's dataset, or the named
+    `datasets` in order (the paper's recipe: one dataset a step, of any sizes)."""
+    chunks: int = Field(2, ge=2, description="equal parts of the variant's data (ignored with datasets)")
     order: Literal["as_given", "easy_to_hard"] = "as_given"
+    datasets: Optional[list[str]] = Field(None, min_length=2, description="one dataset a step, in this order; "
+                                          "the first is the variant's data")
+
+    @model_validator(mode="after")
+    def _order_is_for_chunks(self):
+        if self.datasets and self.order != "as_given":
+            raise ValueError("order: easy_to_hard orders the chunks of one dataset; with datasets the steps "
+                             "follow the list")
+        return self
 
 
 class OnPolicySpec(Strict):
@@ -167,6 +179,12 @@ class Variant(Strict):
                 raise ValueError(f"{key}: loss {self.loss!r} does not take this option "
                                  f"(it takes: {', '.join(takes)})")
         return self
+
+    def datasets_read(self) -> list[str]:
+        """The datasets this variant trains on: its data, or sDPO's datasets in step order."""
+        if self.stepwise is not None and self.stepwise.datasets:
+            return list(self.stepwise.datasets)
+        return [self.data]
 
 
 class LeaderboardSection(Strict):
@@ -288,6 +306,15 @@ class Experiment(Strict):
             if v.data not in self.datasets:
                 known = ", ".join(sorted(self.datasets)) or "none defined"
                 raise ValueError(f"variants[{i}].data: unknown dataset {v.data!r} (datasets: {known})")
+            steps = v.stepwise.datasets if v.stepwise is not None and v.stepwise.datasets else None
+            if steps:
+                if steps[0] != v.data:
+                    raise ValueError(f"variants[{i}].stepwise.datasets: the first step's dataset is the variant's "
+                                     f"data ({v.data!r}), got {steps[0]!r}")
+                for d in steps:
+                    if d not in self.datasets:
+                        known = ", ".join(sorted(self.datasets))
+                        raise ValueError(f"variants[{i}].stepwise.datasets: unknown dataset {d!r} (datasets: {known})")
         return self
 
     def variant(self, name: str) -> Variant:

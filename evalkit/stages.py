@@ -106,8 +106,16 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
                              skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
         if v.stepwise is not None:
             from .train.stepwise import train_stepwise
+            parts = None
+            if v.stepwise.datasets:        # one dataset a step, in order
+                parts = [(v.data, data)]
+                for d in v.stepwise.datasets[1:]:
+                    d_rows, d_source = dataset_rows(exp, d, rd)
+                    parts.append((d, tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
+                                                   skip_invalid=exp.datasets[d].skip_invalid, source=d_source)))
+                info = {**info, "datasets": list(v.stepwise.datasets)}
             res = train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                                 data_info=info)
+                                 data_info=info, parts=parts)
         else:
             res = train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                                 data_info=info)
