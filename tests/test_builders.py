@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import UserError
-from evalkit.train.builders import (choice_pairs, corrupt_first_value, intermediate_results, math_row_pairs,
+from evalkit.train.builders import (choice_pairs, corrupt_first_value, corrupt_one_result, intermediate_results, math_row_pairs,
                                     metamath_carried_pairs, metamath_synthetic_pairs)
 
 GSM8K = Path("/work/shared/data/gsm8k/train_sample.jsonl")
@@ -97,6 +97,11 @@ def test_smaug_pairs_on_real_gsm8k_rows_change_exactly_one_number():
 
 
 def test_smaug_construction_matches_the_datasheet_example_and_metamath_rows():
+    assert corrupt_one_result("So 2 + 3 = 5, and 5 * 2 = 10.\n#### 10", random.Random(0)).startswith("So 2 + 3 = ")
+    assert corrupt_one_result("So 2 + 3 = 5, and 5 * 2 = 10.\n#### 10", random.Random(0))[12:] == \
+        ", and 5 * 2 = 10.\n#### 10"                      # punctuation after a number is kept
+    r = corrupt_one_result("It costs 1,000 + 250 = $1,250 in all, so 2 * 1,250 = 2,500.\n#### 2500", random.Random(0))
+    assert re.search(r"= \$1,2[0-9]{2} in all, so 2 \* 1,250 = 2,500\.", r) and "= $1,250 " not in r
     chosen = ("The total cost of the items is $25 + $15.20 + $6.80 = $47.\n"
               "For 16 of them, 16 * $47 = $752.\n#### 752\nThe answer is: 752")
     assert len(intermediate_results(chosen)) == 2          # "= $47" and "= $752"; the answer lines are not

@@ -19,7 +19,7 @@ import re
 from .. import synth
 from ..errors import UserError
 
-NUM = r"-?\d[\d,]*(?:\.\d+)?"
+NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"     # 1,234.50: commas only between thousands
 NOTE = re.compile(r"<<([^<>=]*)=\s*(" + NUM + r")\s*>>(\$?)(" + NUM + r")?")
 EQUALS = re.compile(r"=\s*\$?\s*(" + NUM + r")")
 FINAL = re.compile(r"(####|The answer is:?)\s*\$?\s*" + NUM)
@@ -59,8 +59,7 @@ def plausible_wrong(value: str, rng: random.Random) -> str:
         wrong = v + rng.choice([-10, -5, -3, -2, -1, 1, 2, 3, 5, 10])
         if wrong != v and (wrong >= 0 or v < 0):
             break
-    text = f"{wrong:,.{decimals}f}" if "," in value else f"{wrong:.{decimals}f}"
-    return text
+    return f"{wrong:,.{decimals}f}" if "," in value else f"{wrong:.{decimals}f}"
 
 
 def corrupt_one_result(solution: str, rng: random.Random) -> str | None:
