@@ -277,7 +277,8 @@ def _pairs(args: argparse.Namespace) -> int:
         raise UserError(f"pairs {args.kind}: give --path or --hub, not both")
     from_rows = bool(args.path or args.hub)
     if args.fewshot < 0 or (args.fewshot and args.kind != "arc"):
-        raise UserError(f"pairs {args.kind} --fewshot {args.fewshot}: only `pairs arc` takes a (non-negative) --fewshot")
+        raise UserError(f"pairs {args.kind} --fewshot {args.fewshot}: "
+                        f"only `pairs arc` takes a (non-negative) --fewshot")
     if args.kind == "arc" and not from_rows:
         raise UserError("pairs arc: give --path or --hub")
     if args.kind == "metamath-carried" and from_rows:

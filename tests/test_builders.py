@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import UserError
-from evalkit.train.builders import (choice_pairs, corrupt_first_value, corrupt_one_result, intermediate_results, math_row_pairs,
-                                    metamath_carried_pairs, metamath_synthetic_pairs)
+from evalkit.train.builders import (choice_pairs, corrupt_first_value, corrupt_one_result, intermediate_results,
+                                    math_row_pairs, metamath_carried_pairs, metamath_synthetic_pairs)
 
 GSM8K = Path("/work/shared/data/gsm8k/train_sample.jsonl")
 NOTES = re.compile(r"<<[^<>]*>>")
