@@ -96,14 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="result directory (default reports/mtbench/<model>)")
 
     p = sub.add_parser("pairs", help="build Smaug-style preference pairs into a JSONL file")
-    p.add_argument("kind", choices=["arc", "metamath"], help="arc: correct vs each wrong choice; "
-                   "metamath: a worked solution vs one with an intermediate number changed")
-    p.add_argument("--path", help="arc: a local JSONL/JSON/Parquet of multiple-choice rows")
-    p.add_argument("--hub", help="arc: a hub dataset (e.g. allenai/ai2_arc)")
+    p.add_argument("kind", choices=["arc", "metamath", "metamath-carried"],
+                   help="arc: correct vs each wrong choice (ARC or HellaSwag rows); metamath: a worked solution vs "
+                   "the same with one intermediate result changed (Smaug; from --path/--hub GSM8K or MetaMathQA "
+                   "rows, else generated problems); metamath-carried: generated problems, the first result "
+                   "changed and carried through to the answer")
+    p.add_argument("--path", help="arc/metamath: a local JSONL/JSON/Parquet of rows")
+    p.add_argument("--hub", help="arc/metamath: a hub dataset (e.g. allenai/ai2_arc, openai/gsm8k)")
     p.add_argument("--subset", help="arc: the hub config (e.g. ARC-Challenge)")
     p.add_argument("--split", default="train")
-    p.add_argument("--n", type=int, default=200, help="metamath: pairs to generate")
+    p.add_argument("--n", type=int, default=200, help="metamath without --path/--hub: pairs to generate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fewshot", type=int, default=0, help="arc: solved examples before each question "
+                   "(*_DPO_FewShot style; default 0)")
     p.add_argument("--tokenizer", help="a tokenizer for the token edit-distance summary (default: words)")
     p.add_argument("--ngram-benchmark", action="append", default=[], metavar="NAME",
                    help="check the pairs' n-gram overlap with a benchmark (repeatable)")
@@ -278,13 +283,26 @@ def _pairs(args: argparse.Namespace) -> int:
     from .train.data import edit_distance, read_rows
     if Path(args.out).is_dir():
         raise UserError(f"pairs --out {args.out}: is a directory; give the JSONL file to write")
-    if args.kind == "metamath" and args.n < 1:
-        raise UserError(f"pairs metamath --n {args.n}: must be at least 1")
-    if args.kind == "arc":
-        if bool(args.path) == bool(args.hub):
-            raise UserError("pairs arc: give --path or --hub")
+    if args.kind.startswith("metamath") and args.n < 1:
+        raise UserError(f"pairs {args.kind} --n {args.n}: must be at least 1")
+    if args.path and args.hub:
+        raise UserError(f"pairs {args.kind}: give --path or --hub, not both")
+    from_rows = bool(args.path or args.hub)
+    if args.fewshot < 0 or (args.fewshot and args.kind != "arc"):
+        raise UserError(f"pairs {args.kind} --fewshot {args.fewshot}: "
+                        f"only `pairs arc` takes a (non-negative) --fewshot")
+    if args.kind == "arc" and not from_rows:
+        raise UserError("pairs arc: give --path or --hub")
+    if args.kind == "metamath-carried" and from_rows:
+        raise UserError("pairs metamath-carried: builds from generated problems only (no --path/--hub)")
+    if from_rows:
         source = read_rows(args.path) if args.path else read_rows(hub=args.hub, subset=args.subset, split=args.split)
-        rows, skipped = builders.choice_pairs([r.data for r in source])
+        if args.kind == "arc":
+            rows, skipped = builders.choice_pairs([r.data for r in source], args.fewshot, args.seed)
+        else:
+            rows, skipped = builders.math_row_pairs([r.data for r in source], args.seed)
+    elif args.kind == "metamath-carried":
+        rows, skipped = builders.metamath_carried_pairs(args.n, args.seed), 0
     else:
         rows, skipped = builders.metamath_synthetic_pairs(args.n, args.seed), 0
     atomic_write_text(args.out, "".join(json.dumps(r) + "\n" for r in rows))

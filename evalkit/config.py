@@ -53,21 +53,28 @@ class DataSource(Strict):
     hub: Optional[str] = None
     subset: Optional[str] = None
     split: str = "train"
-    generate: Optional[Literal["metamath_synthetic", "arc_pairs"]] = Field(
-        None, description="metamath_synthetic: generated pairs; arc_pairs: ARC/HellaSwag-style pairs built from "
-                          "the multiple-choice rows of `hub` or `path`")
+    generate: Optional[Literal["metamath_synthetic", "metamath_carried", "metamath_pairs", "arc_pairs"]] = Field(
+        None, description="metamath_synthetic: Smaug's MetaMath-DPOP pairs on generated problems (one intermediate "
+                          "result changed, nothing else); metamath_carried: the first result changed and carried "
+                          "through to the answer; metamath_pairs: Smaug's construction on the worked-solution rows "
+                          "(GSM8K question/answer, MetaMathQA query/response) of `hub` or `path`; arc_pairs: "
+                          "ARC/HellaSwag-style pairs built from the multiple-choice rows of `hub` or `path`")
     n: int = Field(200, ge=1, description="pairs to generate (generate only)")
+    fewshot: int = Field(0, ge=0, description="arc_pairs: solved examples before each question, in the style of "
+                                              "Smaug's *_DPO_FewShot sets (0: the bare question)")
     seed: int = 0
     skip_invalid: bool = False
 
     @model_validator(mode="after")
     def _one_source(self):
         sources = [k for k in ("path", "hub") if getattr(self, k)]
-        if self.generate == "arc_pairs":
+        if self.generate in ("arc_pairs", "metamath_pairs"):
             if len(sources) != 1:
-                raise ValueError("arc_pairs builds from one source: give path or hub")
+                raise ValueError(f"{self.generate} builds from one source: give path or hub")
         elif len(sources) + bool(self.generate) != 1:
             raise ValueError("give exactly one of path, hub, generate")
+        if self.fewshot and self.generate != "arc_pairs":
+            raise ValueError("fewshot applies to generate: arc_pairs only")
         return self
 
 
@@ -79,9 +86,21 @@ class LoraSpec(Strict):
 
 
 class StepwiseSpec(Strict):
-    """sDPO (Kim et al. 2024): T chunks; step t trains from M_{t-1} with M_{t-1} as the reference."""
-    chunks: int = Field(2, ge=2)
+    """sDPO (Kim et al. 2024): T steps; step t trains from M_{t-1} with M_{t-1} as the reference.
+
+    The steps are either `chunks` equal parts of the variant's dataset, or the named
+    `datasets` in order (the paper's recipe: one dataset a step, of any sizes)."""
+    chunks: int = Field(2, ge=2, description="equal parts of the variant's data (ignored with datasets)")
     order: Literal["as_given", "easy_to_hard"] = "as_given"
+    datasets: Optional[list[str]] = Field(None, min_length=2, description="one dataset a step, in this order; "
+                                          "the first is the variant's data")
+
+    @model_validator(mode="after")
+    def _order_is_for_chunks(self):
+        if self.datasets and self.order != "as_given":
+            raise ValueError("order: easy_to_hard orders the chunks of one dataset; with datasets the steps "
+                             "follow the list")
+        return self
 
 
 class OnPolicySpec(Strict):
@@ -162,6 +181,12 @@ class Variant(Strict):
                 raise ValueError(f"{key}: loss {self.loss!r} does not take this option "
                                  f"(it takes: {', '.join(takes)})")
         return self
+
+    def datasets_read(self) -> list[str]:
+        """The datasets this variant trains on: its data, or sDPO's datasets in step order."""
+        if self.stepwise is not None and self.stepwise.datasets:
+            return list(self.stepwise.datasets)
+        return [self.data]
 
 
 class LeaderboardSection(Strict):
@@ -286,6 +311,15 @@ class Experiment(Strict):
             if v.data not in self.datasets:
                 known = ", ".join(sorted(self.datasets)) or "none defined"
                 raise ValueError(f"variants[{i}].data: unknown dataset {v.data!r} (datasets: {known})")
+            steps = v.stepwise.datasets if v.stepwise is not None and v.stepwise.datasets else None
+            if steps:
+                if steps[0] != v.data:
+                    raise ValueError(f"variants[{i}].stepwise.datasets: the first step's dataset is the variant's "
+                                     f"data ({v.data!r}), got {steps[0]!r}")
+                for d in steps:
+                    if d not in self.datasets:
+                        known = ", ".join(sorted(self.datasets))
+                        raise ValueError(f"variants[{i}].stepwise.datasets: unknown dataset {d!r} (datasets: {known})")
         return self
 
     def variant(self, name: str) -> Variant:

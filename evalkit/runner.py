@@ -90,10 +90,11 @@ class Runner:
                               lambda ds=ds: stages.data(exp, rd, ds),
                               [rd.generated_data(ds)] if src.generate else [],
                               {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
-                               None: "read and check"}[src.generate]))
+                               None: "read and check"}.get(src.generate, f"build {src.generate}")))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
-            plan.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed}, ["base", f"data:{v.data}"],
+            plan.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed},
+                              ["base"] + [f"data:{d}" for d in v.datasets_read()],
                               lambda v=v: stages.train(exp, rd, v.name, self.base(), self.progress),
                               [rd.train_metadata(v.name)], f"{v.loss}, {steps} steps, batch {v.batch_size}"))
         labels = ["base"] + [v.name for v in exp.variants]

@@ -95,13 +95,13 @@ class TrainMetadata(TypedDict, total=False):
     schema_version: int
     variant: str
     base_model: str
-    reference_model: str     # the model whose log-probs are the reference
+    reference_model: str     # the model whose log-probs are the reference; sDPO: the last step's (M_{T-1})
     loss: str                # dpo | dpop | ipo | hinge
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
     data: dict[str, Any]     # dataset, source, fingerprint, n_pairs, n_skipped, edit_distance
     reference: dict[str, Any]   # fingerprint, cache_key of the reference log-probs
-    steps: Any               # optimizer steps; sDPO: a list of per-step records
+    steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs, reference_model, ...)
     micro_batches: int
     processes: int           # training processes (accelerate launch)
     global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together

@@ -54,11 +54,18 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
     from .train import builders
     from .train.data import read_rows
     src = exp.datasets[name]
-    if src.generate == "arc_pairs":
+    if src.generate in ("arc_pairs", "metamath_pairs"):
         source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
-        rows, skipped = builders.choice_pairs([r.data for r in source])
+        if src.generate == "arc_pairs":
+            rows, skipped = builders.choice_pairs([r.data for r in source], src.fewshot, src.seed)
+            what = "colliding or unlabelled choices"
+        else:
+            rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
+            what = "solutions with no marked intermediate result"
         if skipped:
-            log.warning("dataset %s: skipped %d colliding or unlabelled choices", name, skipped)
+            log.warning("dataset %s: skipped %d %s", name, skipped, what)
+    elif src.generate == "metamath_carried":
+        rows = builders.metamath_carried_pairs(src.n, src.seed)
     else:
         rows = builders.metamath_synthetic_pairs(src.n, src.seed)
     path = rd.generated_data(name)
@@ -91,7 +98,7 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     t0 = time.time()
     # report_to: the trainer logs its metrics to the experiment's trackers as well
     with trackers.active(exp.report_to, rd.reports / "tracking", exp.name, v.name):
-        res = _train(exp, v, base, rows, ckpt, cache, tok, progress, info, source)
+        res = _train(exp, rd, v, base, rows, ckpt, cache, tok, progress, info, source)
     if not is_main_process():
         return ckpt
     s = res.metadata.get("logps_summary", {})
@@ -104,7 +111,8 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     return ckpt
 
 
-def _train(exp: Experiment, v, base: str, rows, ckpt: Path, cache, tok, progress: bool, info: dict, source):
+def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, tok, progress: bool, info: dict,
+           source):
     from .train.data import tokenize_rows
     from .train.trainer import train_variant
     if v.onpolicy is not None:
@@ -115,8 +123,16 @@ def _train(exp: Experiment, v, base: str, rows, ckpt: Path, cache, tok, progress
                          skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
     if v.stepwise is not None:
         from .train.stepwise import train_stepwise
+        parts = None
+        if v.stepwise.datasets:        # one dataset a step, in order
+            parts = [(v.data, data)]
+            for d in v.stepwise.datasets[1:]:
+                d_rows, d_source = dataset_rows(exp, d, rd)
+                parts.append((d, tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
+                                               skip_invalid=exp.datasets[d].skip_invalid, source=d_source)))
+            info = {**info, "datasets": list(v.stepwise.datasets)}
         return train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                              data_info=info)
+                              data_info=info, parts=parts)
     return train_variant(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                          data_info=info)
 

@@ -1,7 +1,9 @@
 """sDPO (Kim et al., arXiv 2403.19270): stepwise preference training with a stronger reference.
 
-The data is split into T chunks. Step t initialises from M_{t-1} and uses M_{t-1} as the
-reference (M_0 = the base), with reference log-probs through the same cache. With
+The steps are either T equal chunks of one dataset or, as in the paper, a list of datasets
+taken in order (any sizes; `parts`). Step t initialises from M_{t-1} and uses M_{t-1} as the
+reference (M_0 = the base), with reference log-probs through the same cache. evalkit.json's
+top-level `reference_model` is the last step's reference (M_{T-1}); each step records its own. With
 order=easy_to_hard, chunks are ordered by the base model's reference margin
 log pi_ref(y_w) - log pi_ref(y_l), largest (easiest) first. Each step's checkpoint is kept as
 <variant>.step<t>; the last one is the variant. evalkit.json lists the steps.
@@ -31,31 +33,44 @@ def reference_margins(data: PreferenceData, cache: ReferenceCache, reference: st
 
 def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_dir: str | Path,
                    cache: ReferenceCache, *, seed: int = 0, data_info: dict | None = None, tokenizer=None,
-                   progress: bool = True) -> TrainResult:
+                   progress: bool = True, parts: list[tuple[str, PreferenceData]] | None = None) -> TrainResult:
+    """`parts`: (dataset name, data) a step, in order; without it, `data` in `chunks` equal parts."""
     from transformers import AutoModelForCausalLM
     spec = variant.stepwise
     out_dir = Path(out_dir)
-    pairs = list(data.pairs)
     load = lambda path: (lambda: AutoModelForCausalLM.from_pretrained(path))  # noqa: E731
-    if spec.order == "easy_to_hard":
-        margins = reference_margins(data, cache, base_model, load(base_model), 2 * variant.batch_size)
-        pairs = [p for _, p in sorted(zip(margins, pairs), key=lambda mp: -mp[0])]
-    size = math.ceil(len(pairs) / spec.chunks)
-    chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
-    per_step = variant.model_copy(update={"stepwise": None,
-                                          "max_steps": math.ceil(variant.max_steps / len(chunks)) if variant.max_steps else None})
+    if parts:
+        chunks = [list(d.pairs) for _, d in parts]
+        names = [name for name, _ in parts]
+        sources = [f"{d.source} (dataset {name}, step {t}/{len(parts)})" for t, (name, d) in enumerate(parts, 1)]
+        data = PreferenceData([p for c in chunks for p in c], sum(d.n_skipped for _, d in parts),
+                              source=" + ".join(d.source for _, d in parts))
+        total = len(data)
+        # max_steps is shared in proportion to the datasets' sizes
+        budget = [math.ceil(variant.max_steps * len(c) / total) if variant.max_steps else None for c in chunks]
+    else:
+        pairs = list(data.pairs)
+        if spec.order == "easy_to_hard":
+            margins = reference_margins(data, cache, base_model, load(base_model), 2 * variant.batch_size)
+            pairs = [p for _, p in sorted(zip(margins, pairs), key=lambda mp: -mp[0])]
+        size = math.ceil(len(pairs) / spec.chunks)
+        chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
+        names = [None] * len(chunks)
+        sources = [f"{data.source} chunk {t}/{len(chunks)}" for t in range(1, len(chunks) + 1)]
+        budget = [math.ceil(variant.max_steps / len(chunks)) if variant.max_steps else None] * len(chunks)
     previous = base_model
     steps: list[dict[str, Any]] = []
     result = None
     for t, chunk in enumerate(chunks, 1):
-        chunk_data = PreferenceData(chunk, source=f"{data.source} chunk {t}/{len(chunks)}")
+        per_step = variant.model_copy(update={"stepwise": None, "max_steps": budget[t - 1]})
+        chunk_data = PreferenceData(chunk, source=sources[t - 1])
         step_dir = out_dir.with_name(f"{out_dir.name}.step{t}")
         margin = reference_margins(chunk_data, cache, previous, load(previous), 2 * variant.batch_size)
         base_margin = margin if previous == base_model else \
             reference_margins(chunk_data, cache, base_model, load(base_model), 2 * variant.batch_size)
         result = train_variant(per_step, previous, chunk_data, step_dir, cache, seed=seed + t - 1,
                                data_info=data_info, tokenizer=tokenizer, progress=progress, reference_model=previous)
-        steps.append({"index": t, "n_pairs": len(chunk), "reference_model": previous,
+        steps.append({"index": t, "dataset": names[t - 1], "n_pairs": len(chunk), "reference_model": previous,
                       "reference_fingerprint": model_fingerprint(previous),
                       "reference_margin": sum(margin) / len(margin),
                       "base_margin": sum(base_margin) / len(base_margin),  # M_0 on the same chunk
@@ -68,7 +83,9 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
     shutil.copytree(previous, tmp)
     meta = read_json(tmp / "evalkit.json")
     meta.update({"base_model": base_model, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
-                 "stepwise": spec.model_dump(), "steps": steps, "reference_model": steps[0]["reference_model"],
+                 "stepwise": spec.model_dump(), "steps": steps,
+                 # the reference the final model was trained against (M_{T-1}); the base is base_model
+                 "reference_model": steps[-1]["reference_model"],
                  "data": {**meta.get("data", {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
                           "edit_distance": data.edit_distance_summary()},
                  "logps_summary": _overall_summary(steps),
