@@ -211,7 +211,7 @@ class ContaminationSection(Strict):
     control: Optional[str] = Field(None, description="clean control target (default: the reference itself)")
     data_dir: Optional[str] = Field(None, description="local data; 'sample' uses the project's sample data")
     n_examples: int = Field(100, ge=1)
-    n_neighbours: int = Field(100, ge=2)
+    n_neighbours: int = Field(100, ge=1)
     ratio_gen: float = Field(0.4, gt=0, lt=1)
     threshold: float = Field(0.1, gt=0, le=1)
     max_tokens: int = Field(150, ge=8)
