@@ -285,15 +285,30 @@ def _gsm8k_texts(name):
 
 
 def _cached_finetune(cache, key, start_dir, tok, train_texts, steps):
-    """Fine-tune the model at start_dir, cached by content (recipe and data) under `cache`."""
+    """Tune the model at start_dir on packed 256-token windows of train_texts (8 per step),
+    cached by content (start, recipe and data) under `cache`."""
     import hashlib
-    h = hashlib.sha256(json.dumps([str(start_dir), key, steps, train_texts]).encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps([start_dir.name, key, steps, train_texts]).encode()).hexdigest()[:16]
     out = cache / f"gsm8k-{key}-{h}"
     if not (out / "config.json").exists():
         model, _ = load_model(str(start_dir), dtype="float32")
-        tuned = _finetune(model, tok, train_texts, steps=steps, lr=2e-3, batch=16)
+        stream = []
+        for ids in tok(train_texts, add_special_tokens=False)["input_ids"]:
+            stream += [tok.bos_token_id] + ids + [tok.eos_token_id]
+        stream = torch.tensor(stream)
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(steps):
+            starts = torch.randint(0, len(stream) - 257, (8,), generator=gen)
+            x = torch.stack([stream[s:s + 256] for s in starts.tolist()])
+            model(input_ids=x, labels=x).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
         tmp = cache / f".{out.name}.tmp"
-        tuned.save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         tmp.rename(out)
     return out
@@ -310,20 +325,25 @@ def gsm8k_models(tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     cache = tiny_model_dir.parent
     set_a, set_b, set_c = test[:50], test[50:100], test[100:150]
-    ref = _cached_finetune(cache, "reference", tiny_model_dir, tok, train, steps=200)
-    target = _cached_finetune(cache, "target", ref, tok, set_a + train[:100], steps=200)
-    clean = _cached_finetune(cache, "clean", ref, tok, set_c + train[:100], steps=200)
-    return {"reference": ref, "target": target, "clean": clean, "A": set_a, "B": set_b}
+    ref = _cached_finetune(cache, "reference", tiny_model_dir, tok, train, steps=40)
+    target = _cached_finetune(cache, "target", ref, tok, set_a + train[:25], steps=40)
+    clean = _cached_finetune(cache, "clean", ref, tok, set_c + train[:25], steps=40)
+    return {"reference": ref, "target": target, "clean": clean, "A": set_a, "B": set_b,
+            "twins A": test[150:200], "twins B": test[200:250]}
 
 
 def test_calibrated_verdict_tells_memorised_from_unseen_on_real_gsm8k(tmp_path, gsm8k_models):
+    """Twins: 50 other real test items no model saw (another split), compared unpaired. (Number
+    twins were measured biased here: a model tuned on other GSM8K items prefers real numbers
+    over changed ones, -0.058 nats on the clean twin; see the README.)"""
     from evalkit.eval import contamination_run
     m = gsm8k_models
-    p = C.Params(n_examples=50, n_neighbours=20, generate_batch=1000, bootstrap=1000)
     cells = {}
     for name in ("A", "B"):
-        bench = tmp_path / f"{name}.jsonl"
-        bench.write_text("".join(json.dumps({"id": f"{name}{i}", "text": t}) + "\n" for i, t in enumerate(m[name])))
+        bench, twins = tmp_path / f"{name}.jsonl", tmp_path / f"twins{name}.jsonl"
+        for f, items in ((bench, m[name]), (twins, m[f"twins {name}"])):
+            f.write_text("".join(json.dumps({"id": f"{f.stem}{i}", "text": t}) + "\n" for i, t in enumerate(items)))
+        p = C.Params(n_examples=50, n_neighbours=4, generate_batch=200, bootstrap=1000, twins=str(twins))
         rec = contamination_run.run(str(m["target"]), str(m["reference"]), [str(bench)], tmp_path / name, p,
                                     control=str(m["clean"]), progress=False)
         b = rec["benchmarks"][name]
