@@ -109,6 +109,10 @@ class HFGenerator(Generator):
 
         tok = self.tok
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        # stop where the model's own generation_config says (it may list several ids)
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        eos = eos if eos is not None else tok.eos_token_id
+        eos_ids = set(eos) if isinstance(eos, (list, tuple)) else {eos}
         ids = [tok(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
         out: list[list[str]] = [[] for _ in prompts]
         gen = torch.Generator(device="cpu").manual_seed(self.opt.seed)
@@ -134,7 +138,7 @@ class HFGenerator(Generator):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             sample = temp > 1e-4
             cfg = GenerationConfig(do_sample=sample, max_new_tokens=budget, min_new_tokens=min_new or None,
-                                   num_return_sequences=n, pad_token_id=pad, eos_token_id=tok.eos_token_id,
+                                   num_return_sequences=n, pad_token_id=pad, eos_token_id=eos,
                                    **({"temperature": temp, "top_k": top_k, "top_p": top_p} if sample else {}))
             with torch.no_grad():
                 seqs = self.model.generate(input_ids=x.to(self.device), attention_mask=m.to(self.device),
@@ -143,8 +147,9 @@ class HFGenerator(Generator):
             # 3. each row to its own budget, EOS and stop strings
             for r, i in enumerate(chunk):
                 for row in new[r * n:(r + 1) * n, :params[i].max_new_tokens].tolist():
-                    if tok.eos_token_id in row and not include_prompt:
-                        row = row[:row.index(tok.eos_token_id)]
+                    cut = next((j for j, t in enumerate(row) if t in eos_ids), None)
+                    if cut is not None and not include_prompt:
+                        row = row[:cut]
                     text = tok.decode((ids[i] if include_prompt else []) + row, skip_special_tokens=True)
                     out[i].append(_cut_at_stop(text, params[i].stop) if params[i].stop else text)
             bar.update(len(chunk))

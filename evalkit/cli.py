@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio-gen", type=float, default=0.4)
     p.add_argument("--threshold", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="model dtype for the check (the original scores in float32)")
+    p.add_argument("--twins", default="numbers",
+                   help="calibrated verdict's unseen twins: 'numbers' (numbers changed consistently) or an unseen JSONL")
+    p.add_argument("--margin", type=float, default=0.05, help="nats: a smaller membership effect reads 'not seen'")
 
     p = sub.add_parser("mtbench", help="MT-Bench answers and LLM-judge scores")
     p.add_argument("model", help="hub id or local directory (answers are generated), or an answers JSONL to judge as is")
@@ -210,6 +215,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _contamination(args: argparse.Namespace) -> int:
+    import os
     import re
 
     from .eval import contamination, contamination_run
@@ -217,14 +223,19 @@ def _contamination(args: argparse.Namespace) -> int:
     for flag, value, ok, want in (("--n-neighbours", args.n_neighbours, args.n_neighbours >= 1, "at least 1"),
                                   ("--n-examples", args.n_examples, args.n_examples >= 1, "at least 1"),
                                   ("--ratio-gen", args.ratio_gen, 0 < args.ratio_gen < 1, "between 0 and 1, exclusive"),
-                                  ("--threshold", args.threshold, 0 < args.threshold <= 1, "in (0, 1]")):
+                                  ("--threshold", args.threshold, 0 < args.threshold <= 1, "in (0, 1]"),
+                                  ("--margin", args.margin, args.margin >= 0, "at least 0"),
+                                  ("--twins", args.twins, args.twins == "numbers" or
+                                   (args.twins.endswith((".jsonl", ".json")) and os.path.exists(args.twins)),
+                                   "'numbers' or an existing JSONL")):
         if not ok:
             raise UserError(f"contamination {flag} {value}: must be {want}")
     from .eval.benchmark_texts import load_examples
     for b in args.benchmark:            # every benchmark readable before any model loads
         load_examples(b, args.data_dir)
     p = contamination.Params(n_examples=args.n_examples, n_neighbours=args.n_neighbours, ratio_gen=args.ratio_gen,
-                             threshold=args.threshold, seed=args.seed)
+                             threshold=args.threshold, seed=args.seed, dtype=args.dtype, twins=args.twins,
+                             margin=args.margin)
     out = args.out or f"reports/contamination/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.target.strip('/'))}"
     rec = contamination_run.run(args.target, args.reference, args.benchmark, out, p, control=args.control,
                                 data_dir=args.data_dir)

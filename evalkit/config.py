@@ -253,13 +253,21 @@ class ContaminationSection(Strict):
     control: Optional[str] = Field(None, description="clean control target (default: the reference itself)")
     data_dir: Optional[str] = Field(None, description="local data; 'sample' uses the project's sample data")
     n_examples: int = Field(100, ge=1)
-    n_neighbours: int = Field(100, ge=2)
+    n_neighbours: int = Field(100, ge=1)
     ratio_gen: float = Field(0.4, gt=0, lt=1)
     threshold: float = Field(0.1, gt=0, le=1)
     max_tokens: int = Field(150, ge=8)
     seed: int = 0
     ngram: int = Field(13, ge=1, description="n for the training-set overlap check")
     backend: Literal["hf", "vllm"] = Field("hf", description="how the reference samples neighbours")
+    method: Literal["shi2023"] = Field("shi2023", description="the original's selection, padding side, batches")
+    dtype: str = Field("float32", description="model dtype for the check (the original scores in fp32; 'auto')")
+    generation: dict[str, float] = Field(default_factory=dict,
+                                         description="overrides of the reference's generation_config: "
+                                                     "temperature, top_k, top_p")
+    twins: str = Field("numbers", description="calibrated verdict's unseen twins: 'numbers' or an unseen JSONL")
+    margin: float = Field(0.05, ge=0, description="nats: a smaller membership effect reads 'not seen'")
+    alpha: float = Field(0.01, gt=0, lt=1, description="permutation p-value a 'seen' verdict needs")
 
 
 class EvalSection(Strict):

@@ -174,7 +174,9 @@ def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str,
 
     sec = exp.eval.contamination
     p = C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
-                 threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed)
+                 threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed, method=sec.method,
+                 dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
+                 alpha=sec.alpha)
     return contamination_run.run(path, sec.reference or base, sec.benchmarks, rd.model_dir(label), p,
                                  control=sec.control, data_dir=sample_data_dir(exp, rd, sec.data_dir),
                                  models=loaded if loaded is not None else {}, labels={"target": label},

@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import random
@@ -199,3 +200,173 @@ def test_bad_input(tmp_path, tiny):
     from evalkit.eval import contamination_run
     with pytest.raises(UserError, match="no such model directory"):
         contamination_run.run(str(tmp_path / "missing"), str(tmp_path / "missing"), ["gsm8k"], tmp_path)
+
+
+# ---------------------------------------------------------------- method shi2023: the original, exactly
+
+def _original_loss_of_text(model, tok, text):
+    """The original's calculatePerplexity: the text alone, loss of model(ids, labels=ids)."""
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        return model(ids, labels=ids).loss.item()
+
+
+def _original_neighbour_losses(model, tok, neighbours):
+    """The original's evaluate_model from its description: pad = EOS on the tokenizer's own
+    side, batches of 32 in order, truncation at 150 tokens, padding labels -100, per-row mean
+    of the shifted token cross-entropy."""
+    tok = copy.copy(tok)
+    tok.pad_token = tok.eos_token
+    out = []
+    for s in range(0, len(neighbours), 32):
+        b = tok(neighbours[s:s + 32], padding=True, return_tensors="pt", truncation=True, max_length=150)
+        labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, -100)
+        with torch.no_grad():
+            logits = model(b["input_ids"], attention_mask=b["attention_mask"]).logits
+        ce = CrossEntropyLoss(reduction="none")(logits[:, :-1].transpose(1, 2), labels[:, 1:])
+        out += (ce.sum(1) / (labels[:, 1:] != -100).sum(1)).tolist()
+    return out
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_shi2023_matches_the_original_on_saved_neighbours(tmp_path, tiny_model_dir, side):
+    """Run the check, then recompute every saved number with the original's arithmetic."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from evalkit.eval import contamination_run
+    model_dir = tmp_path / f"tiny-{side}"
+    shutil.copytree(tiny_model_dir, model_dir)
+    cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    cfg["padding_side"] = side  # as Llama/Mistral tokenizers declare it
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
+    bench = tmp_path / "items.jsonl"
+    items = texts(40, seed=5)
+    bench.write_text("".join(json.dumps({"id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(items)))
+    p = C.Params(n_examples=5, n_neighbours=40, generate_batch=80)
+    rec = contamination_run.run(str(model_dir), str(model_dir), [str(bench)], tmp_path / "out", p, progress=False)
+    assert rec["padding_side"]["target"] == side
+    rows = [json.loads(line) for line in (tmp_path / "out" / "contamination_items.jsonl").read_text().splitlines()]
+    # selection: the original shuffles a JSONL twice, each time after random.seed(0)
+    data = list(range(40))
+    for _ in range(2):
+        random.seed(0)
+        random.shuffle(data)
+    assert [r["id"] for r in rows] == [f"q{i}" for i in data[:5]]
+    model, _ = load_model(str(model_dir), dtype="float32")
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    assert tok.padding_side == side
+    worst = 0.0
+    for r in rows:
+        assert len(r["neighbours"]) == 40 and len(r["neighbour_nll"]) == 40
+        x = _original_loss_of_text(model, tok, r["text"])
+        zs = _original_neighbour_losses(model, tok, r["neighbours"])
+        worst = max(worst, abs(x - r["target_nll"]), *(abs(a - b) for a, b in zip(zs, r["neighbour_nll"])))
+        assert r["score"] == sum(z < x for z in zs) / len(zs)
+    assert worst < 1e-5
+    if side == "left":  # the layout matters: right-padded, length-sorted scoring does not reproduce it
+        right = [C.score_texts(model, tok, r["neighbours"], 150).mean_nll for r in rows]
+        assert max(abs(a - b) for r, rr in zip(rows, right) for a, b in zip(r["neighbour_nll"], rr)) > 1e-3
+    assert rec["benchmarks"]["items"]["result"] == sum(r["score"] < 0.1 for r in rows) / len(rows)
+
+
+# ---------------------------------------------------------------- the calibrated verdict on real GSM8K
+
+def _gsm8k_texts(name):
+    from pathlib import Path
+    f = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / name
+    if not f.exists():
+        f = Path("/work/shared/data/gsm8k") / name
+    if not f.exists():
+        pytest.skip(f"real GSM8K sample not found ({name})")
+    rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return [r["question"] + " " + r["answer"].split("####")[0].strip() for r in rows], f
+
+
+def _cached_finetune(cache, key, start_dir, tok, train_texts, steps):
+    """Tune the model at start_dir on packed 256-token windows of train_texts (8 per step),
+    cached by content (start, recipe and data) under `cache`."""
+    import hashlib
+    h = hashlib.sha256(json.dumps([start_dir.name, key, steps, train_texts]).encode()).hexdigest()[:16]
+    out = cache / f"gsm8k-{key}-{h}"
+    if not (out / "config.json").exists():
+        model, _ = load_model(str(start_dir), dtype="float32")
+        stream = []
+        for ids in tok(train_texts, add_special_tokens=False)["input_ids"]:
+            stream += [tok.bos_token_id] + ids + [tok.eos_token_id]
+        stream = torch.tensor(stream)
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(steps):
+            starts = torch.randint(0, len(stream) - 257, (8,), generator=gen)
+            x = torch.stack([stream[s:s + 256] for s in starts.tolist()])
+            model(input_ids=x, labels=x).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
+        tmp = cache / f".{out.name}.tmp"
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.rename(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gsm8k_models(tiny_model_dir):
+    """Reference: the tiny base tuned on the real GSM8K train sample. Target: the reference
+    tuned further on 50 test items (A) mixed with train items. Clean twin: the same recipe on
+    50 other test items (C). B: 50 test items neither saw."""
+    from transformers import AutoTokenizer
+    test, _ = _gsm8k_texts("test_sample.jsonl")
+    train, _ = _gsm8k_texts("train_sample.jsonl")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cache = tiny_model_dir.parent
+    set_a, set_b, set_c = test[:50], test[50:100], test[100:150]
+    ref = _cached_finetune(cache, "reference", tiny_model_dir, tok, train, steps=40)
+    target = _cached_finetune(cache, "target", ref, tok, set_a + train[:25], steps=40)
+    clean = _cached_finetune(cache, "clean", ref, tok, set_c + train[:25], steps=40)
+    return {"reference": ref, "target": target, "clean": clean, "A": set_a, "B": set_b,
+            "twins A": test[150:200], "twins B": test[200:250]}
+
+
+def test_calibrated_verdict_tells_memorised_from_unseen_on_real_gsm8k(tmp_path, gsm8k_models):
+    """Twins: 50 other real test items no model saw (another split), compared unpaired. (Number
+    twins were measured biased here: a model tuned on other GSM8K items prefers real numbers
+    over changed ones, -0.058 nats on the clean twin; see the README.)"""
+    from evalkit.eval import contamination_run
+    m = gsm8k_models
+    cells = {}
+    for name in ("A", "B"):
+        bench, twins = tmp_path / f"{name}.jsonl", tmp_path / f"twins{name}.jsonl"
+        for f, items in ((bench, m[name]), (twins, m[f"twins {name}"])):
+            f.write_text("".join(json.dumps({"id": f"{f.stem}{i}", "text": t}) + "\n" for i, t in enumerate(items)))
+        p = C.Params(n_examples=50, n_neighbours=4, generate_batch=200, bootstrap=1000, twins=str(twins))
+        rec = contamination_run.run(str(m["target"]), str(m["reference"]), [str(bench)], tmp_path / name, p,
+                                    control=str(m["clean"]), progress=False)
+        b = rec["benchmarks"][name]
+        cells[f"target on {name}"] = (b["result"], b["calibrated"])
+        if name == "A":
+            cells["clean twin on A"] = (b["control"], b["control_calibrated"])
+    print("\nacceptance (real GSM8K):")
+    for cell, (shi, cal) in cells.items():
+        print(f"  {cell:<16} Shi {shi:.2f}  verdict {cal['verdict']:<9} effect {cal['effect']:+.3f} "
+              f"CI [{cal['ci'][0]:+.3f}, {cal['ci'][1]:+.3f}] p={cal['p']:.4f}")
+    assert cells["target on A"][1]["verdict"] == "seen"
+    assert cells["target on B"][1]["verdict"] == "not seen"
+    assert cells["clean twin on A"][1]["verdict"] == "not seen"
+
+
+def test_number_twins_keep_the_form():
+    from evalkit.eval.calibrated import number_twin
+    t = "Tom has 12 apples and buys 12 more, then 3 pears: 12 + 12 = 24."
+    tw = number_twin(t, 0)
+    assert tw != t and tw == number_twin(t, 0)
+    import re
+    nums = re.findall(r"\d+", tw)
+    assert [len(x) for x in nums] == [2, 2, 1, 2, 2, 2]
+    assert nums[0] == nums[1] == nums[3] == nums[4] and nums[0] != "12"
+    assert re.sub(r"\d", "#", tw) == re.sub(r"\d", "#", t)
+    assert number_twin("no numbers here", 0) is None

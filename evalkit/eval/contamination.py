@@ -44,6 +44,12 @@ class Params:
     score_batch_tokens: int = 16384
     generate_batch: int = 800      # sequences per generate call (examples x neighbours)
     bootstrap: int = 1000
+    method: str = "shi2023"        # shi2023: the original's selection, padding side and batches
+    dtype: str = "float32"         # models load in fp32 as in the original ("auto": the checkpoint's dtype)
+    generation: dict[str, float] = field(default_factory=dict)  # overrides of the reference's generation_config
+    twins: str = "numbers"         # the calibrated verdict's unseen twins: "numbers" or an unseen JSONL
+    margin: float = 0.05           # nats: a smaller membership effect reads "not seen"
+    alpha: float = 0.01            # the permutation p-value a "seen" needs
 
 
 @dataclass
@@ -69,34 +75,48 @@ def _encode_all(tok, texts: list[str], max_tokens: int | None) -> list[list[int]
 
 @torch.no_grad()
 def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, details: bool = False,
-                batch_tokens: int = 16384, progress: bool = False, desc: str = "score") -> TextScores:
+                batch_tokens: int = 16384, progress: bool = False, desc: str = "score",
+                padding_side: str = "right", batch_size: int | None = None) -> TextScores:
     """Mean token NLL of each text, as `loss` of model(ids, labels=ids): the first token is
     context only. Texts are tokenized once, sorted by length, right-padded (padding
     masked), in batches of about `batch_tokens` tokens. With details, also each text's
-    token log-probs and Min-K%++ z-scores."""
+    token log-probs and Min-K%++ z-scores.
+
+    padding_side "left" with batch_size: batches of batch_size texts in the given order,
+    padded on the left, as the original's DataLoader(batch_size=32) with a left-padding
+    tokenizer does. Left padding shifts positions (no position ids are passed, as in the
+    original), so losses then depend on the batch: only this layout reproduces them."""
     ids = _encode_all(tok, texts, max_tokens)
     # logits are (tokens x vocab) floats: keep a batch near 2**27 of them (512 MB)
     batch_tokens = max(256, min(batch_tokens, 2**27 // max(1, len(tok))))
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    left = padding_side == "left"
+    if left and tok.eos_token_id is not None:
+        # the original pads with EOS; on the left the first real token is scored from a pad's logits
+        pad = tok.eos_token_id
     nll = [math.nan] * len(ids)
     logps: list[list[float]] = [[] for _ in ids]
     zs: list[list[float]] = [[] for _ in ids]
-    batches, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
-            end += 1
-        batches.append(order[start:end])
-        start = end
+    if left and batch_size:
+        batches = [list(range(s, min(s + batch_size, len(ids)))) for s in range(0, len(ids), batch_size)]
+    else:
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        batches, start = [], 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
+                end += 1
+            batches.append(order[start:end])
+            start = end
     for batch in progress_bar(batches, desc=desc, enabled=progress):
         width = max(len(ids[i]) for i in batch)
         x = torch.full((len(batch), width), pad, dtype=torch.long)
         m = torch.zeros((len(batch), width), dtype=torch.long)
+        offs = [width - len(ids[i]) if left else 0 for i in batch]
         for r, i in enumerate(batch):
-            x[r, :len(ids[i])] = torch.tensor(ids[i])
-            m[r, :len(ids[i])] = 1
+            x[r, offs[r]:offs[r] + len(ids[i])] = torch.tensor(ids[i])
+            m[r, offs[r]:offs[r] + len(ids[i])] = 1
         x, m = x.to(device), m.to(device)
         logits = model(input_ids=x, attention_mask=m).logits[:, :-1].float()
         targets = x[:, 1:]
@@ -115,8 +135,9 @@ def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, det
             k = int(n[r])
             nll[i] = float(mean_nll[r]) if k > 0 else math.nan
             if details:
-                logps[i] = tok_lp[r, :k].tolist()
-                zs[i] = z[r, :k].tolist()
+                sel = valid[r]
+                logps[i] = tok_lp[r][sel].tolist()
+                zs[i] = z[r][sel].tolist()
     return TextScores(nll, logps if details else None, zs if details else None)
 
 
@@ -146,6 +167,7 @@ def generate_neighbours(model, tok, examples: list[Example], p: Params, progress
     examples with similar budgets share a batch. `model` is a loaded model (hf) or, for
     backend vllm, the reference's path."""
     from ..backends import GenOptions, HFGenerator, Sampling, generator
+    sampling = sampling_of(model if backend == "hf" else None, p.generation)
     prefixes, params = [], []
     for ex in examples:
         prefix, budget = prefix_of(ex.text, p.ratio_gen)
@@ -153,13 +175,29 @@ def generate_neighbours(model, tok, examples: list[Example], p: Params, progress
             raise UserError(f"example {ex.id}: text too short for a prefix ({len(ex.text.split())} words; "
                             f"need at least {math.ceil(1 / (1 - p.ratio_gen))})")
         prefixes.append(prefix)
-        # the original's sampling: transformers' defaults (top_k 50), at least one new token
-        params.append(Sampling(max_new_tokens=budget, n=p.n_neighbours, temperature=1.0, top_k=50, top_p=1.0,
-                               min_new_tokens=1))
+        # the original's sampling: do_sample with the reference's generation_config, >= 1 new token
+        params.append(Sampling(max_new_tokens=budget, n=p.n_neighbours, min_new_tokens=1, **sampling))
     opt = GenOptions(backend=backend, seed=p.seed, batch_rows=p.generate_batch)
     gen = HFGenerator(model, tok, opt) if backend == "hf" else generator(model, opt)
     return gen.complete(prefixes, params, add_special_tokens=True, include_prompt=True, desc="neighbours",
                         progress=progress)
+
+
+def sampling_of(model, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """temperature, top_k, top_p as the original samples: `do_sample=True` on top of the
+    reference's own generation_config (transformers' defaults where it sets none: 1.0, 50,
+    1.0), then `overrides`."""
+    gc = getattr(model, "generation_config", None)
+    out = {"temperature": 1.0, "top_k": 50, "top_p": 1.0}
+    for key in out:
+        v = getattr(gc, key, None)
+        if v is not None:
+            out[key] = type(out[key])(v)
+    for key, v in (overrides or {}).items():
+        if key not in out:
+            raise UserError(f"contamination generation: unknown setting {key!r} (use temperature, top_k, top_p)")
+        out[key] = type(out[key])(v)
+    return out
 
 
 # ---------------------------------------------------------------- the test
@@ -192,16 +230,31 @@ def bootstrap_ci(scores: list[float], threshold: float, n: int, seed: int) -> li
 
 def score_target(model, tok, examples: list[Example], neighbours: list[list[str]], p: Params,
                  progress: bool = False, details: bool = True) -> tuple[Run, TextScores]:
-    """Example and neighbour losses under one target model (neighbours shared across targets)."""
+    """Example and neighbour losses under one target model (neighbours shared across targets).
+    shi2023 pads on the tokenizer's side; on the left, examples are scored alone and each
+    example's neighbours in batches of 32 in order, as the original does."""
+    side, sizes = layout(tok, p)
     ex_scores = score_texts(model, tok, [e.text for e in examples], None, details=details,
-                            batch_tokens=p.score_batch_tokens)
-    flat = [z for zs in neighbours for z in zs]
-    nb = score_texts(model, tok, flat, p.max_tokens, batch_tokens=p.score_batch_tokens, progress=progress,
-                     desc="score neighbours").mean_nll
-    per = [nb[i * p.n_neighbours:(i + 1) * p.n_neighbours] for i in range(len(examples))]
+                            batch_tokens=p.score_batch_tokens, padding_side=side, batch_size=sizes[0])
+    if side == "left":
+        per = [score_texts(model, tok, zs, p.max_tokens, padding_side=side, batch_size=sizes[1]).mean_nll
+               for zs in progress_bar(neighbours, desc="score neighbours", enabled=progress)]
+    else:
+        flat = [z for zs in neighbours for z in zs]
+        nb = score_texts(model, tok, flat, p.max_tokens, batch_tokens=p.score_batch_tokens, progress=progress,
+                         desc="score neighbours").mean_nll
+        per = [nb[i * p.n_neighbours:(i + 1) * p.n_neighbours] for i in range(len(examples))]
     run = Run(ex_scores.mean_nll, per)
     run.scores = neighbour_scores(run.example_nll, per)
     return run, ex_scores
+
+
+def layout(tok, p: Params) -> tuple[str, tuple[int | None, int | None]]:
+    """(padding side, (example batch size, neighbour batch size)) for scoring. Right padding
+    gives the same losses in any batch, so texts are length-sorted; left padding does not."""
+    if p.method == "shi2023" and getattr(tok, "padding_side", "right") == "left":
+        return "left", (1, 32)
+    return "right", (None, None)
 
 
 def signals(text: str, nll: float, ref_nll: float, lower_nll: float, token_logps: list[float],

@@ -181,7 +181,9 @@ def contamination_section(exp: Experiment) -> dict | None:
             rows.append({"model": exp.label(model), "benchmark": bench, "result": b["result"], "ci": b["ci"],
                          "control": b["control"], "control_ci": b["control_ci"], "n": b["n_examples"],
                          "reference": rec.get("reference"), "control_kind": rec.get("control_kind"),
-                         "signals": b.get("signals", {})})
+                         "signals": b.get("signals", {}), "verdict": b.get("verdict"),
+                         "evidence": (b.get("calibrated") or {}).get("reason", ""),
+                         "control_verdict": b.get("control_verdict")})
     hist = {exp.label(m): [r["score"] for rows_ in per.values() for r in rows_]
             for m, per in exp.contamination_rows.items()}
     ngram_rows = []
