@@ -189,6 +189,13 @@ class Variant(Strict):
         return [self.data]
 
 
+class ChatSettings(Strict):
+    """How one model is prompted on the leaderboard (v2 scored chat models this way)."""
+    apply_chat_template: Optional[bool] = None
+    fewshot_as_multiturn: Optional[bool] = None
+    system_instruction: Optional[str] = None
+
+
 class LeaderboardSection(Strict):
     """Open LLM Leaderboard-style scoring through lm-eval (evalkit.eval.leaderboard)."""
     enabled: bool = True
@@ -201,6 +208,9 @@ class LeaderboardSection(Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     apply_chat_template: Optional[bool] = Field(None, description="default: the suite's setting, else off")
     fewshot_as_multiturn: Optional[bool] = Field(None, description="default: the suite's setting (chat runs)")
+    system_instruction: Optional[str] = Field(None, description="system prompt of chat-template runs")
+    per_model: dict[str, ChatSettings] = Field(
+        {}, description="chat settings of one model (base or a variant's name), over the ones above")
     seed: int = 1234
     base_url: Optional[str] = None
     api_model: Optional[str] = None
@@ -328,6 +338,12 @@ class Experiment(Strict):
                     if d not in self.datasets:
                         known = ", ".join(sorted(self.datasets))
                         raise ValueError(f"variants[{i}].stepwise.datasets: unknown dataset {d!r} (datasets: {known})")
+        lb = self.eval.leaderboard
+        labels = {"base"} | {v.name for v in self.variants}
+        for name in (lb.per_model if lb is not None else {}):
+            if name not in labels:
+                raise ValueError(f"eval.leaderboard.per_model.{name}: no model named {name!r} "
+                                 f"(base, {', '.join(sorted(labels - {'base'})) or 'no variants'})")
         return self
 
     def variant(self, name: str) -> Variant:

@@ -103,7 +103,10 @@ class Runner:
         if lb is not None and lb.enabled:
             for m in labels:
                 d = rd.model_dir(m)
-                plan.append(Stage(f"leaderboard:{m}", dump(lb), dep(m),
+                # one model's chat settings are part of its own stage only
+                lb_slice = {**{k: v for k, v in dump(lb).items() if k != "per_model"},
+                            "chat": stages.chat_settings(lb, m)}
+                plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
                                   model=m, scratch=[d / "lm_eval_cache", d / "lm_eval_tasks"]))

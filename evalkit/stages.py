@@ -150,15 +150,26 @@ def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | Non
     return str(data_dir)
 
 
+def chat_settings(sec, label: str) -> dict:
+    """The section's chat settings with this model's own (`per_model`) over them."""
+    own = sec.per_model.get(label)
+    out = {k: getattr(sec, k) for k in ("apply_chat_template", "fewshot_as_multiturn", "system_instruction")}
+    if own is not None:
+        out.update({k: v for k, v in own.model_dump().items() if v is not None})
+    return out
+
+
 def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
     from .eval import leaderboard as L
     from .eval.suites import load_suite
 
     sec = exp.eval.leaderboard
+    chat = chat_settings(sec, label)
     opt = L.LeaderboardOptions(
         backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, limit=sec.limit,
-        data_dir=sample_data_dir(exp, rd, sec.data_dir), apply_chat_template=sec.apply_chat_template,
-        fewshot_as_multiturn=sec.fewshot_as_multiturn, seed=sec.seed, base_url=sec.base_url,
+        data_dir=sample_data_dir(exp, rd, sec.data_dir), apply_chat_template=chat["apply_chat_template"],
+        fewshot_as_multiturn=chat["fewshot_as_multiturn"], system_instruction=chat["system_instruction"],
+        seed=sec.seed, base_url=sec.base_url,
         api_model=sec.api_model, num_concurrent=sec.num_concurrent,
         tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
     t0 = time.time()

@@ -134,3 +134,27 @@ def test_option_the_loss_does_not_take_is_one_line(tmp_path, capsys, loss, extra
     code, out, _ = run_cli(capsys, "validate", str(write(tmp_path, GOOD)))
     code2, _, err2 = run_cli(capsys, "validate", str(write(tmp_path, out, "resolved.yaml")))
     assert code2 == 0, err2
+
+
+def test_leaderboard_chat_settings_per_model(tmp_path):
+    """v2-style chat runs per model: the section's settings, one model's own over them, and
+    only that model's leaderboard stage changes with them."""
+    from evalkit.runner import Runner
+    from evalkit.rundir import RunDir
+    from evalkit.stages import chat_settings
+    text = GOOD + ("eval:\n  leaderboard:\n    suite: open_llm_v2\n    system_instruction: Be brief.\n"
+                   "    per_model:\n      dpop: {apply_chat_template: true, fewshot_as_multiturn: true}\n")
+    exp = load_experiment(write(tmp_path, text))
+    lb = exp.eval.leaderboard
+    assert chat_settings(lb, "dpop") == {"apply_chat_template": True, "fewshot_as_multiturn": True,
+                                         "system_instruction": "Be brief."}
+    assert chat_settings(lb, "dpo") == {"apply_chat_template": None, "fewshot_as_multiturn": None,
+                                        "system_instruction": "Be brief."}
+    rd = RunDir("exp1", root=tmp_path)
+    a = Runner(exp, rd).hashes
+    exp2 = load_experiment(write(tmp_path, text.replace("fewshot_as_multiturn: true", "fewshot_as_multiturn: false")))
+    b = Runner(exp2, rd).hashes
+    assert a["leaderboard:dpop"] != b["leaderboard:dpop"]
+    assert a["leaderboard:dpo"] == b["leaderboard:dpo"] and a["leaderboard:base"] == b["leaderboard:base"]
+    with pytest.raises(UserError, match="per_model.nobody: no model named 'nobody'"):
+        load_experiment(write(tmp_path, text.replace("      dpop:", "      nobody:")))
