@@ -14,6 +14,7 @@ Values are fractions (0-1), as lm-eval reports them; the report shows x100.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -263,14 +264,15 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     t0 = time.time()
     log.info("leaderboard %s on %s (%d lm-eval tasks, backend %s%s)", suite.name, model_label or model, len(names),
              opt.backend, f", limit {opt.limit}" if opt.limit else "")
-    res = simple_evaluate(
-        model=lm_name, model_args=model_args, tasks=names, task_manager=tm,
-        batch_size=batch_size_for(suite, opt), limit=opt.limit,
-        use_cache=str(cache_dir / "requests"),  # lm-eval's request cache: a rerun recomputes nothing
-        log_samples=True, apply_chat_template=chat.apply_chat_template,
-        fewshot_as_multiturn=chat.fewshot_as_multiturn, system_instruction=chat.system_instruction,
-        random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
-        fewshot_random_seed=opt.seed, bootstrap_iters=1000)
+    with _quiet_context_bars():
+        res = simple_evaluate(
+            model=lm_name, model_args=model_args, tasks=names, task_manager=tm,
+            batch_size=batch_size_for(suite, opt), limit=opt.limit,
+            use_cache=str(cache_dir / "requests"),  # lm-eval's request cache: a rerun recomputes nothing
+            log_samples=True, apply_chat_template=chat.apply_chat_template,
+            fewshot_as_multiturn=chat.fewshot_as_multiturn, system_instruction=chat.system_instruction,
+            random_seed=opt.seed, numpy_random_seed=opt.seed, torch_random_seed=opt.seed,
+            fewshot_random_seed=opt.seed, bootstrap_iters=1000)
     seconds = time.time() - t0
     summary = summarise(suite, res)
     version = lm_eval.__version__ if hasattr(lm_eval, "__version__") else _version("lm_eval")
@@ -308,6 +310,22 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
                           "".join(json.dumps(_sample_row(s), default=str) + "\n" for s in samples))
     atomic_write_json(out_dir / "leaderboard.json", record)
     return record
+
+
+@contextlib.contextmanager
+def _quiet_context_bars():
+    """lm-eval draws an unlabelled bar per task while it builds contexts (62 a model on
+    open_llm_v1): the console keeps one bar per stage, so those stay off."""
+    import functools
+
+    import lm_eval.api.task as task_module
+    from tqdm import tqdm
+    real = task_module.tqdm
+    task_module.tqdm = functools.partial(tqdm, disable=True)
+    try:
+        yield
+    finally:
+        task_module.tqdm = real
 
 
 def format_record(rec: dict) -> str:
