@@ -47,10 +47,10 @@ SPECS = {"tiny": {}, "small": {"vocab_size": 4096, "hidden_size": 256, "intermed
                                "learning_rate": 1e-3}}
 
 
-def tiny(seed: int) -> str:
+def tiny(seed: int, cache: Path) -> str:
+    """The kit model of this seed, built once under --out (never inside the checkout)."""
     spec = {"seed": seed, **SPECS[os.environ.get("BENCH_MODEL", "small")]}
-    return str(build_tiny_model(REPO / "checkpoints" / ".bench-cache" / f"tiny-{spec_hash(spec)}", spec,
-                                progress=False))
+    return str(build_tiny_model(cache / f"tiny-{spec_hash(spec)}", spec, progress=False))
 
 
 @torch.no_grad()
@@ -132,8 +132,8 @@ def main(argv=None):
         ap.error("--reps, --threads, --n-examples and --n-neighbours must be at least 1")
     N_NEIGHBOURS = args.n_neighbours
     torch.set_num_threads(args.threads)
-    target, t_tok = load_model(tiny(1), dtype="float32")
-    reference, r_tok = load_model(tiny(0), dtype="float32")
+    target, t_tok = load_model(tiny(1, out / "models"), dtype="float32")
+    reference, r_tok = load_model(tiny(0, out / "models"), dtype="float32")
     with tempfile.TemporaryDirectory() as d:
         write_open_llm_v1(d, n_eval=args.n_examples)
         _, examples = load_examples("arc_challenge", d)

@@ -3,10 +3,13 @@
 Prints the wall time against the ideal (160 x 0.2 / 16 = 2.0 s) and the calls an immediate
 rerun makes (0: every finished key is skipped).
 
-    python bench/judge_concurrency.py
+    python bench/judge_concurrency.py --out /tmp/bench-judge
+
+Writes the figures to --out/bench.json.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -17,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+
+from bench._common import out_dir, write_figures  # noqa: E402
 import subprocess  # noqa: E402
 
 from evalkit.eval.serve import free_port  # noqa: E402
@@ -26,7 +31,10 @@ from evalkit.eval import mtbench  # noqa: E402
 N_QUESTIONS, LATENCY, CONCURRENCY = 80, 0.2, 16   # 80 questions x 2 turns = 160 calls
 
 
-def main():
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="directory for bench.json (outside the checkout)")
+    out = out_dir(ap, ap.parse_args(argv).out)
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "q.jsonl").write_text("".join(json.dumps({"question_id": i, "category": "writing",
@@ -67,6 +75,8 @@ def main():
     print(f"wall {wall:.2f} s vs ideal {ideal:.2f} s: {wall / ideal:.2f}x (target <= 1.5x)")
     print(f"immediate rerun: {rerun_calls} calls, {rerun_wall:.2f} s (target 0 calls); "
           f"summary calls_this_run={s2['calls_this_run']}")
+    write_figures(out, {"calls": calls, "judged": s["n_judged"], "wall": wall, "ideal": ideal,
+                        "ratio_to_ideal": wall / ideal, "rerun_calls": rerun_calls, "rerun_wall": rerun_wall})
 
 
 if __name__ == "__main__":

@@ -255,7 +255,7 @@ def main() -> None:
         return
     args.out = (args.out or Path(tempfile.mkdtemp(prefix="evalkit-bench-train-"))).resolve()
     if args.out == REPO or REPO in args.out.parents:
-        raise SystemExit(f"--out {args.out} is inside the checkout; pick a folder outside it")
+        p.error(f"--out {args.out}: inside the checkout; use a directory outside it")
     args.out.mkdir(parents=True, exist_ok=True)
     import torch
     names = [n for n in args.models.split(",") if n]

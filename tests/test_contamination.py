@@ -370,3 +370,31 @@ def test_number_twins_keep_the_form():
     assert nums[0] == nums[1] == nums[3] == nums[4] and nums[0] != "12"
     assert re.sub(r"\d", "#", tw) == re.sub(r"\d", "#", t)
     assert number_twin("no numbers here", 0) is None
+
+
+def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
+    """n samples of a prompt continue ONE prefill of it (its KV cache repeated per sample).
+    With top_k=1 every sample is the greedy continuation, so each must equal what a plain
+    one-prompt generate() writes; prompts of different lengths share a left-padded batch."""
+    import torch
+    from evalkit.backends import GenOptions, HFGenerator, Sampling
+    from evalkit.models import load_model
+    torch.set_num_threads(1)
+    model, tok = load_model(str(tiny_model_dir), dtype="float32")
+    prompts = ["Natalia sold clips to 48 of her friends in April", "A cat", "Weng earns $12 an hour for babysitting."]
+    gen = HFGenerator(model, tok, GenOptions(seed=0))
+    calls = []
+    real = gen._shared_prefix
+    gen._shared_prefix = lambda *a: calls.append(1) or real(*a)
+    got = gen.complete(prompts, [Sampling(max_new_tokens=10, n=3, top_k=1)] * 3, include_prompt=True, progress=False)
+    assert calls, "the shared-prefix path ran"
+    for prompt, samples in zip(prompts, got):
+        ids = tok(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False,
+                                 pad_token_id=tok.eos_token_id)
+        row = ref[0, ids.shape[1]:].tolist()
+        eos = tok.eos_token_id
+        row = row[:row.index(eos)] if eos in row else row
+        want = tok.decode(ids[0].tolist() + row, skip_special_tokens=True)
+        assert samples == [want] * 3, (prompt, samples, want)

@@ -61,7 +61,10 @@ def contamination_bars(rows: list[dict]) -> str | None:
             val, ci = (r["control"], r["control_ci"]) if model == "control" else (r["result"], r["ci"])
             x = b_i + (m_i - len(models) / 2) * width
             ax.bar(x, val, width, color="#bbbbbb" if model == "control" else PALETTE[m_i % len(PALETTE)],
-                   label=(model if b_i == 0 else None), yerr=[[val - ci[0]], [ci[1] - val]], capsize=2)
+                   label=((model if model != "control" else "control (reference as target)") if b_i == 0 else None),
+                   yerr=[[val - ci[0]], [ci[1] - val]], capsize=2)
+            # every bar carries its value, so a 0.00 (no bar to see) still reads as a result
+            ax.text(x, max(val, ci[1]) + 0.02, f"{val:.2f}", ha="center", va="bottom", fontsize=6)
     ax.axhline(0.85, ls="--", lw=0.8, color="#c44e52", label="0.85: likely contaminated above")
     ax.set_xticks(range(len(benches)), benches)
     ax.set_ylim(0, 1.05)

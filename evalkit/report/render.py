@@ -192,7 +192,14 @@ def contamination_section(exp: Experiment) -> dict | None:
             for bench, r in d["benchmarks"].items():
                 ngram_rows.append({"dataset": ds, "benchmark": bench, "n": r["n"], "dirty": r["n_dirty"],
                                    "n_items": r["n_items"], "share": r["share"], "ids": r["dirty_ids"][:20]})
-    return {"rows": rows, "chart": plots.contamination_bars(rows),
+    # the reference is named once (per distinct reference), not on every row
+    by_ref: dict[str, list[str]] = {}
+    for r in rows:
+        models = by_ref.setdefault(str(r["reference"]), [])
+        if r["model"] not in models:
+            models.append(r["model"])
+    references = {ref: (models if len(by_ref) > 1 else []) for ref, models in by_ref.items()}
+    return {"rows": rows, "references": references, "chart": plots.contamination_bars(rows),
             "hist": plots.score_histograms(hist, "per-example score s(x)") if any(hist.values()) else None,
             "ngram": ngram_rows}
 
