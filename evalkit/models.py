@@ -197,7 +197,8 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
                      progress: bool = True) -> Path:
     """Build (or reuse) the tiny model at out_dir. Deterministic in spec['seed'].
 
-    Reuse: when out_dir/tiny_spec.json records the same spec, nothing is rebuilt. The build
+    Reuse: when out_dir/tiny_spec.json records the same spec and the same builder code
+    (this module and the corpus generator, by content), nothing is rebuilt. The build
     happens in a temp folder that is renamed into place, so an interrupted build leaves
     nothing behind.
     """
@@ -211,7 +212,8 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
     marker = out_dir / "tiny_spec.json"
     if marker.exists():
         try:
-            if json.loads(marker.read_text()).get("spec") == spec:
+            recorded = json.loads(marker.read_text())
+            if recorded.get("spec") == spec and recorded.get("builder") == tiny_builder_hash():
                 return out_dir
         except (OSError, json.JSONDecodeError):
             pass
@@ -242,7 +244,8 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
         tok.save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
         atomic_write_json(tmp / "tiny_spec.json", {
-            "spec": spec, "n_parameters": n_params, "build_seconds": round(time.time() - t0, 2)})
+            "spec": spec, "builder": tiny_builder_hash(), "n_parameters": n_params,
+            "build_seconds": round(time.time() - t0, 2)})
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -250,6 +253,15 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def tiny_builder_hash() -> str:
+    """The tiny model's builder code by content: an edit to it rebuilds cached tiny models."""
+    from . import synth
+    h = hashlib.sha256()
+    for mod in (__file__, synth.__file__):
+        h.update(Path(mod).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: bool) -> None:

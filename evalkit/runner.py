@@ -82,7 +82,10 @@ class Runner:
         exp, rd = self.exp, self.rd
         dump = lambda m: m.model_dump(mode="json", by_alias=True) if m is not None else None  # noqa: E731
         tiny = isinstance(exp.base_model, TinyBase)
-        base_slice = dump(exp.base_model) if tiny else {"model": exp.base_model, "files": _model_content(exp.base_model)}
+        # a tiny base is its spec and its builder's code (an edit to the builder rebuilds it)
+        from .models import tiny_builder_hash
+        base_slice = {"tiny": dump(exp.base_model), "builder": tiny_builder_hash()} if tiny else \
+            {"model": exp.base_model, "files": _model_content(exp.base_model)}
         plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
                       "build the tiny model" if tiny else "use the hub/local model")]
         for ds, src in exp.datasets.items():

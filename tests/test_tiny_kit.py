@@ -71,3 +71,20 @@ def test_scores_with_lm_eval_hflm(tiny_model_dir, tmp_path):
     assert r["sample_len"] == 5 if "sample_len" in r else True
     assert 0.0 <= r["acc,none"] <= 1.0
     assert res["n-samples"]["tiny_mc"]["effective"] == 5
+
+
+def test_cached_tiny_model_follows_its_builder_code(tmp_path):
+    """A cached tiny model is reused only for the same spec AND the same builder code: a
+    marker written by other builder code (an edit to models.py or synth.py) rebuilds it."""
+    from evalkit.models import build_tiny_model, tiny_builder_hash
+    spec = {"seed": 7, "n_documents": 40, "pretrain_steps": 2}
+    out = build_tiny_model(tmp_path / "m", spec, progress=False)
+    marker = json.loads((out / "tiny_spec.json").read_text())
+    assert marker["builder"] == tiny_builder_hash()
+    weights = next(out.glob("*.safetensors")).stat().st_mtime_ns
+    assert build_tiny_model(tmp_path / "m", spec, progress=False) == out
+    assert next(out.glob("*.safetensors")).stat().st_mtime_ns == weights, "same spec and code: reused"
+    (out / "tiny_spec.json").write_text(json.dumps({**marker, "builder": "older-code"}))
+    build_tiny_model(tmp_path / "m", spec, progress=False)
+    assert json.loads((out / "tiny_spec.json").read_text())["builder"] == tiny_builder_hash()
+    assert next(out.glob("*.safetensors")).stat().st_mtime_ns != weights, "other builder code: rebuilt"
