@@ -118,9 +118,12 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
     if v.onpolicy is not None:
         from .train.onpolicy import train_onpolicy
         return train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                              data_info=info)
+                              data_info=info, samples_dir=rd.onpolicy_samples())
+    from .train.losses import REFERENCE_FREE
+    # maximum likelihood (loss: sft) reads each row's prompt and chosen completion only
     data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
-                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source,
+                         chosen_only=v.loss in REFERENCE_FREE)
     if v.stepwise is not None:
         from .train.stepwise import train_stepwise
         parts = None
