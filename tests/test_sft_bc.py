@@ -8,6 +8,7 @@ import textwrap
 import pytest
 import torch
 
+from evalkit import schema
 from evalkit.cli import main
 from evalkit.config import load_experiment
 from evalkit.errors import UserError
@@ -151,7 +152,7 @@ def arms(tmp_path_factory, tiny_model_dir):
     # problem, and this test is about the samples each arm sees, not about learning
     p.write_text(textwrap.dedent(ARMS.format(base=tiny_model_dir)))
     exp = load_experiment(p)
-    rd = RunDir("arms", reports=root / "r", checkpoints=root / "c")
+    rd = RunDir("arms", root=root)
     passes = reference.FORWARD_PASSES
     train_experiment(exp, only=["sft_offline"], rd=rd, progress=False)
     sft_passes = reference.FORWARD_PASSES - passes, sorted(rd.reference_cache().glob("*")) if rd.reference_cache().exists() else []
@@ -185,6 +186,7 @@ def test_both_arms_train_on_byte_identical_round1_samples(arms):
     # the same prompts every round for both arms; round 2 samples from each arm's own policy
     assert c["rounds"][1]["samples_key"] != m["rounds"][1]["samples_key"]
     for r in c["rounds"] + m["rounds"]:
+        assert set(r) <= set(schema.OnPolicyRound.__annotations__), "undocumented round keys"
         assert 0 <= r["share_correct"] <= 1 and r["n_samples"] == 16
         assert r["offline_share"] == pytest.approx(r["offline_mixed"] / max(1, r["offline_mixed"] + r["n_pairs"] + r["n_bc"]))
     assert m["reference_model"] is None and c["reference_model"] == str(exp.base_model)

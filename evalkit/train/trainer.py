@@ -32,7 +32,8 @@ from .. import trackers
 from ..progress import bar as progress_bar
 
 from ..config import Variant
-from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
+from .. import schema
+from ..rundir import append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
@@ -271,7 +272,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
     # the same record on every process (the launcher prints it there); the main one writes it
     meta = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema.version("evalkit"),
         "variant": variant.name,
         "base_model": base_model,
         "reference_model": None if reference_free else reference_model,
