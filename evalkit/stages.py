@@ -104,10 +104,11 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     s = res.metadata.get("logps_summary", {})
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
-    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
+    rejected = (f", rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s
+                else "")   # sft: no rejected completions
+    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f%s",
              v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
-             s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
-             s.get("rejected_end", float("nan")))
+             s.get("chosen_end", float("nan")), rejected)
     return ckpt
 
 
