@@ -14,7 +14,7 @@ from evalkit.config import load_experiment
 from evalkit.errors import UserError
 from evalkit.rundir import RunDir, read_json
 from evalkit.train.losses import add_sft, dpo, nll, sft
-from evalkit.train.onpolicy import cached_samples, sample_completions, select_bc
+from evalkit.train.onpolicy import sample_completions, select_bc
 
 
 def test_sft_loss_by_hand_token_mean_and_sum():
