@@ -104,13 +104,22 @@ class StepwiseSpec(Strict):
 
 
 class OnPolicySpec(Strict):
-    """On-policy pairs from the current policy, scored by a verifier (evalkit.train.onpolicy)."""
+    """On-policy data from the current policy, scored by a verifier (evalkit.train.onpolicy).
+
+    objective contrastive: best vs worst sample per prompt as a preference pair (the variant's
+    dpo/dpop/ipo/hinge loss); filtered_bc: the best sample(s) whose reward reaches min_reward,
+    trained by maximum likelihood (the variant's loss must be sft). Both sample the same way,
+    so two arms with the same settings and seed share their round-1 samples."""
+    objective: Literal["contrastive", "filtered_bc"] = "contrastive"
     rounds: int = Field(2, ge=1)
     samples: int = Field(4, ge=2, description="completions sampled per prompt (K)")
     prompts: Optional[int] = Field(None, ge=1, description="prompts per round (default: all)")
     reward: Literal["exact_match", "choice", "judge"] = "exact_match"
     judge: Optional["JudgeSection"] = Field(None, description="reward: judge — the LLM judge rating each completion")
-    min_gap: float = Field(0.5, ge=0)
+    min_gap: float = Field(0.5, ge=0, description="contrastive: least reward gap of a pair")
+    min_reward: float = Field(1.0, ge=0, le=1, description="the reward a sample needs to count as correct (the "
+                                                          "share reported per round); filtered_bc clones only those")
+    bc_per_prompt: int = Field(1, ge=1, description="filtered_bc: the best passing samples kept per prompt")
     mixing_ratio: float = Field(0.0, ge=0, lt=1, description="share of offline pairs in each round's data")
     temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(128, ge=1)
@@ -121,6 +130,13 @@ class OnPolicySpec(Strict):
     def _judge_when_needed(self):
         if self.reward == "judge" and self.judge is None:
             raise ValueError("reward: judge needs a judge: {model, base_url} (or serve)")
+        fields = type(self).model_fields
+        if self.objective == "filtered_bc" and self.min_gap != fields["min_gap"].default:
+            raise ValueError("min_gap: applies to objective contrastive (pairs); filtered_bc filters by min_reward")
+        if self.objective == "contrastive" and self.bc_per_prompt != fields["bc_per_prompt"].default:
+            raise ValueError("bc_per_prompt: applies to objective filtered_bc")
+        if self.bc_per_prompt > self.samples:
+            raise ValueError(f"bc_per_prompt: {self.bc_per_prompt} is more than the {self.samples} samples per prompt")
         return self
 
 
@@ -128,12 +144,15 @@ class Variant(Strict):
     """One trained checkpoint: a loss with its hyperparameters, on a dataset."""
     name: str = Field(pattern=NAME_RE)
     data: str
-    loss: Literal["dpo", "dpop", "ipo", "hinge"] = "dpo"
+    loss: Literal["dpo", "dpop", "ipo", "hinge", "sft"] = "dpo"
     beta: float = Field(0.1, gt=0)
     dpop_lambda: float = Field(50.0, ge=0, alias="lambda")
     beta_chosen: Optional[float] = Field(None, gt=0)
     beta_rejected: Optional[float] = Field(None, gt=0)
-    sft_weight: float = Field(0.0, ge=0)
+    sft_weight: float = Field(0.0, ge=0, description="+ sft_weight * NLL(y_w) on a preference loss")
+    nll_reduction: Literal["token_mean", "sum"] = Field(
+        "token_mean", description="NLL(y_w) of loss sft and of sft_weight: per-token mean, or summed like the "
+                                  "preference losses' log-probs")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     logp_reduction: Literal["sum", "length_average"] = "sum"
     learning_rate: float = Field(5e-7, gt=0)
@@ -174,12 +193,31 @@ class Variant(Strict):
         # The default value is let through so a printed resolved config validates again.
         from .train.losses import loss_options
         takes = loss_options(self.loss)
-        for name in ("dpop_lambda", "beta_chosen", "beta_rejected", "label_smoothing"):
-            default = type(self).model_fields[name].default
+        fields = type(self).model_fields
+        for name in ("beta", "dpop_lambda", "beta_chosen", "beta_rejected", "label_smoothing"):
+            default = fields[name].default
             if name not in takes and getattr(self, name) != default:
-                key = type(self).model_fields[name].alias or name
+                key = fields[name].alias or name
                 raise ValueError(f"{key}: loss {self.loss!r} does not take this option "
-                                 f"(it takes: {', '.join(takes)})")
+                                 f"(it takes: {', '.join(takes) or 'none'})")
+        if self.loss == "sft":
+            # maximum likelihood: no second NLL term, and its one reduction is nll_reduction
+            for name in ("sft_weight", "logp_reduction"):
+                if getattr(self, name) != fields[name].default:
+                    raise ValueError(f"{name}: loss 'sft' does not take this option (its NLL is reduced by "
+                                     f"nll_reduction)")
+        elif self.nll_reduction != fields["nll_reduction"].default and not self.sft_weight:
+            raise ValueError(f"nll_reduction: applies to loss sft or sft_weight > 0 (loss {self.loss!r}, "
+                             f"sft_weight 0)")
+        if self.onpolicy is not None:
+            want = "filtered_bc" if self.loss == "sft" else "contrastive"
+            if self.onpolicy.objective != want:
+                raise ValueError(f"onpolicy.objective: {self.onpolicy.objective} trains "
+                                 f"{'loss sft' if want == 'contrastive' else 'pairs'}, the variant has loss "
+                                 f"{self.loss!r} (filtered_bc goes with loss: sft; contrastive with "
+                                 f"dpo/dpop/ipo/hinge)")
+        if self.loss == "sft" and self.stepwise is not None:
+            raise ValueError("stepwise: sDPO steps the reference model; loss 'sft' has none")
         return self
 
     def datasets_read(self) -> list[str]:

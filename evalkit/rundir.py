@@ -260,6 +260,10 @@ class RunDir:
     def reference_cache(self) -> Path:
         return self.checkpoints / "_reference_cache"
 
+    def onpolicy_samples(self) -> Path:
+        """On-policy samples, keyed by the policy's weights and the whole sampling request."""
+        return self.checkpoints / "_onpolicy_samples"
+
     def generated_data(self, dataset: str) -> Path:
         """Preference pairs the project generates for a dataset entry (`generate:`)."""
         return self.reports / "data" / f"{dataset}.jsonl"

@@ -98,23 +98,42 @@ class ContaminationRecord(TypedDict, total=False):
 # ---------------------------------------------------------------- evalkit.json (a checkpoint)
 
 
+class OnPolicyRound(TypedDict, total=False):
+    round: int
+    objective: str           # contrastive (best vs worst pairs) | filtered_bc (maximum likelihood on the best)
+    policy: str              # the checkpoint that sampled this round
+    samples_key: str         # content key of the samples (policy weights, prompts, K, sampling settings, seed)
+    samples_cached: bool     # the samples were read from the cache (another arm drew them first)
+    n_prompts: int
+    n_samples: int           # prompts x K
+    mean_reward: float
+    min_reward: float        # the reward a sample needs to count as correct
+    share_correct: float     # share of the samples whose reward reaches min_reward
+    n_pairs: int             # contrastive: pairs trained on
+    n_bc: int                # filtered_bc: samples cloned (0: none passed the filter)
+    dropped: int             # prompts with no pair (gap below min_gap) or no sample passing min_reward
+    offline_mixed: int       # offline rows mixed in
+    offline_share: float     # offline rows / all rows trained on this round
+    trained: bool            # false: nothing to train on, the policy was kept
+
+
 class TrainMetadata(TypedDict, total=False):
     schema_version: int
     variant: str
     base_model: str
-    reference_model: str     # the model whose log-probs are the reference; sDPO: the last step's (M_{T-1})
-    loss: str                # dpo | dpop | ipo | hinge
+    reference_model: Optional[str]   # the model whose log-probs are the reference; sDPO: the last step's (M_{T-1}); null for sft
+    loss: str                # dpo | dpop | ipo | hinge | sft
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
     data: dict[str, Any]     # dataset, source, fingerprint, n_pairs, n_skipped, edit_distance
-    reference: dict[str, Any]   # fingerprint, cache_key of the reference log-probs
+    reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
     steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs, reference_model, ...)
     micro_batches: int
     processes: int           # training processes (accelerate launch)
     global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together
     tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
-    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end
+    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training)
     warnings: list[str]
     seconds: float
     train_tokens_per_second: float
@@ -128,7 +147,7 @@ class TrainMetadata(TypedDict, total=False):
     hardware: dict[str, Any]
     stepwise: dict[str, Any]    # sDPO only
     onpolicy: dict[str, Any]    # on-policy only
-    rounds: list[dict[str, Any]]   # on-policy only: per round rewards and pair counts
+    rounds: list[OnPolicyRound]   # on-policy only: per round rewards, pair / cloned-sample counts, offline share
 
 
 # ---------------------------------------------------------------- manifest.json
@@ -190,7 +209,7 @@ class MTBenchSummary(TypedDict, total=False):
 SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
                             "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
 # the newest version of each file this evalkit writes and reads
-VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 1, "manifest": 1,
+VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 2, "manifest": 1,
                             "mtbench_summary": 1}
 
 
@@ -204,6 +223,12 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
             if isinstance(t, dict) and "filter" not in t:
                 metric, _, flt = str(t.get("metric", "")).partition(",")
                 t["metric"], t["filter"] = metric, flt or "none"
+    if kind == "evalkit" and v == 1:           # v1 on-policy rounds were all contrastive
+        for r in rec.get("rounds") or []:
+            if isinstance(r, dict):
+                r.setdefault("objective", "contrastive")
+                r.setdefault("n_bc", 0)
+                r.setdefault("trained", bool(r.get("n_pairs") or r.get("offline_mixed")))
     return rec
 
 
@@ -274,7 +299,7 @@ def markdown() -> str:
              "(generated from `evalkit/schema.py` by `python -m evalkit.schema`):", ""]
     nested = {"leaderboard": [("tasks.<entry>", TaskResult)], "contamination": [("benchmarks.<name>",
                                                                                  BenchmarkContamination)],
-              "manifest": [("stages.<stage>", StageRecord)]}
+              "manifest": [("stages.<stage>", StageRecord)], "evalkit": [("rounds[]", OnPolicyRound)]}
     for kind, cls in SCHEMAS.items():
         lines.append(f"### `{WHERE[kind].rsplit('/', 1)[1]}` — `{WHERE[kind]}` (version {VERSIONS[kind]})")
         lines.append("")

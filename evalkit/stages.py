@@ -104,10 +104,11 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     s = res.metadata.get("logps_summary", {})
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
-    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f, rejected %.2f -> %.2f",
+    rejected = (f", rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s
+                else "")   # sft: no rejected completions
+    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f%s",
              v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
-             s.get("chosen_end", float("nan")), s.get("rejected_start", float("nan")),
-             s.get("rejected_end", float("nan")))
+             s.get("chosen_end", float("nan")), rejected)
     return ckpt
 
 
@@ -118,9 +119,12 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
     if v.onpolicy is not None:
         from .train.onpolicy import train_onpolicy
         return train_onpolicy(v, base, rows, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
-                              data_info=info)
+                              data_info=info, samples_dir=rd.onpolicy_samples())
+    from .train.losses import REFERENCE_FREE
+    # maximum likelihood (loss: sft) reads each row's prompt and chosen completion only
     data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
-                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source)
+                         skip_invalid=exp.datasets[v.data].skip_invalid, source=source,
+                         chosen_only=v.loss in REFERENCE_FREE)
     if v.stepwise is not None:
         from .train.stepwise import train_stepwise
         parts = None

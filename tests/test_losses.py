@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from evalkit.train.losses import LOSSES, add_sft, dpo, dpop, hinge, ipo
+from evalkit.train.losses import LOSSES, REFERENCE_FREE, add_sft, dpo, dpop, hinge, ipo
 
 
 def t(*xs):
@@ -115,10 +115,13 @@ def test_sft_term_adds_token_mean_nll():
 
 
 def test_registry_and_batch_shapes():
-    assert set(LOSSES) == {"dpo", "dpop", "ipo", "hinge"}
+    assert set(LOSSES) == {"dpo", "dpop", "ipo", "hinge", "sft"}
     b = {k: torch.randn(7, dtype=torch.float64) for k in POS}
     for name, fn in LOSSES.items():
-        out = fn(**b, beta=0.3)
+        if name in REFERENCE_FREE:   # sft: the chosen sums and token counts (tests/test_sft_bc.py)
+            out = fn(b["policy_chosen_logps"], torch.full((7,), 3))
+        else:
+            out = fn(**b, beta=0.3)
         assert out.losses.shape == (7,) and out[0] is out.losses, name
 
 

@@ -249,13 +249,50 @@ def training_section(exp: Experiment) -> dict | None:
             steps = f"{sum(x.get('steps') or 0 for x in steps)} (sDPO, {len(steps)} steps)"
         elif m.get("rounds"):
             steps = f"{steps} (on-policy, {len(m['rounds'])} rounds)"
-        rows.append({"variant": exp.label(v), "loss": m.get("loss"), "beta": m.get("hyperparameters", {}).get("beta"),
+        rows.append({"variant": exp.label(v), "loss": m.get("loss"), "beta": m.get("hyperparameters", {}).get("beta") if m.get("loss") != "sft" else None,
                      "lambda": m.get("hyperparameters", {}).get("lambda") if m.get("loss") == "dpop" else None,
                      "steps": steps, "chosen_start": s.get("chosen_start"), "chosen_end": s.get("chosen_end"),
                      "rejected_start": s.get("rejected_start"), "rejected_end": s.get("rejected_end"),
                      "edit": (m.get("data") or {}).get("edit_distance") or {}, "n_pairs": (m.get("data") or {}).get("n_pairs"),
                      "warnings": m.get("warnings") or []})
-    return {"rows": rows, "chart": plots.training_curves({exp.label(v): t["metrics"] for v, t in exp.training.items()})}
+    return {"rows": rows, "onpolicy": onpolicy_rounds(exp),
+            "chart": plots.training_curves({exp.label(v): t["metrics"] for v, t in exp.training.items()})}
+
+
+def onpolicy_rounds(exp: Experiment) -> list[dict]:
+    """Per on-policy variant, one row per round: rewards, what the round trained on, and a
+    plain note when the objective found nothing (0 pairs, 0 samples passing the filter)."""
+    out = []
+    for v, t in exp.training.items():
+        rounds = t["meta"].get("rounds") or []
+        if not rounds:
+            continue
+        rows = []
+        for r in rounds:
+            bc = r.get("objective") == "filtered_bc"
+            used = r.get("n_bc", 0) if bc else r.get("n_pairs", 0)
+            note = ""
+            if not used:
+                note = (f"0 samples passed the filter (reward >= {r.get('min_reward', 1.0):g})" if bc
+                        else "0 pairs (no prompt's samples differed by min_gap)")
+                note += (f"; trained on {r.get('offline_mixed', 0)} offline rows only" if r.get("offline_mixed")
+                         else "; nothing trained, the policy was kept")
+            rows.append({"round": r.get("round"), "samples_key": r.get("samples_key") or "",
+                         "cached": r.get("samples_cached"), "mean_reward": r.get("mean_reward"),
+                         "share_correct": r.get("share_correct"), "min_reward": r.get("min_reward"),
+                         "used": used, "n_prompts": r.get("n_prompts"), "dropped": r.get("dropped"),
+                         "offline_mixed": r.get("offline_mixed"), "offline_share": r.get("offline_share"),
+                         "note": note})
+        objective = rounds[0].get("objective", "contrastive")
+        out.append({"variant": exp.label(v), "key": v, "objective": objective, "loss": t["meta"].get("loss"),
+                    "unit": "BC samples" if objective == "filtered_bc" else "pairs", "rows": rows})
+    # arms that drew the very same samples in a round (the same key) are named together
+    for arm in out:
+        for row in arm["rows"]:
+            row["shared_with"] = [o["variant"] for o in out if o is not arm and any(
+                x["round"] == row["round"] and x["samples_key"] and x["samples_key"] == row["samples_key"]
+                for x in o["rows"])]
+    return out
 
 
 # ---------------------------------------------------------------- summary and page

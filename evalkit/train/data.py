@@ -8,6 +8,8 @@ Sources: JSONL, JSON (a list of rows), Parquet, or a hub dataset (name, subset, 
 
 Token ids are TRL 1.16's on the same rows and template (see "tokenizing" below for how, and
 for the two places evalkit differs on purpose). Chosen and rejected share one prompt.
+Maximum-likelihood training (`loss: sft`) reads the same rows chosen-only: `rejected` may be
+absent, is ignored when present, and a batch holds the chosen rows alone.
 """
 from __future__ import annotations
 
@@ -49,6 +51,11 @@ class TokenizedPair:
     @property
     def rejected_len(self) -> int:
         return len(self.rejected_ids) - self.rejected_prompt_len
+
+    @property
+    def chosen_only(self) -> bool:
+        """A maximum-likelihood example: no rejected completion (rejected_ids is empty)."""
+        return not self.rejected_ids
 
 
 class BadRow(ValueError):
@@ -128,9 +135,14 @@ def _messages(value: Any, field: str, default_role: str) -> list[dict[str, str]]
     raise BadRow(f"{field}: expected a string or a list of messages")
 
 
-def normalise_row(data: dict[str, Any]) -> tuple[list[dict], list[dict], list[dict]]:
-    """(prompt, chosen, rejected) as message lists; raises BadRow naming the field."""
-    for key in ("chosen", "rejected"):
+def normalise_row(data: dict[str, Any], chosen_only: bool = False) -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt, chosen, rejected) as message lists; raises BadRow naming the field.
+    chosen_only: the row's rejected completion is not read (rejected comes back [])."""
+    if chosen_only:
+        data = {k: v for k, v in data.items() if k != "rejected"}
+        if "prompt" not in data and isinstance(data.get("chosen"), list):
+            raise BadRow("prompt: missing key (a chosen-only row needs its prompt)")
+    for key in ("chosen",) if chosen_only else ("chosen", "rejected"):
         if key not in data:
             raise BadRow(f"{key}: missing key")
         val = data[key]
@@ -143,6 +155,10 @@ def normalise_row(data: dict[str, Any]) -> tuple[list[dict], list[dict], list[di
             raise BadRow("prompt: empty prompt")
         prompt = _messages(data["prompt"], "prompt", "user")
         chosen = _messages(data["chosen"], "chosen", "assistant")
+        if chosen_only:
+            if not any(m["content"].strip() for m in chosen):
+                raise BadRow("chosen: empty completion")
+            return prompt, chosen, []
         rejected = _messages(data["rejected"], "rejected", "assistant")
     else:  # implicit prompt: the shared leading messages
         if isinstance(data["chosen"], str):
@@ -247,10 +263,12 @@ def edit_distance(a: list[int], b: list[int]) -> int:
 
 
 def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length: int, where: str,
-                  counts: TokenizeCounts | None = None) -> TokenizedPair:
+                  counts: TokenizeCounts | None = None, chosen_only: bool = False) -> TokenizedPair:
+    """chosen_only: the chosen completion alone, tokenized exactly as in a pair (a
+    TokenizedPair with no rejected ids), for maximum-likelihood training."""
     counts = counts if counts is not None else TokenizeCounts()
-    prompt, chosen, rejected = normalise_row(data)
-    prompt_text, fulls, special = _render(tok, prompt, [chosen, rejected])
+    prompt, chosen, rejected = normalise_row(data, chosen_only)
+    prompt_text, fulls, special = _render(tok, prompt, [chosen] if chosen_only else [chosen, rejected])
     prompt_ids = tok(prompt_text, add_special_tokens=special).input_ids
     full_ids = [tok(text, add_special_tokens=special).input_ids for text in fulls]
     n_prompt = min(common_prefix_length(prompt_ids, ids) for ids in full_ids)
@@ -260,8 +278,8 @@ def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length:
         else:
             counts.prefix_fallbacks += 1
     shared = prompt_ids[:n_prompt]
-    out = {}
-    for key, ids in (("chosen", full_ids[0]), ("rejected", full_ids[1])):
+    out = {"rejected": ([], 0)}
+    for key, ids in zip(("chosen", "rejected"), full_ids):
         p, c = _truncate(shared, ids[n_prompt:], max_length, max_prompt_length, tok.bos_token_id)
         if len(c) <= 0:
             raise BadRow(f"{key}: completion truncated to zero tokens (max_length {max_length}, "
@@ -272,7 +290,7 @@ def tokenize_pair(tok, data: dict[str, Any], max_length: int, max_prompt_length:
     if out["chosen"][1] < n_prompt:
         counts.truncated_prompts += 1
     (c_ids, c_p), (r_ids, r_p) = out["chosen"], out["rejected"]
-    return TokenizedPair(c_ids, r_ids, c_p, r_p, edit_distance(c_ids[c_p:], r_ids[r_p:]), where)
+    return TokenizedPair(c_ids, r_ids, c_p, r_p, 0 if chosen_only else edit_distance(c_ids[c_p:], r_ids[r_p:]), where)
 
 
 class PreferenceData:
@@ -295,8 +313,12 @@ class PreferenceData:
             h.update(json.dumps([p.chosen_ids, p.chosen_prompt_len, p.rejected_ids, p.rejected_prompt_len]).encode())
         return h.hexdigest()[:16]
 
+    @property
+    def chosen_only(self) -> bool:
+        return bool(self.pairs) and self.pairs[0].chosen_only
+
     def edit_distance_summary(self) -> dict[str, float]:
-        d = sorted(p.edit_distance for p in self.pairs)
+        d = sorted(p.edit_distance for p in self.pairs if not p.chosen_only)
         if not d:
             return {}
         q = lambda f: d[min(len(d) - 1, int(f * len(d)))]  # noqa: E731
@@ -305,11 +327,11 @@ class PreferenceData:
 
 
 def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: int,
-                  skip_invalid: bool = False, source: str = "") -> PreferenceData:
+                  skip_invalid: bool = False, source: str = "", chosen_only: bool = False) -> PreferenceData:
     pairs, skipped, counts = [], 0, TokenizeCounts()
     for row in rows:
         try:
-            pairs.append(tokenize_pair(tok, row.data, max_length, max_prompt_length, row.where, counts))
+            pairs.append(tokenize_pair(tok, row.data, max_length, max_prompt_length, row.where, counts, chosen_only))
         except BadRow as e:
             if not skip_invalid:
                 raise UserError(f"{row.where}: {e}") from None
@@ -317,7 +339,7 @@ def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: 
     if skipped:
         log.warning("%s: skipped %d invalid row(s) (skip_invalid: true)", source or "data", skipped)
     if not pairs:
-        raise UserError(f"{source or 'data'}: no valid preference pairs")
+        raise UserError(f"{source or 'data'}: no valid {'examples' if chosen_only else 'preference pairs'}")
     message = counts.message(len(pairs), max_length, max_prompt_length)
     if message:  # once per dataset, with counts, not once per row
         log.warning("%s: %s", source or "data", message)
@@ -327,12 +349,14 @@ def tokenize_rows(tok, rows: Iterable[Row], max_length: int, max_prompt_length: 
 # ---------------------------------------------------------------- batching
 
 def collate(pairs: list[TokenizedPair], pad_id: int) -> dict[str, torch.Tensor]:
-    """One batch of 2B rows, the B chosen then the B rejected, right-padded to the longest.
+    """One batch of 2B rows, the B chosen then the B rejected, right-padded to the longest
+    (B rows, the chosen alone, for chosen-only examples).
 
     loss_mask marks the completion tokens whose log-probs count (as next-token targets).
     """
-    seqs = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs]
-    prompt_lens = [p.chosen_prompt_len for p in pairs] + [p.rejected_prompt_len for p in pairs]
+    sides = [p for p in pairs if not p.chosen_only]
+    seqs = [p.chosen_ids for p in pairs] + [p.rejected_ids for p in sides]
+    prompt_lens = [p.chosen_prompt_len for p in pairs] + [p.rejected_prompt_len for p in sides]
     width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -406,7 +430,12 @@ PACK_MAX_WIDTH = 2048  # the (B, W, W) mask grows with W^2: beyond this, pad ins
 
 
 def make_batch(pairs: list[TokenizedPair], pad_id: int, pack: bool) -> dict[str, torch.Tensor]:
-    """collate_packed() when asked and possible for every pair, else collate()."""
+    """collate_packed() when asked and possible for every pair, else collate(). Chosen-only
+    examples are never packed (one completion: no prompt to share)."""
+    if any(p.chosen_only for p in pairs):
+        if not all(p.chosen_only for p in pairs):
+            raise ValueError("a batch mixes chosen-only examples and pairs")
+        pack = False
     if pack and all(shares_prompt(p) for p in pairs) and \
             max(p.chosen_prompt_len + p.chosen_len + p.rejected_len for p in pairs) <= PACK_MAX_WIDTH:
         return collate_packed(pairs, pad_id)

@@ -1,10 +1,19 @@
-"""On-policy preference pairs with verifiable rewards (after Tajwar et al., arXiv 2404.14367).
+"""On-policy training with verifiable rewards (after Tajwar et al., arXiv 2404.14367).
 
 Each round: sample K completions per prompt from the CURRENT policy, score them with a
-reward (an exact-match verifier for "#### n" answers, or a choice verifier for multiple
-choice), pair the best against the worst, drop pairs whose reward gap is below min_gap,
-optionally mix in offline pairs, and train a few steps with the base as the reference. The
-round's checkpoint becomes the next round's policy. Rewards are logged per round.
+reward (an exact-match verifier for "#### n" answers, a choice verifier for multiple
+choice, or an LLM judge), then train a few steps on what the objective keeps:
+  contrastive  the best against the worst sample of each prompt as a preference pair (pairs
+               whose reward gap is below min_gap dropped), with the base as the reference;
+  filtered_bc  maximum likelihood (loss: sft) on the best sample(s) of each prompt whose
+               reward reaches min_reward: filtered behaviour cloning, best-of-K.
+Offline rows make up exactly mixing_ratio of a round's data. The round's checkpoint becomes
+the next round's policy; every round's rewards and counts go into evalkit.json (`rounds`).
+
+The two objectives sample the same way, and samples are cached by content (the policy's
+weights, the prompts, K and every sampling setting, the seed), so two arms with the same
+on-policy settings and seed train on byte-identical round-1 samples: the paper's comparison
+of contrastive and maximum-likelihood objectives on the same on-policy data.
 """
 from __future__ import annotations
 
@@ -17,9 +26,9 @@ from typing import Any
 
 from ..config import Variant
 from ..errors import UserError
-from ..rundir import atomic_write_json, read_json
+from ..rundir import atomic_write_json, content_hash, read_json
 from .data import Row, tokenize_rows
-from .reference import ReferenceCache
+from .reference import ReferenceCache, model_fingerprint
 from .trainer import TrainResult, train_variant, variant_config_hash
 
 log = logging.getLogger("evalkit")
@@ -97,16 +106,22 @@ def judge_rewards(judge, prompts: list[str], samples: list[list[str]]) -> list[l
         return [list(x) for x in asyncio.run(go())]
 
 
+def score_samples(references: list[str], samples: list[list[str]], reward: str,
+                  judged: list[list[float]] | None = None) -> list[list[float]]:
+    """The reward of every sample: the judge's ratings when given, else the verifier's."""
+    if judged is not None:
+        return judged
+    return [[REWARDS[reward](o, ref) for o in outs] for ref, outs in zip(references, samples)]
+
+
 def build_pairs(prompts: list[str], references: list[str], samples: list[list[str]], reward: str,
                 min_gap: float, rewards: list[list[float]] | None = None) -> tuple[list[dict], list[float], int]:
     """Best vs worst completion per prompt; returns (pairs, all rewards, dropped). `rewards`
     gives precomputed scores (the judge's) instead of a verifier."""
     pairs, all_rewards, dropped = [], [], 0
-    for i, (prompt, ref, outs) in enumerate(zip(prompts, references, samples)):
-        if rewards is not None:
-            scored = list(zip(rewards[i], outs))
-        else:
-            scored = [(REWARDS[reward](o, ref), o) for o in outs]
+    scores = score_samples(references, samples, reward, rewards)
+    for prompt, outs, row in zip(prompts, samples, scores):
+        scored = list(zip(row, outs))
         all_rewards += [s for s, _ in scored]
         best = max(scored, key=lambda x: x[0])
         worst = min(scored, key=lambda x: x[0])
@@ -117,6 +132,24 @@ def build_pairs(prompts: list[str], references: list[str], samples: list[list[st
         pairs.append({"prompt": prompt, "chosen": best[1], "rejected": worst[1],
                       "reward_chosen": best[0], "reward_rejected": worst[0]})
     return pairs, all_rewards, dropped
+
+
+def select_bc(prompts: list[str], samples: list[list[str]], rewards: list[list[float]], min_reward: float,
+              per_prompt: int = 1) -> tuple[list[dict], int]:
+    """Filtered behaviour cloning (best-of-K): per prompt, its `per_prompt` highest-reward
+    samples whose reward reaches `min_reward`, distinct and non-empty, best first (ties in
+    sampling order). Returns (rows {prompt, chosen, reward, sample}, prompts with none kept)."""
+    rows, empty = [], 0
+    for prompt, outs, scores in zip(prompts, samples, rewards):
+        kept: list[str] = []
+        for j in sorted(range(len(outs)), key=lambda j: -scores[j]):     # stable: ties keep their order
+            if scores[j] < min_reward or len(kept) == per_prompt:
+                break
+            if outs[j].strip() and outs[j].strip() not in kept:
+                kept.append(outs[j].strip())
+                rows.append({"prompt": prompt, "chosen": outs[j], "reward": scores[j], "sample": j})
+        empty += not kept
+    return rows, empty
 
 
 def sample_completions(model_path: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float,
@@ -133,11 +166,47 @@ def sample_completions(model_path: str, prompts: list[str], k: int, max_new_toke
         gen.close()
 
 
+def sampling_request(policy: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float, seed: int,
+                     backend: str) -> dict[str, Any]:
+    """Everything the samples depend on: the policy's weights, config and tokenizer (its
+    template), the prompts, K, each sampling setting, the seed, the backend and device."""
+    import torch
+    return {"policy": model_fingerprint(policy), "prompts": prompts, "k": k, "max_new_tokens": max_new_tokens,
+            "temperature": temperature, "top_k": 0, "top_p": 1.0, "seed": seed, "backend": backend,
+            "batch_rows": 8 * k, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def cached_samples(folder: str | Path, policy: str, prompts: list[str], k: int, max_new_tokens: int,
+                   temperature: float, seed: int, backend: str = "hf") -> tuple[list[list[str]], Path, bool]:
+    """sample_completions() through a cache keyed by sampling_request(): (samples, the file
+    holding them, whether it was reused). Sampling is seeded, so the file is what sampling
+    would give again; a second arm reads the first arm's samples instead of redrawing them."""
+    request = sampling_request(policy, prompts, k, max_new_tokens, temperature, seed, backend)
+    key = content_hash(request, 20)
+    path = Path(folder) / f"{key}.json"
+    if path.exists():
+        try:
+            rec = read_json(path)
+            if rec.get("request") == request and len(rec.get("samples") or []) == len(prompts):
+                log.info("on-policy samples: reusing %s", path.name)
+                return rec["samples"], path, True
+        except (OSError, ValueError):
+            pass      # unreadable: sample again and rewrite it
+    samples = sample_completions(policy, prompts, k, max_new_tokens, temperature, seed, backend=backend)
+    atomic_write_json(path, {"key": key, "request": request, "samples": samples})
+    return samples, path, False
+
+
 def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: str | Path, cache: ReferenceCache,
-                   *, seed: int = 0, tokenizer=None, progress: bool = True, data_info: dict | None = None) -> TrainResult:
+                   *, seed: int = 0, tokenizer=None, progress: bool = True, data_info: dict | None = None,
+                   samples_dir: str | Path | None = None) -> TrainResult:
     spec = variant.onpolicy
+    bc = spec.objective == "filtered_bc"
     out_dir = Path(out_dir)
-    rng = random.Random(seed)
+    samples_dir = Path(samples_dir) if samples_dir is not None else out_dir.parent / "_onpolicy_samples"
+    # prompts and offline rows from two streams: the prompts of every round depend on the
+    # data and the seed alone, the same for both objectives
+    prompt_rng, mix_rng = random.Random(seed), random.Random(f"{seed}:offline")
     offline = [r.data for r in rows]
     items = [(r["prompt"], r["chosen"]) for r in offline if isinstance(r.get("prompt"), str)
              and isinstance(r.get("chosen"), str)]
@@ -145,47 +214,70 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         raise UserError(f"variant {variant.name}: on-policy training needs rows with string prompt and chosen "
                         f"(the reference answer the verifier checks)")
     per_round = variant.model_copy(update={"onpolicy": None, "max_steps": spec.steps_per_round})
-    policy, rounds, result = base_model, [], None
+    policy, rounds, result, sample_files = base_model, [], None, {}
     for r in range(1, spec.rounds + 1):
-        batch = rng.sample(items, min(spec.prompts or len(items), len(items)))
+        batch = prompt_rng.sample(items, min(spec.prompts or len(items), len(items)))
         prompts, refs = [p for p, _ in batch], [c for _, c in batch]
-        samples = sample_completions(policy, prompts, spec.samples, spec.max_new_tokens, spec.temperature,
-                                     seed + r, backend=spec.backend)
+        samples, sample_files[r], cached = cached_samples(samples_dir, policy, prompts, spec.samples,
+                                                          spec.max_new_tokens, spec.temperature, seed + r,
+                                                          spec.backend)
         judged = judge_rewards(spec.judge, prompts, samples) if spec.reward == "judge" else None
-        pairs, rewards, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, judged)
-        # offline pairs make up exactly mixing_ratio of the round's data. A round whose policy
-        # found no pairs at all trains on offline pairs alone (as many as mixing_ratio of its
-        # prompts would give), recorded as such, so a weak start still moves
-        n_off = offline_count(len(pairs) or len(prompts), spec.mixing_ratio)
-        mixed = rng.sample(offline, min(n_off, len(offline)))
-        if not pairs and mixed:
-            log.warning("on-policy round %d: no on-policy pairs; training on %d offline pairs only", r, len(mixed))
-        info = {"round": r, "policy": policy, "mean_reward": sum(rewards) / len(rewards), "n_prompts": len(prompts),
-                "n_pairs": len(pairs), "dropped": dropped, "offline_mixed": len(mixed),
-                "offline_share": len(mixed) / (len(mixed) + len(pairs)) if (pairs or mixed) else 0.0}
-        log.info("on-policy round %d: mean reward %.3f, %d pairs (%d dropped below the gap), %d offline mixed",
-                 r, info["mean_reward"], len(pairs), dropped, len(mixed))
+        rewards = score_samples(refs, samples, spec.reward, judged)
+        flat = [x for row in rewards for x in row]
+        if bc:
+            used, dropped = select_bc(prompts, samples, rewards, spec.min_reward, spec.bc_per_prompt)
+        else:
+            used, _, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, rewards)
+        # offline rows make up exactly mixing_ratio of the round's data. A round whose policy
+        # found nothing to train on trains on offline rows alone (as many as mixing_ratio of
+        # its prompts would give), recorded as such, so a weak start still moves
+        n_off = offline_count(len(used) or len(prompts), spec.mixing_ratio)
+        mixed = mix_rng.sample(offline, min(n_off, len(offline)))
+        what = "samples passed the filter" if bc else "pairs"
+        if not used and mixed:
+            log.warning("on-policy round %d: 0 %s; training on %d offline rows only", r, what, len(mixed))
+        info = {"round": r, "objective": spec.objective, "policy": policy, "samples_key": sample_files[r].stem,
+                "samples_cached": cached, "n_prompts": len(prompts), "n_samples": len(flat),
+                "mean_reward": sum(flat) / len(flat), "min_reward": spec.min_reward,
+                "share_correct": sum(x >= spec.min_reward for x in flat) / len(flat),
+                "n_pairs": 0 if bc else len(used), "n_bc": len(used) if bc else 0, "dropped": dropped,
+                "offline_mixed": len(mixed),
+                "offline_share": len(mixed) / (len(mixed) + len(used)) if (used or mixed) else 0.0,
+                "trained": bool(used or mixed)}
+        log.info("on-policy round %d (%s): mean reward %.3f, %.0f%% of samples reach %.2f, %d %s (%d prompts "
+                 "without), %d offline mixed", r, spec.objective, info["mean_reward"], 100 * info["share_correct"],
+                 spec.min_reward, len(used), what, dropped, len(mixed))
         rounds.append(info)
-        if not pairs and not mixed:
-            log.warning("on-policy round %d produced no pairs; keeping the current policy", r)
+        if not used and not mixed:
+            log.warning("on-policy round %d: nothing to train on; keeping the current policy", r)
             continue
-        data = tokenize_rows(tokenizer, [Row({k: p[k] for k in ("prompt", "chosen", "rejected")}, f"round{r}#{i}")
-                                         for i, p in enumerate(pairs + mixed)],
+        keys = ("prompt", "chosen") if bc else ("prompt", "chosen", "rejected")
+        data = tokenize_rows(tokenizer, [Row({k: p[k] for k in keys}, f"round{r}#{i}")
+                                         for i, p in enumerate(used + mixed)],
                              variant.max_length, variant.max_prompt_length, skip_invalid=True,
-                             source=f"on-policy round {r}")
+                             source=f"on-policy round {r}", chosen_only=bc)
         round_dir = out_dir.with_name(f"{out_dir.name}.round{r}")
         result = train_variant(per_round, policy, data, round_dir, cache, seed=seed + r, tokenizer=tokenizer,
                                progress=progress, reference_model=base_model, data_info=data_info)
-        atomic_write_json(round_dir / "onpolicy_pairs.json", {"round": r, "pairs": pairs})
+        atomic_write_json(round_dir / ("onpolicy_bc.json" if bc else "onpolicy_pairs.json"),
+                          {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
+                           "bc" if bc else "pairs": used, "offline": len(mixed)})
         policy = str(round_dir)
     if result is None:
-        raise UserError(f"variant {variant.name}: no on-policy round produced pairs (lower min_gap, raise samples)")
+        raise UserError(f"variant {variant.name}: no on-policy round had anything to train on (0 "
+                        f"{'samples reached min_reward' if bc else 'pairs'} and no offline rows mixed: "
+                        f"{'lower min_reward' if bc else 'lower min_gap'}, raise samples or set mixing_ratio)")
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(policy, tmp)
+    # every round's samples, byte for byte as cached: what each round drew from
+    (tmp / "onpolicy_samples").mkdir(exist_ok=True)
+    for r, f in sample_files.items():
+        shutil.copyfile(f, tmp / "onpolicy_samples" / f"round{r}.json")
     meta: dict[str, Any] = read_json(tmp / "evalkit.json")
-    meta.update({"base_model": base_model, "reference_model": base_model, "onpolicy": spec.model_dump(),
-                 "rounds": rounds, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
+    meta.update({"base_model": base_model, "reference_model": None if bc else base_model,
+                 "onpolicy": spec.model_dump(), "rounds": rounds,
+                 "hyperparameters": variant.model_dump(mode="json", by_alias=True),
                  "config_hash": variant_config_hash(variant, "onpolicy:" + base_model, str(len(rows)))})
     atomic_write_json(tmp / "evalkit.json", meta)
     if out_dir.exists():

@@ -32,10 +32,11 @@ from .. import trackers
 from ..progress import bar as progress_bar
 
 from ..config import Variant
-from ..rundir import SCHEMA_VERSION, append_jsonl, atomic_write_json, content_hash, environment
+from .. import schema
+from ..rundir import append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
-from .losses import LOSSES, add_sft, loss_options
+from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
 from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
 
 log = logging.getLogger("evalkit")
@@ -102,16 +103,21 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # autocast. When the reference is the base, the untrained policy IS the reference: it is
     # scored after accelerator.prepare, through the (possibly sharded) model on every process
     # (step 3). Another reference (a previous sDPO step) is scored by the main process first.
-    ref_fp = model_fingerprint(reference_model)
+    # A reference-free loss (sft: maximum likelihood on y_w) needs none: no cache, no pass.
+    reference_free = variant.loss in REFERENCE_FREE
+    if reference_free != data.chosen_only:
+        raise ValueError(f"variant {variant.name}: loss {variant.loss} on "
+                         f"{'chosen-only examples' if data.chosen_only else 'preference pairs'}")
+    ref_fp = None if reference_free else model_fingerprint(reference_model)
     policy_is_reference = reference_model == base_model
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     setting = {"device": device.type}
-    ref, cache_key = cache.lookup(ref_fp, data, autocast_dtype, setting)
-    if accelerator.num_processes > 1 and policy_is_reference:
+    ref, cache_key = (None, None) if reference_free else cache.lookup(ref_fp, data, autocast_dtype, setting)
+    if accelerator.num_processes > 1 and policy_is_reference and not reference_free:
         # one decision for all: the scoring pass below is collective
         missing = accelerator.reduce(torch.tensor([int(ref is None)], device=device), "sum").item()
         ref = None if missing else ref
-    if ref is None and not policy_is_reference:
+    if ref is None and not policy_is_reference and not reference_free:
         def load_reference():
             m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
             install_completion_head(m)
@@ -149,7 +155,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                               num_training_steps=total_steps)
     # the scheduler is not prepared: accelerate would step it once per process per step
     model, optimizer = accelerator.prepare(model, optimizer)
-    if ref is None:   # the policy is the reference: score it now, sharded like training
+    if reference_free:   # where log pi(y_w) starts, for the summary (no reference: the policy before training)
+        start = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+    elif ref is None:   # the policy is the reference: score it now, sharded like training
         ref = compute_reference_logps(model, data, 2 * variant.batch_size, str(device),
                                       progress and accelerator.is_main_process, pack, autocast_dtype,
                                       accelerator=accelerator, pad_id=pad_id, attn_implementation=attn)
@@ -189,18 +197,15 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                     n_tokens, n_processed = int(batch.pop("n_tokens")), int(batch.pop("n_processed"))
                     b = len(idx)
                     sums, lengths = batch_logps(model, batch, attn)
-                    pol_c, pol_r = reduce_logps(sums[:b], lengths[:b], reduction), reduce_logps(sums[b:], lengths[b:], reduction)
-                    it = torch.tensor(idx)
-                    ref_c = reduce_logps(ref["chosen_logps"][it], ref["chosen_lengths"][it], reduction).to(pol_c)
-                    ref_r = reduce_logps(ref["rejected_logps"][it], ref["rejected_lengths"][it], reduction).to(pol_c)
-                    if step == 0 and policy_is_reference:
-                        # before the first update the policy IS the reference: use its own
-                        # numbers, so h_w = 0 exactly, not the ~1e-7 (fp32) or ~1e-2 (bf16)
-                        # that another batch shape gives, which would switch DPOP's penalty
-                        # (and its (1 + lambda) gradient) on at random
-                        ref_c, ref_r = pol_c.detach(), pol_r.detach()
-                    out = loss_fn(pol_c, pol_r, ref_c, ref_r, **loss_kwargs)
-                    out = add_sft(out, sums[:b], lengths[:b].to(sums), variant.sft_weight)
+                    pol_c = reduce_logps(sums[:b], lengths[:b], reduction)
+                    if reference_free:     # sft: NLL(y_w) from the chosen rows alone
+                        pol_r = ref_c = None
+                        out = loss_fn(sums[:b], lengths[:b].to(sums), **loss_kwargs)
+                    else:
+                        pol_r = reduce_logps(sums[b:], lengths[b:], reduction)
+                        out, ref_c = _preference_loss(loss_fn, loss_kwargs, variant, ref, idx, reduction, pol_c, pol_r,
+                                                      sums[:b], lengths[:b].to(sums),
+                                                      step == 0 and policy_is_reference)
                     # the mean over the window's pairs: processes' gradients are averaged (x n_proc)
                     loss = out.losses.sum() * (weight * n_proc / window_pairs)
                     accelerator.backward(loss)
@@ -208,11 +213,12 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 if weight:
                     tokens += n_tokens
                     processed += n_processed
+                    pairwise = out.chosen_rewards is not None   # None for sft: no rewards, no reference
                     metrics.add(loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
                                rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
-                               reward_margin=out.chosen_rewards - out.rejected_rewards,
-                               reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float(),
-                               chosen_vs_reference=pol_c - ref_c,
+                               reward_margin=out.chosen_rewards - out.rejected_rewards if pairwise else None,
+                               reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float() if pairwise else None,
+                               chosen_vs_reference=pol_c - ref_c if ref_c is not None else None,
                                penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
             norm = accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             grad_norm = float(norm) if norm is not None else float("nan")   # DeepSpeed clips inside
@@ -232,7 +238,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                 trackers.log(accelerator, record, step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
                                 refresh=False)   # drawn with the bar's next update, not on its own
-                drop = -record["chosen_vs_reference"]
+                drop = -record.get("chosen_vs_reference", 0.0)
                 if drop > variant.chosen_drop_warning and not warnings:
                     msg = (f"variant {variant.name}: mean log pi(y_w) fell {drop:.2f} nats below its starting "
                            f"value by step {step} (threshold {variant.chosen_drop_warning}); the chosen "
@@ -251,8 +257,14 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
     unwrapped = accelerator.unwrap_model(model)
     n_eval = len(end["chosen_logps"])
-    start_c = ref["chosen_logps"][:n_eval].mean().item()
-    start_r = ref["rejected_logps"][:n_eval].mean().item()
+    if reference_free:
+        summary = {"n_pairs": n_eval, "chosen_start": start["chosen_logps"].mean().item(),
+                   "chosen_end": end["chosen_logps"].mean().item(), "reduction": "sum"}
+    else:
+        summary = {"n_pairs": n_eval, "chosen_start": ref["chosen_logps"][:n_eval].mean().item(),
+                   "chosen_end": end["chosen_logps"].mean().item(),
+                   "rejected_start": ref["rejected_logps"][:n_eval].mean().item(),
+                   "rejected_end": end["rejected_logps"].mean().item(), "reduction": "sum"}
 
     # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
     accelerator.wait_for_everyone()
@@ -260,24 +272,22 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
     # the same record on every process (the launcher prints it there); the main one writes it
     meta = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema.version("evalkit"),
         "variant": variant.name,
         "base_model": base_model,
-        "reference_model": reference_model,
+        "reference_model": None if reference_free else reference_model,
         "loss": variant.loss,
         "hyperparameters": variant.model_dump(mode="json", by_alias=True),
         "seed": seed,
         "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
                  "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
-        "reference": {"fingerprint": ref_fp, "cache_key": cache_key},
+        "reference": None if reference_free else {"fingerprint": ref_fp, "cache_key": cache_key},
         "steps": step,
         "micro_batches": micro,
         "processes": n_proc,
         "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
         "tokenization": dataclasses.asdict(data.counts),
-        "logps_summary": {"n_pairs": n_eval, "chosen_start": start_c, "chosen_end": end["chosen_logps"].mean().item(),
-                          "rejected_start": start_r, "rejected_end": end["rejected_logps"].mean().item(),
-                          "reduction": "sum"},
+        "logps_summary": summary,
         "warnings": warnings,
         "seconds": round(time.time() - t_start, 2),
         # pair tokens (prompt counted for both sides, as padded batches hold them) and the
@@ -304,6 +314,22 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         partial.rename(out_dir)
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, meta, history)
+
+
+def _preference_loss(loss_fn, loss_kwargs, variant: Variant, ref, idx, reduction, pol_c, pol_r, chosen_sums,
+                     chosen_lengths, policy_is_reference_now: bool):
+    """A preference loss on one micro-batch against the cached reference log-probs (+ sft_weight)."""
+    it = torch.tensor(idx)
+    ref_c = reduce_logps(ref["chosen_logps"][it], ref["chosen_lengths"][it], reduction).to(pol_c)
+    ref_r = reduce_logps(ref["rejected_logps"][it], ref["rejected_lengths"][it], reduction).to(pol_c)
+    if policy_is_reference_now:
+        # before the first update the policy IS the reference: use its own
+        # numbers, so h_w = 0 exactly, not the ~1e-7 (fp32) or ~1e-2 (bf16)
+        # that another batch shape gives, which would switch DPOP's penalty
+        # (and its (1 + lambda) gradient) on at random
+        ref_c, ref_r = pol_c.detach(), pol_r.detach()
+    out = loss_fn(pol_c, pol_r, ref_c, ref_r, **loss_kwargs)
+    return add_sft(out, chosen_sums, chosen_lengths, variant.sft_weight, variant.nll_reduction), ref_c
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
@@ -393,7 +419,8 @@ class Metrics:
 @torch.no_grad()
 def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, pack: bool,
                  autocast_dtype=None, attn: str | None = None, max_pairs: int = 64):
-    """Summed log-probs of the first `max_pairs` pairs under the trained model."""
+    """Summed log-probs of the first `max_pairs` pairs under the trained model (rejected:
+    None for chosen-only examples)."""
     was = model.training
     model.eval()
     chosen, rejected = [], []
@@ -407,4 +434,4 @@ def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: i
         chosen.append(sums[:len(chunk)].double().cpu())
         rejected.append(sums[len(chunk):].double().cpu())
     model.train(was)
-    return {"chosen_logps": torch.cat(chosen), "rejected_logps": torch.cat(rejected)}
+    return {"chosen_logps": torch.cat(chosen), "rejected_logps": None if data.chosen_only else torch.cat(rejected)}
