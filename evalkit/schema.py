@@ -134,6 +134,7 @@ class TrainMetadata(TypedDict, total=False):
 
 
 class TrainMetricsRow(TypedDict, total=False):
+    schema_version: int      # on every line (as evalkit.json's)
     step: int                # optimizer step (sDPO: continued across steps, with sdpo_step)
     loss: float              # mean over the pairs since the last line
     logps_chosen: float      # policy log pi(y_w) (the variant's logp_reduction), training pairs
@@ -304,7 +305,7 @@ def markdown() -> str:
                 key = f"{prefix}.{name}" if prefix else name
                 lines.append(f"- `{key}` ({typ})" + (f": {comment}" if comment else ""))
         lines.append("")
-        if kind == "evalkit":    # its JSONL companion: one object per logging step, no schema_version
+        if kind == "evalkit":    # its JSONL companion: one object per logging step
             lines += ["### `train_metrics.jsonl` — `checkpoints/<experiment>/<variant>/train_metrics.jsonl` "
                       "(one line per logging step)", ""]
             lines += [f"- `{name}` ({typ})" + (f": {comment}" if comment else "")
