@@ -116,7 +116,7 @@ class TrainMetadata(TypedDict, total=False):
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
     logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end
     heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); None when none were held out
-    post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end
+    post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end (sDPO: the last step's; each step's under steps)
     warnings: list[str]
     seconds: float
     train_tokens_per_second: float
