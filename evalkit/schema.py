@@ -125,7 +125,7 @@ class TrainMetadata(TypedDict, total=False):
     loss: str                # dpo | dpop | ipo | hinge | sft
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
-    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs, n_skipped, edit_distance
+    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped, edit_distance
     reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
     steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs, reference_model, ...)
     micro_batches: int
@@ -134,6 +134,8 @@ class TrainMetadata(TypedDict, total=False):
     tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
     logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training)
+    heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); None when none were held out (and for sft)
+    post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance; 0 for sft), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end (sDPO: the last step's; each step's under steps)
     warnings: list[str]
     seconds: float
     train_tokens_per_second: float
@@ -148,6 +150,26 @@ class TrainMetadata(TypedDict, total=False):
     stepwise: dict[str, Any]    # sDPO only
     onpolicy: dict[str, Any]    # on-policy only
     rounds: list[OnPolicyRound]   # on-policy only: per round rewards, pair / cloned-sample counts, offline share
+
+
+class TrainMetricsRow(TypedDict, total=False):
+    schema_version: int      # on every line (as evalkit.json's)
+    step: int                # optimizer step (sDPO: continued across steps, with sdpo_step)
+    loss: float              # mean over the pairs since the last line
+    logps_chosen: float      # policy log pi(y_w) (the variant's logp_reduction), training pairs
+    logps_rejected: float
+    rewards_chosen: float    # the loss's implicit reward of y_w (DPO: beta * (log pi - log pi_ref))
+    rewards_rejected: float
+    reward_margin: float
+    reward_accuracy: float   # share of pairs with rewards_chosen > rewards_rejected
+    chosen_vs_reference: float   # log pi(y_w) - log pi_ref(y_w)
+    penalty_active: Optional[float]   # DPOP: share of pairs with log pi(y_w) below the reference; null otherwise
+    heldout_logps_chosen: float   # held-out pairs (evalkit.json `heldout`, not trained on): mean log pi(y_w)
+    heldout_logps_rejected: float   # held-out pairs: mean log pi(y_l)
+    heldout_logps_unseen: float   # a held-out prompt followed by another held-out prompt's chosen response
+    lr: float
+    grad_norm: float
+    epoch: float
 
 
 # ---------------------------------------------------------------- manifest.json
@@ -308,6 +330,12 @@ def markdown() -> str:
                 key = f"{prefix}.{name}" if prefix else name
                 lines.append(f"- `{key}` ({typ})" + (f": {comment}" if comment else ""))
         lines.append("")
+        if kind == "evalkit":    # its JSONL companion: one object per logging step
+            lines += ["### `train_metrics.jsonl` — `checkpoints/<experiment>/<variant>/train_metrics.jsonl` "
+                      "(one line per logging step)", ""]
+            lines += [f"- `{name}` ({typ})" + (f": {comment}" if comment else "")
+                      for name, typ, comment in _documented_fields(TrainMetricsRow)]
+            lines.append("")
     return "\n".join(lines)
 
 

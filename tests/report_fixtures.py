@@ -59,7 +59,8 @@ def build(root: Path) -> Path:
             _jl(reports / model / "leaderboard_samples" / f"{subj}.jsonl", samples(ones, 50, "acc"))
     for model, res in (("dpo", 0.12), ("dpop", 0.34)):
         _w(reports / model / "contamination.json", {
-            "schema_version": 1, "method": "reference-based", "parameters": {"n_neighbours": 100},
+            "schema_version": 1, "method": "reference-based",
+            "parameters": {"method": "shi2023", "n_neighbours": 100, "n_examples": 4, "ratio_gen": 0.4, "threshold": 0.1},
             "target": f"checkpoints/fx/{model}", "reference": "org/base-7b", "control": "org/base-7b",
             "control_kind": "reference as target",
             "benchmarks": {"gsm8k": {"result": res, "control": 0.05, "ci": [res - 0.05, res + 0.05],
@@ -87,8 +88,18 @@ def build(root: Path) -> Path:
                                      "data": {"n_pairs": 64, "edit_distance": {"median": 4, "min": 4, "max": 6}},
                                      "logps_summary": {"chosen_start": start, "chosen_end": end,
                                                        "rejected_start": -31.0, "rejected_end": -60.0},
-                                     "warnings": ["chosen fell"] if v == "dpo" else []})
+                                     "warnings": ["chosen fell"] if v == "dpo" else [],
+                                     "heldout": {"n_pairs": 8, "pairs": [f"pairs.jsonl:{i}" for i in range(8)],
+                                                 "reduction": "sum", "unseen": "next prompt's chosen",
+                                                 "start": {"chosen": -31.5, "rejected": -32.5, "unseen": -70.0},
+                                                 "end": {"chosen": start - 7.25, "rejected": -61.0, "unseen": -66.5}},
+                                     "post_edit": {"n_pairs": 56, "max_relative_edit": 0.25, "edit_distance_median": 3,
+                                                   "reduction": "mean per token after the first differing token",
+                                                   "start": {"chosen": -0.412, "rejected": -0.533},
+                                                   "end": {"chosen": -0.875 if v == "dpo" else -0.321, "rejected": -1.625}}})
         _jl(ck / v / "train_metrics.jsonl", [{"step": s, "loss": 0.69 - s / 100, "logps_chosen": start - s / 10,
                                               "logps_rejected": -31 - s, "reward_margin": s / 10, "reward_accuracy": 0.5,
-                                              "penalty_active": 0.3 if v == "dpop" else None} for s in (5, 10, 15, 20)])
+                                              "penalty_active": 0.3 if v == "dpop" else None,
+                                              "heldout_logps_chosen": -31.5 - s / 5, "heldout_logps_rejected": -32.5 - s,
+                                              "heldout_logps_unseen": -70 + s / 10} for s in (5, 10, 15, 20)])
     return reports

@@ -172,3 +172,73 @@ def test_published_rows_sit_beside_runs_of_the_same_protocol():
     assert all(r["protocol"].startswith("Open LLM Leaderboard v1") for r in sec["rows"] if not r["measured"])
     assert sec["others"] == ["current (open_llm_v1_lmeval: lm-eval built-in tasks)",
                              "older (open_llm_v1: protocol not recorded)"]
+
+
+def test_published_data_files_are_valid_and_tied_to_evalkit_results():
+    """Every packaged published file: each table's kind keys, columns that exist, numbers that
+    parse; and what ties a table to evalkit's results names something evalkit produces."""
+    from evalkit.data import path as packaged
+    from evalkit.eval.benchmark_texts import BENCHMARKS
+    from evalkit.report.published import published_tables
+    from evalkit.schema import MTBenchSummary
+    files = sorted(packaged("published").glob("*.yaml"))
+    assert files
+    for f in files:
+        tables = published_tables(f.stem)
+        assert tables, f
+        for t in tables:
+            assert all(len(r) == len(t["columns"]) for r in t["rows"])
+            if t["kind"] == "leaderboard":
+                assert (packaged("suites") / f"{t['suite']}.yaml").exists()
+            if t["kind"] == "mtbench":
+                assert set(t["entries"].values()) <= set(MTBenchSummary.__annotations__)
+            if t["kind"] == "contamination":
+                assert set(t["entries"].values()) <= set(BENCHMARKS)
+    smaug = {t["kind"]: t for t in published_tables("smaug")}
+    assert set(smaug) == {"leaderboard", "mtbench", "contamination"}
+    assert smaug["mtbench"]["rows"] == [["Smaug-72B", 8.18, 7.34, 7.76]] and smaug["mtbench"]["judge"] == "gpt-4"
+    rows = {r[0]: r[2:] for r in smaug["contamination"]["rows"]}
+    assert rows == {"Smaug-34B": [0.08, 0.38, 0.88], "Smaug-72B": [0.20, 0.45, 1.00],
+                    "MoMo-72B-lora-1.8.7-DPO": [0.20, 0.39, 1.00], "Llama-2-70B": [0.22, 0.51, 0.89]}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"kind": "bleu"}, "kind 'bleu' is not one of"),
+    ({"judge": None}, None),
+    ({"entries": {"turn 3": "turn_2"}}, "entries: 'turn 3' is not a column"),
+    ({"rows": [["Smaug-72B", 8.18, "7.34", 7.76]]}, "rows[0].turn 2: '7.34' is not a number"),
+    ({"rows": [["Smaug-72B", 8.18, 7.34]]}, "rows[0]: 3 values for 4 columns"),
+])
+def test_a_bad_published_table_is_one_line_naming_the_key(change, message):
+    from evalkit.errors import UserError
+    from evalkit.report.published import check_table, published_tables
+    table = {**next(t for t in published_tables("smaug") if t["kind"] == "mtbench"), **change}
+    if message is None:                 # a key the kind needs, missing
+        del table["judge"]
+        message = "mtbench table has no 'judge'"
+    with pytest.raises(UserError) as e:
+        check_table(table, "smaug.yaml: tables[1]")
+    assert str(e.value).startswith("smaug.yaml: tables[1]: ") and message in str(e.value)
+
+
+def test_published_mtbench_and_contamination_rows_sit_beside_the_same_protocol_only(report):
+    _, _, html = report
+    pub = {t["kind"]: t for t in build([report[0]])["published"]}
+    mt = pub["mtbench"]["rows"]
+    assert [r["cells"] for r in mt if not r["measured"]] == [["Smaug-72B", "8.18", "7.34", "7.76"]]
+    # the fixture's single-mode results, each with its judge named and marked not comparable
+    assert [r["cells"] for r in mt if r["measured"]] == [["base (judge judge, not gpt-4: not comparable)", "5.50", "4.25", "4.88"],
+                                                         ["dpo (judge judge, not gpt-4: not comparable)", "6.00", "5.00", "5.50"]]
+    ct = [r["cells"] for r in pub["contamination"]["rows"] if r["measured"]]
+    # method shi2023, GSM8K only, run with 4 examples: its settings are named
+    assert ct[0][0] == "dpo (settings differ: n_examples 4 (published 100))" and ct[0][1:] == ["org/base-7b", "", "", "0.12"]
+    assert "published, not measured here" in html and ">7.76<" in html and ">0.45<" in html
+
+
+def test_dispersion_and_post_edit_rows_in_the_training_section(report):
+    _, _, html = report
+    rows = {r["variant"]: r for r in build([report[0]])["experiments"][0]["training"]["diagnostics"]}
+    assert rows["dpo"]["post_edit"]["chosen"] == (-0.412, -0.875) and rows["dpop"]["post_edit"]["chosen"] == (-0.412, -0.321)
+    assert rows["dpo"]["heldout"]["unseen"] == (-70.0, -66.5) and rows["dpo"]["n_heldout"] == 8
+    assert "-0.412 &rarr; -0.875" in html and "-0.412 &rarr; -0.321" in html and "-70.00 &rarr; -66.50" in html
+    assert "log pi(y_w), held-out pairs" in html and "responses (held-out)" in html   # the plot's panels

@@ -95,6 +95,12 @@ def test_dpo_lowers_chosen_logprob_and_dpop_does_not(tmp_path, tiny_model_dir):
     assert s_dpo["chosen_start"] == s_dpop["chosen_start"]
     assert s_dpo["chosen_end"] < s_dpo["chosen_start"] - 5.0
     assert s_dpop["chosen_end"] >= s_dpop["chosen_start"]
+    # Smaug's token view: after the edit the chosen tokens lose likelihood under DPO, not under DPOP
+    p_dpo, p_dpop = dpo["post_edit"], dpop["post_edit"]
+    print(f"post-edit chosen per token: DPO {p_dpo['start']['chosen']:.3f} -> {p_dpo['end']['chosen']:.3f}, "
+          f"DPOP {p_dpop['start']['chosen']:.3f} -> {p_dpop['end']['chosen']:.3f} ({p_dpo['n_pairs']} pairs)")
+    assert p_dpo["n_pairs"] > 0 and p_dpo["end"]["chosen"] < p_dpo["start"]["chosen"]
+    assert p_dpop["end"]["chosen"] > p_dpo["end"]["chosen"]
     # both still learn the preference
     assert s_dpo["rejected_end"] < s_dpo["chosen_end"] and s_dpop["rejected_end"] < s_dpop["chosen_end"]
     # the failure-mode warning fires for DPO only, and is recorded

@@ -26,21 +26,35 @@ def to_svg(fig) -> str:
     return svg
 
 
-def training_curves(training: dict[str, list[dict]]) -> str | None:
-    """Per variant: loss, chosen/rejected log-probs, reward margin, DPOP penalty share."""
+TRAINING_PANELS = [("logps_chosen", "log pi(y_w), training pairs"), ("logps_rejected", "log pi(y_l), training pairs"),
+                   ("heldout_logps_chosen", "log pi(y_w), held-out pairs"),
+                   ("heldout_logps_rejected", "log pi(y_l), held-out pairs"),
+                   ("heldout_logps_unseen", "other prompts' responses (held-out)"),
+                   ("loss", "loss"), ("reward_margin", "reward margin"), ("penalty_active", "DPOP penalty active (share)")]
+
+
+def training_curves(training: dict[str, list[dict]], columns: int = 4) -> str | None:
+    """Per variant: chosen/rejected log-probs on the training pairs and, beside them, on the
+    held-out pairs and other prompts' responses (the dispersion diagnostic); then loss, reward
+    margin, DPOP penalty share. Panels no variant has data for are left out."""
     if not training:
         return None
-    panels = [("loss", "loss"), ("logps_chosen", "log pi(y_w) (chosen)"), ("logps_rejected", "log pi(y_l) (rejected)"),
-              ("reward_margin", "reward margin"), ("penalty_active", "DPOP penalty active (share)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.4))
-    for ax, (key, title) in zip(axes, panels):
+    panels = [(k, t) for k, t in TRAINING_PANELS if any(r.get(k) is not None for rows in training.values() for r in rows)]
+    if not panels:
+        return None
+    n_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(3.0 * columns, 2.4 * n_rows), squeeze=False)
+    flat = axes.ravel()
+    for ax, (key, title) in zip(flat, panels):
         for i, (name, rows) in enumerate(training.items()):
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts), label=name, color=PALETTE[i % len(PALETTE)], lw=1.4)
         ax.set_title(title)
         ax.set_xlabel("step")
-    axes[0].legend(frameon=False)
+    for ax in flat[len(panels):]:
+        ax.axis("off")
+    flat[0].legend(frameon=False)
     fig.tight_layout()
     return to_svg(fig)
 

@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
-from ..data import path as packaged
 from ..rundir import atomic_write_text
 from . import plots
 from .data import Experiment, leaderboard_samples, load_experiment_dir
 from .page import SORT_CSS, SORT_SCRIPT, csp
+from .published import (published_contamination_section, published_mtbench_section,  # noqa: F401
+                        published_section, published_table, published_tables)
 from .stats import paired_bootstrap
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PUBLISHED = packaged("published")
 MAX_QUESTIONS = 40          # browsable MT-Bench questions per experiment (keeps the page small)
 MAX_ANSWER_CHARS = 2000
 
@@ -130,46 +129,6 @@ def _single_task(exp: Experiment, model: str, entry: str) -> str:
     return entry if entry in names or not names else next((n for n in names if n.startswith(entry)), entry)
 
 
-def published_table(name: str | None) -> dict | None:
-    if not name:
-        return None
-    path = PUBLISHED / f"{name}.yaml"
-    if not path.exists():
-        return None
-    return yaml.safe_load(path.read_text())
-
-
-def published_section(published: dict | None, runs: list[tuple[str, dict]]) -> dict | None:
-    """The published rows with their protocol, and beside them evalkit's leaderboard runs of the
-    same protocol (the suite named in the published file); runs of another protocol are only
-    named, never put beside numbers they cannot be compared with."""
-    if not published:
-        return None
-    protocol, suite = published.get("protocol") or "not stated", published.get("suite")
-    entries = published.get("entries") or {}
-    rows = [{"cells": [c if isinstance(c, str) else _fmt(c) for c in r], "protocol": protocol, "measured": False}
-            for r in published["rows"]]             # 78.70 stays 78.70 (YAML reads it as 78.7)
-    others = []
-    for label, rec in runs:
-        if suite is None or rec.get("suite") != suite or not rec.get("protocol"):
-            others.append(f"{label} ({rec.get('suite')}: {rec.get('protocol') or 'protocol not recorded'})")
-            continue
-        key = "normalised" if rec.get("normalised") else "value"
-        cells = [label + (f" (limit {rec['limit']}, not comparable)" if rec.get("limit") else "")]
-        for col in published["columns"][1:]:
-            if col == "average":
-                cells.append(_fmt(_pct(rec["average"])))
-            else:
-                t = rec["tasks"].get(entries.get(col, col))
-                cells.append(_fmt(_pct(t[key])) if t else "")
-        rows.append({"cells": cells, "protocol": rec["protocol"], "measured": True})
-    return {**published, "rows": rows, "others": others}
-
-
-def _fmt(x: float | None) -> str:
-    return "" if x is None else f"{x:.2f}"
-
-
 # ---------------------------------------------------------------- contamination
 
 def contamination_section(exp: Experiment) -> dict | None:
@@ -255,8 +214,8 @@ def training_section(exp: Experiment) -> dict | None:
                      "rejected_start": s.get("rejected_start"), "rejected_end": s.get("rejected_end"),
                      "edit": (m.get("data") or {}).get("edit_distance") or {}, "n_pairs": (m.get("data") or {}).get("n_pairs"),
                      "warnings": m.get("warnings") or []})
-    return {"rows": rows, "onpolicy": onpolicy_rounds(exp),
-            "chart": plots.training_curves({exp.label(v): t["metrics"] for v, t in exp.training.items()})}
+    return {"rows": rows, "onpolicy": onpolicy_rounds(exp), "diagnostics": diagnostic_rows(exp),
+            "chart": plots.training_curves({exp.label(v): _with_heldout_start(t) for v, t in exp.training.items()})}
 
 
 def onpolicy_rounds(exp: Experiment) -> list[dict]:
@@ -295,6 +254,30 @@ def onpolicy_rounds(exp: Experiment) -> list[dict]:
     return out
 
 
+def _with_heldout_start(t: dict) -> list[dict]:
+    """The training metrics, with the held-out log-probs before the first step as step 0."""
+    start = ((t["meta"].get("heldout") or {}).get("start")) or {}
+    first = {f"heldout_logps_{k}": v for k, v in start.items() if v is not None}
+    return ([{"step": 0, **first}] if first else []) + t["metrics"]
+
+
+def diagnostic_rows(exp: Experiment) -> list[dict]:
+    """Per variant: the held-out log-probs and Smaug's post-edit log-probs, start and end."""
+    rows = []
+    for v, t in exp.training.items():
+        m = t["meta"]
+        held, post = m.get("heldout") or {}, m.get("post_edit") or {}
+        if not held and not post:
+            continue
+        rows.append({"variant": exp.label(v), "loss": m.get("loss"), "n_heldout": held.get("n_pairs"),
+                     "heldout": {k: ((held.get("start") or {}).get(k), (held.get("end") or {}).get(k))
+                                 for k in ("chosen", "rejected", "unseen")},
+                     "n_post_edit": post.get("n_pairs"), "edit_median": post.get("edit_distance_median"),
+                     "post_edit": {k: ((post.get("start") or {}).get(k), (post.get("end") or {}).get(k))
+                                   for k in ("chosen", "rejected")}})
+    return rows
+
+
 # ---------------------------------------------------------------- summary and page
 
 def summary_section(exp: Experiment) -> dict:
@@ -326,11 +309,14 @@ def build(dirs: list[str | Path]) -> dict:
     exps = [load_experiment_dir(d) for d in dirs]
     for e in exps:
         e.multi = len(exps) > 1
-    published = None
-    for e in exps:
-        published = published or published_table(((e.manifest.get("config") or {}).get("report") or {}).get("published"))
-    runs = [(e.label(m), rec) for e in exps for m, rec in e.leaderboard.items()]
-    published = published_section(published, runs)
+    name = next((n for e in exps if (n := ((e.manifest.get("config") or {}).get("report") or {}).get("published"))),
+                None)
+    runs = {"leaderboard": [(e.label(m), rec) for e in exps for m, rec in e.leaderboard.items()],
+            "mtbench": [(e.label(m), mt["summary"]) for e in exps for m, mt in e.mtbench.items()],
+            "contamination": [(e.label(m), rec) for e in exps for m, rec in e.contamination.items()]}
+    sections = {"leaderboard": published_section, "mtbench": published_mtbench_section,
+                "contamination": published_contamination_section}
+    published = [sections[t["kind"]](t, runs[t["kind"]]) for t in published_tables(name) if t["kind"] in sections]
     title = None
     if len(exps) == 1:
         title = ((exps[0].manifest.get("config") or {}).get("report") or {}).get("title")

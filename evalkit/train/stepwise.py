@@ -75,7 +75,8 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                       "reference_margin": sum(margin) / len(margin),
                       "base_margin": sum(base_margin) / len(base_margin),  # M_0 on the same chunk
                       "checkpoint": str(step_dir),
-                      "logps_summary": result.metadata.get("logps_summary"), "steps": result.metadata.get("steps")})
+                      "logps_summary": result.metadata.get("logps_summary"), "steps": result.metadata.get("steps"),
+                      "heldout": result.metadata.get("heldout"), "post_edit": result.metadata.get("post_edit")})
         previous = str(step_dir)
     # the last step is the variant: copy it, and describe the whole run in evalkit.json
     tmp = out_dir.with_name(out_dir.name + ".partial")

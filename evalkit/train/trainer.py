@@ -35,6 +35,7 @@ from ..config import Variant
 from .. import schema
 from ..rundir import append_jsonl, atomic_write_json, content_hash, environment
 from .data import PreferenceData, make_batch, supports_packing
+from .diagnostics import HeldOut, PostEdit, split_heldout
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
 from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
@@ -91,6 +92,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
+    # held-out pairs for the dispersion diagnostic (train/diagnostics.py) never enter training
+    given = data
+    data, heldout_pairs = split_heldout(given, 0 if given.chosen_only else variant.heldout_pairs, seed)
 
     # 1. the policy, in fp32 master weights (bf16 comes from autocast)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
@@ -165,6 +169,14 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             cache.store(cache_key, ref)
         accelerator.wait_for_everyone()
 
+    # the diagnostics' starting values, under the untrained policy (no gradients)
+    diag_args = (pad_id, device, 2 * variant.batch_size, autocast_dtype, attn)
+    heldout = HeldOut(heldout_pairs, variant.logp_reduction) if heldout_pairs else None
+    if heldout is not None:
+        heldout.start = heldout.measure(model, *diag_args)
+    post_edit = PostEdit([] if data.chosen_only else data.pairs)
+    post_edit.start = post_edit.measure(model, *diag_args)
+
     loss_fn = LOSSES[variant.loss]
     loss_kwargs = loss_kwargs_for(variant)
     reduction = variant.logp_reduction
@@ -232,6 +244,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                           "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                           "epoch": round(micro / batches_per_epoch, 4)}
                 record.setdefault("penalty_active", None)
+                if heldout is not None:
+                    record.update(heldout.measure(model, *diag_args))
                 history.append(record)
                 if accelerator.is_main_process:
                     append_jsonl(metrics_path, record)
@@ -255,6 +269,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # 5. where the chosen log-prob ended, against where it started (the reference)
     # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
     end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+    post_edit_end = post_edit.measure(model, *diag_args)
     unwrapped = accelerator.unwrap_model(model)
     n_eval = len(end["chosen_logps"])
     if reference_free:
@@ -279,8 +294,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         "loss": variant.loss,
         "hyperparameters": variant.model_dump(mode="json", by_alias=True),
         "seed": seed,
-        "data": {**(data_info or {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
-                 "n_skipped": data.n_skipped, "edit_distance": data.edit_distance_summary()},
+        "data": {**(data_info or {}), "fingerprint": given.fingerprint(), "n_pairs": len(given),
+                 "n_heldout": len(heldout_pairs), "n_skipped": given.n_skipped,
+                 "edit_distance": given.edit_distance_summary()},
         "reference": None if reference_free else {"fingerprint": ref_fp, "cache_key": cache_key},
         "steps": step,
         "micro_batches": micro,
@@ -288,6 +304,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
         "tokenization": dataclasses.asdict(data.counts),
         "logps_summary": summary,
+        "heldout": heldout.summary(history[-1]) if heldout is not None else None,
+        "post_edit": post_edit.summary(post_edit_end),
         "warnings": warnings,
         "seconds": round(time.time() - t_start, 2),
         # pair tokens (prompt counted for both sides, as padded batches hold them) and the
@@ -297,7 +315,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         "packed_prompt": pack,
         "chunked_lm_head": chunked_head,
         "device": str(device), "mixed_precision": mixed,
-        "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint()),
+        "config_hash": variant_config_hash(variant, model_fingerprint(base_model), given.fingerprint()),
         **environment(),
     }
     # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one

@@ -1,0 +1,189 @@
+"""What training does to likelihoods beyond the training pairs: two diagnostics the trainer calls.
+
+1. Held-out dispersion (Yan et al., "3D-properties", arXiv 2406.07327). DPO pushes the rejected
+   likelihood down, often drags the chosen one with it, and moves the mass to responses that
+   are in no pair ("dispersion"). Seen only on the training pairs, the first two look like
+   learning; so a few pairs are held out of training (`heldout_pairs`, whole prompts, drawn
+   with the seed) and at every logging step the policy's mean log-prob of
+     a. the held-out chosen responses,
+     b. the held-out rejected responses,
+     c. responses to other prompts: held-out pair i's prompt followed by the chosen response of
+        the next held-out pair with a different prompt (cyclically), token ids joined; a
+        response the prompt did not ask for, in no pair,
+   is logged beside the training metrics (heldout_logps_chosen / _rejected / _unseen), with
+   the variant's logp_reduction, like logps_chosen. No gradients, one batched pass.
+
+2. Smaug's post-edit view (Pal et al., arXiv 2402.13228). On a pair whose rejected response is
+   the chosen one with a small edit, the tokens after the edit are (nearly) the same text in
+   both; DPO's push on the rejected tokens there lowers the chosen ones too. For each
+   low-edit-distance training pair: the first completion token where chosen and rejected
+   differ, and the mean per-token log-prob of the tokens AFTER it (the differing token
+   itself excluded), chosen and rejected, under the policy at the start and at the end.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+
+from .data import PreferenceData, TokenizedPair, make_batch
+from .logps import autocast, batch_logps, reduce_logps
+
+HELDOUT_MAX_SHARE = 4         # hold out at most 1/4 of the pairs
+POST_EDIT_MAX_RELATIVE_EDIT = 0.25   # "low edit distance": at most a quarter of the longer completion
+POST_EDIT_MAX_PAIRS = 64
+UNSEEN_CONSTRUCTION = ("held-out pair i's prompt + the chosen response of the next held-out pair "
+                       "with another prompt (cyclically), token ids joined")
+
+
+def _prompt(p: TokenizedPair) -> tuple[int, ...]:
+    return tuple(p.chosen_ids[:p.chosen_prompt_len])
+
+
+def split_heldout(data: PreferenceData, n: int, seed: int) -> tuple[PreferenceData, list[TokenizedPair]]:
+    """(training data, held-out pairs): whole prompts drawn with `seed` until >= n pairs are held
+    out, at most a quarter of the data; none when that leaves fewer than 2 pairs (response (c)
+    needs two prompts). The held-out pairs share no prompt with the training pairs."""
+    limit = min(n, len(data) // HELDOUT_MAX_SHARE)
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(data.pairs):
+        by_prompt.setdefault(_prompt(p), []).append(i)
+    groups = list(by_prompt.values())
+    if limit < 2 or len(groups) < 3:
+        return data, []
+    order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist()
+    held: list[int] = []
+    for g in order:
+        if len(held) >= limit:
+            break
+        if len(held) + len(groups[g]) <= limit or not held:
+            held += groups[g]
+    held_set = set(held)
+    if len(held_set) >= len(data) or len({_prompt(data.pairs[i]) for i in held}) < 2:
+        return data, []
+    train = [p for i, p in enumerate(data.pairs) if i not in held_set]
+    return PreferenceData(train, data.n_skipped, data.source, data.counts), [data.pairs[i] for i in sorted(held)]
+
+
+def unseen_sequences(heldout: list[TokenizedPair]) -> list[tuple[list[int], int]]:
+    """Response (c) for each held-out pair: (token ids, prompt length)."""
+    out = []
+    for i, p in enumerate(heldout):
+        for k in range(1, len(heldout)):
+            other = heldout[(i + k) % len(heldout)]
+            if _prompt(other) != _prompt(p):
+                out.append((p.chosen_ids[:p.chosen_prompt_len] + other.chosen_ids[other.chosen_prompt_len:],
+                            p.chosen_prompt_len))
+                break
+    return out
+
+
+@torch.no_grad()
+def sequence_logps(model, seqs: list[tuple[list[int], int]], pad_id: int, device, batch_size: int,
+                   autocast_dtype=None, attn: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed completion log-probs and completion lengths of (ids, prompt_len) sequences,
+    two to a pseudo-pair through the trainer's own batch path (padded, not packed)."""
+    if not seqs:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+    was = model.training
+    model.eval()
+    padded = seqs + seqs[-1:] * (len(seqs) % 2)
+    pairs = [TokenizedPair(a, b, na, nb, 0, "") for (a, na), (b, nb) in zip(padded[0::2], padded[1::2])]
+    sums, lengths = [], []
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s:s + batch_size]
+        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack=False).items()
+                 if k not in ("n_tokens", "n_processed")}
+        with autocast(device, autocast_dtype):
+            s_, l_ = batch_logps(model, batch, attn)
+        b = len(chunk)
+        # rows are [a_1..a_b, b_1..b_b]: back to a_1, b_1, a_2, b_2, ...
+        sums.append(torch.stack([s_[:b], s_[b:]], 1).reshape(-1).double().cpu())
+        lengths.append(torch.stack([l_[:b], l_[b:]], 1).reshape(-1).cpu())
+    model.train(was)
+    return torch.cat(sums)[:len(seqs)], torch.cat(lengths)[:len(seqs)]
+
+
+class HeldOut:
+    """The held-out sequences of one training run and their mean log-probs under a model."""
+    KEYS = ("chosen", "rejected", "unseen")
+
+    def __init__(self, pairs: list[TokenizedPair], reduction: str):
+        self.pairs, self.reduction = pairs, reduction
+        self.groups = {"chosen": [(p.chosen_ids, p.chosen_prompt_len) for p in pairs],
+                       "rejected": [(p.rejected_ids, p.rejected_prompt_len) for p in pairs],
+                       "unseen": unseen_sequences(pairs)}
+        self.start: dict[str, float] | None = None
+
+    def measure(self, model, pad_id, device, batch_size, autocast_dtype=None, attn=None) -> dict[str, float]:
+        """{"heldout_logps_chosen": ..., "_rejected": ..., "_unseen": ...}: means over the held-out set."""
+        seqs = [s for k in self.KEYS for s in self.groups[k]]
+        sums, lengths = sequence_logps(model, seqs, pad_id, device, batch_size, autocast_dtype, attn)
+        values = reduce_logps(sums, lengths, self.reduction)
+        out, at = {}, 0
+        for k in self.KEYS:
+            n = len(self.groups[k])
+            out[f"heldout_logps_{k}"] = values[at:at + n].mean().item()
+            at += n
+        return out
+
+    def summary(self, end: dict[str, float]) -> dict[str, Any]:
+        return {"n_pairs": len(self.pairs), "pairs": [p.where for p in self.pairs], "reduction": self.reduction,
+                "unseen": UNSEEN_CONSTRUCTION,
+                "start": {k: (self.start or {}).get(f"heldout_logps_{k}") for k in self.KEYS},
+                "end": {k: end.get(f"heldout_logps_{k}") for k in self.KEYS}}
+
+
+# ---------------------------------------------------------------- post-edit
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    """Index of the first position where two token lists differ (the shorter length when one
+    is a prefix of the other)."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def post_edit_sequences(pairs: list[TokenizedPair], max_relative_edit: float = POST_EDIT_MAX_RELATIVE_EDIT,
+                        max_pairs: int = POST_EDIT_MAX_PAIRS) -> tuple[list, list, list[int]]:
+    """(chosen, rejected, edit distances) of the low-edit-distance pairs: each side as (ids,
+    n_masked), n_masked covering the prompt, the completion's common start and the first
+    differing token, so only the tokens after it count. Pairs with nothing after it on either
+    side are left out."""
+    chosen, rejected, dists = [], [], []
+    for p in pairs:
+        c, r = p.chosen_ids[p.chosen_prompt_len:], p.rejected_ids[p.rejected_prompt_len:]
+        if p.edit_distance > max_relative_edit * max(len(c), len(r)):
+            continue
+        k = first_difference(c, r)
+        if k + 1 >= len(c) or k + 1 >= len(r):
+            continue
+        chosen.append((p.chosen_ids, p.chosen_prompt_len + k + 1))
+        rejected.append((p.rejected_ids, p.rejected_prompt_len + k + 1))
+        dists.append(p.edit_distance)
+        if len(chosen) >= max_pairs:
+            break
+    return chosen, rejected, dists
+
+
+class PostEdit:
+    """Smaug's token-level view on the first low-edit-distance training pairs."""
+
+    def __init__(self, pairs: list[TokenizedPair]):
+        self.chosen, self.rejected, self.dists = post_edit_sequences(pairs)
+        self.start: dict[str, float] | None = None
+
+    def measure(self, model, pad_id, device, batch_size, autocast_dtype=None, attn=None) -> dict[str, float | None]:
+        if not self.chosen:
+            return {"chosen": None, "rejected": None}
+        sums, lengths = sequence_logps(model, self.chosen + self.rejected, pad_id, device, batch_size,
+                                       autocast_dtype, attn)
+        per_token = reduce_logps(sums, lengths, "length_average")
+        n = len(self.chosen)
+        return {"chosen": per_token[:n].mean().item(), "rejected": per_token[n:].mean().item()}
+
+    def summary(self, end: dict[str, float | None]) -> dict[str, Any]:
+        return {"n_pairs": len(self.chosen), "max_relative_edit": POST_EDIT_MAX_RELATIVE_EDIT,
+                "edit_distance_median": statistics.median(self.dists) if self.dists else None,
+                "reduction": "mean per token after the first differing token",
+                "start": self.start or {"chosen": None, "rejected": None}, "end": end}
