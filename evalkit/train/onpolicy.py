@@ -213,7 +213,8 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
     if not items:
         raise UserError(f"variant {variant.name}: on-policy training needs rows with string prompt and chosen "
                         f"(the reference answer the verifier checks)")
-    per_round = variant.model_copy(update={"onpolicy": None, "max_steps": spec.steps_per_round})
+    # a round trains on all of its fresh pairs (no held-out split of them)
+    per_round = variant.model_copy(update={"onpolicy": None, "max_steps": spec.steps_per_round, "heldout_pairs": 0})
     policy, rounds, result, sample_files = base_model, [], None, {}
     for r in range(1, spec.rounds + 1):
         batch = prompt_rng.sample(items, min(spec.prompts or len(items), len(items)))
