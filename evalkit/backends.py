@@ -170,20 +170,14 @@ class HFGenerator(Generator):
         100 samples of a 40%-of-the-text prefix that is close to half of the work). None
         where the model's cache cannot be repeated per row (then generate() prefills each
         sample itself) or the prompt is one token."""
-        if x.shape[1] < 2 or self.model.config.is_encoder_decoder:
+        from .prefix import cache_argument, prefill, repeated
+        name = cache_argument(self.model)
+        if x.shape[1] < 2 or name is None:
             return None
         x, m = x[:, :-1].to(self.device), m[:, :-1].to(self.device)
         pos = (m.long().cumsum(-1) - 1).clamp(min=0)   # left padding: positions start at each row's first token
-        import inspect
-        params = inspect.signature(self.model.forward).parameters
-        keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        out = self.model(input_ids=x, attention_mask=m, position_ids=pos, use_cache=True, **keep)
-        name = "cache" if "cache" in params else "past_key_values"   # transformers 5 renamed it
-        cache = out.get(name)
-        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
-            return None
-        cache.batch_repeat_interleave(n)
-        return {name: cache}
+        _, cache = prefill(self.model, x, m, pos, last_logits_only=True)
+        return None if cache is None else {name: repeated(cache, n)}
 
 
 class VLLMGenerator(Generator):

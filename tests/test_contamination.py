@@ -398,3 +398,21 @@ def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
         row = row[:row.index(eos)] if eos in row else row
         want = tok.decode(ids[0].tolist() + row, skip_special_tokens=True)
         assert samples == [want] * 3, (prompt, samples, want)
+
+
+def test_shared_prefix_scoring_equals_scoring_each_text_whole(tiny_model_dir):
+    """Neighbours of one example share their first tokens: scored once on a shared KV cache,
+    the rest per text. Each loss must equal score_texts' whole-text loss (float rounding only),
+    including texts cut at max_tokens and a group whose texts share almost nothing."""
+    import torch
+    from evalkit.models import load_model
+    torch.set_num_threads(1)
+    model, tok = load_model(str(tiny_model_dir), dtype="float32")
+    stem = "Natalia sold clips to 48 of her friends in April, and then she sold"
+    groups = [[stem + tail for tail in (" half as many clips in May.", " 24 more.", " them all", " x" * 40)],
+              ["Weng earns $12 an hour.", "Betty is saving money for a new wallet.", "Q"]]
+    shared = C.score_groups_shared(model, tok, groups, max_tokens=40, batch_tokens=64)
+    assert shared is not None
+    for texts, got in zip(groups, shared):
+        want = C.score_texts(model, tok, texts, 40).mean_nll
+        assert got == pytest.approx(want, abs=1e-5), (texts, got, want)

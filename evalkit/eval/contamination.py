@@ -141,6 +141,74 @@ def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, det
     return TextScores(nll, logps if details else None, zs if details else None)
 
 
+@torch.no_grad()
+def score_groups_shared(model, tok, groups: list[list[str]], max_tokens: int | None = None,
+                        batch_tokens: int = 16384, progress: bool = False,
+                        desc: str = "score") -> list[list[float]] | None:
+    """score_texts' mean NLLs (right padding) for groups of texts that start alike (an
+    example's neighbours all begin with its prefix): the tokens a group shares run through
+    the model once, and only each text's rest runs per text, on a copy of that KV cache. The
+    same losses as scoring each text whole, up to float rounding (~1e-6 nats); about 40%
+    fewer token passes for Shi's 0.4 prefix. None when the model's cache cannot be reused."""
+    from ..prefix import cache_argument, prefill, repeated
+    name = cache_argument(model)
+    if name is None:
+        return None
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    out: list[list[float]] = []
+    for texts in progress_bar(groups, desc=desc, enabled=progress):
+        ids = _encode_all(tok, texts, max_tokens)
+        shortest = min(len(x) for x in ids)
+        common = 0
+        while common < shortest - 1 and all(x[common] == ids[0][common] for x in ids):
+            common += 1                     # every text keeps >= 1 token of its own
+        if common < 2:
+            nll = score_texts(model, tok, texts, max_tokens, batch_tokens=batch_tokens).mean_nll
+            out.append(nll)
+            continue
+        prefix = torch.tensor([ids[0][:common]], device=device)
+        ones = torch.ones_like(prefix)
+        logits, cache = prefill(model, prefix, ones, torch.arange(common, device=device)[None], last_logits_only=False)
+        if cache is None:
+            return None
+        logits = logits[0].float()
+        lp = logits.log_softmax(-1)
+        prefix_sum = lp[:-1].gather(-1, prefix[0, 1:, None]).sum().item()   # the shared tokens' log-probs
+        last = lp[-1]                                                        # predicts each text's first own token
+        nll = [math.nan] * len(ids)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
+                end += 1
+            batch = order[start:end]
+            start = end
+            rest = [ids[i][common:] for i in batch]
+            width = max(len(r) for r in rest)
+            x = torch.full((len(batch), width), pad, dtype=torch.long)
+            m = torch.zeros((len(batch), common + width), dtype=torch.long)
+            m[:, :common] = 1
+            for r, toks in enumerate(rest):
+                x[r, :len(toks)] = torch.tensor(toks)
+                m[r, common:common + len(toks)] = 1
+            x, m = x.to(device), m.to(device)
+            pos = torch.arange(common, common + width, device=device).expand(len(batch), -1)
+            kv = repeated(cache, len(batch), copy_first=True)
+            lg = model(input_ids=x, attention_mask=m, position_ids=pos, use_cache=False, **{name: kv}).logits.float()
+            first = last[x[:, 0]]                                            # log p(own token 0 | prefix)
+            lg = lg[:, :-1]
+            tok_lp = lg.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, dim=-1)
+            valid = m[:, common + 1:].bool()
+            own = (tok_lp * valid).sum(-1) + first
+            for r, i in enumerate(batch):
+                n_pred = len(ids[i]) - 1
+                nll[i] = -(prefix_sum + float(own[r])) / n_pred
+        out.append(nll)
+    return out
+
+
 def min_k(values: list[float], k: float) -> float:
     """Mean of the lowest k share of values (at least one): Min-K% Prob / Min-K%++."""
     if not values:
@@ -239,6 +307,9 @@ def score_target(model, tok, examples: list[Example], neighbours: list[list[str]
     if side == "left":
         per = [score_texts(model, tok, zs, p.max_tokens, padding_side=side, batch_size=sizes[1]).mean_nll
                for zs in progress_bar(neighbours, desc="score neighbours", enabled=progress)]
+    elif (per := score_groups_shared(model, tok, neighbours, p.max_tokens, p.score_batch_tokens, progress,
+                                     "score neighbours")) is not None:
+        pass
     else:
         flat = [z for zs in neighbours for z in zs]
         nb = score_texts(model, tok, flat, p.max_tokens, batch_tokens=p.score_batch_tokens, progress=progress,
