@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from bench._common import out_dir  # noqa: E402
 from evalkit.eval import contamination as C  # noqa: E402
 from evalkit.eval.benchmark_texts import load_examples  # noqa: E402
 from evalkit.eval.contamination_run import select  # noqa: E402
@@ -125,11 +126,9 @@ def main(argv=None):
     ap.add_argument("--n-examples", type=int, default=N_EXAMPLES)
     ap.add_argument("--n-neighbours", type=int, default=N_NEIGHBOURS)
     args = ap.parse_args(argv)
-    out = Path(args.out).resolve()
-    if out == REPO or REPO in out.parents:
-        ap.error(f"--out {args.out}: inside the checkout; use a directory outside it")
     if args.reps < 1 or args.n_examples < 1 or args.n_neighbours < 1 or args.threads < 1:
         ap.error("--reps, --threads, --n-examples and --n-neighbours must be at least 1")
+    out = out_dir(ap, args.out)
     N_NEIGHBOURS = args.n_neighbours
     torch.set_num_threads(args.threads)
     target, t_tok = load_model(tiny(1, out / "models"), dtype="float32")

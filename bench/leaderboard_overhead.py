@@ -6,7 +6,7 @@ the lm_eval CLI reads the very task YAML evalkit generates. No request cache is 
 
     python bench/leaderboard_overhead.py --out /tmp/bench-leaderboard [--reps 2]
 
-Repetitions are interleaved (lm_eval, evalkit, lm_eval, ...); prints min and median of each
+Repetitions are interleaved, each side first every other time (lm_eval, evalkit, evalkit, lm_eval, ...); prints min and median of each
 and their ratio, and writes the figures to --out/bench.json (the model is built there too).
 """
 from __future__ import annotations
@@ -65,14 +65,20 @@ def main(argv=None):
         data = write_open_llm_v1(d / "data", n_eval=40)
         (d / "bench.yaml").write_text(SUITE)
         write_task_yamls(load_suite(str(d / "bench.yaml")), d / "tasks", data)
-        for r in range(args.reps):
-            raw_t.append(timed([str(bin_dir / "lm_eval"), "run", "--model", "hf", "--model_args",
-                                f"pretrained={model},dtype=auto", "--device", "cpu", "--tasks", TASKS,
-                                "--include_path", str(d / "tasks"), "--batch_size", "16", "--seed", "1234",
-                                "--output_path", str(d / f"raw{r}"), "--log_samples"]))
-            ours_t.append(timed([str(bin_dir / "evalkit"), "leaderboard", model, "--suite", str(d / "bench.yaml"),
-                                 "--data-dir", str(data), "--batch-size", "16", "--device", "cpu",
-                                 "--out", str(d / f"ours{r}")]))
+
+        def command(side: str, r: int) -> list[str]:
+            if side == "raw":
+                return [str(bin_dir / "lm_eval"), "run", "--model", "hf", "--model_args",
+                        f"pretrained={model},dtype=auto", "--device", "cpu", "--tasks", TASKS,
+                        "--include_path", str(d / "tasks"), "--batch_size", "16", "--seed", "1234",
+                        "--output_path", str(d / f"raw{r}"), "--log_samples"]
+            return [str(bin_dir / "evalkit"), "leaderboard", model, "--suite", str(d / "bench.yaml"),
+                    "--data-dir", str(data), "--batch-size", "16", "--device", "cpu", "--out", str(d / f"ours{r}")]
+
+        for r in range(args.reps):   # interleaved, and each side goes first every other rep
+            sides = [("raw", raw_t), ("ours", ours_t)]
+            for side, times in (sides if r % 2 == 0 else sides[::-1]):
+                times.append(timed(command(side, r)))
     print(f"tasks: {TASKS} on sample data (40 docs each), tiny model, batch 16, {args.reps} interleaved reps")
     print(f"lm_eval CLI        : min {min(raw_t):7.2f} s, median {statistics.median(raw_t):7.2f} s")
     print(f"evalkit leaderboard: min {min(ours_t):7.2f} s, median {statistics.median(ours_t):7.2f} s")

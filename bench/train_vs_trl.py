@@ -38,6 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))     # tests/chat_templates.py: the real ChatML template
+from bench._common import out_dir  # noqa: E402
 
 BATCH, MAX_LEN, MAX_PROMPT, BETA, LR = 8, 160, 96, 0.1, 1e-5
 LLAMA_SPEC = {"seed": 0, "vocab_size": 4096, "hidden_size": 256, "intermediate_size": 1024,
@@ -254,9 +255,7 @@ def main() -> None:
             print_model(name, res)
         return
     args.out = (args.out or Path(tempfile.mkdtemp(prefix="evalkit-bench-train-"))).resolve()
-    if args.out == REPO or REPO in args.out.parents:
-        p.error(f"--out {args.out}: inside the checkout; use a directory outside it")
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = out_dir(p, str(args.out))
     import torch
     names = [n for n in args.models.split(",") if n]
     for name in names:

@@ -334,6 +334,15 @@ class ReportSection(Strict):
     published: Optional[str] = Field(None, description="a reference table of published numbers, e.g. smaug "
                                                       "(packaged published/<name>.yaml), shown as not measured here")
 
+    @field_validator("published")
+    @classmethod
+    def _known_published(cls, v: Optional[str]):
+        from .data import path as packaged
+        known = sorted(p.stem for p in packaged("published").glob("*.yaml"))
+        if v is not None and v not in known:
+            raise ValueError(f"unknown published table {v!r} (packaged: {', '.join(known) or 'none'})")
+        return v
+
 
 # A hub id / local directory, or {tiny: {...}} for the offline tiny model. The discriminator
 # keeps errors to the branch the user meant.

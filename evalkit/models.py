@@ -256,11 +256,16 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
 
 
 def tiny_builder_hash() -> str:
-    """The tiny model's builder code by content: an edit to it rebuilds cached tiny models."""
+    """The tiny model's builder code by content (the functions that make its corpus,
+    tokenizer and weights, the chat template, and the corpus generator module): an edit to
+    them rebuilds cached tiny models; an edit elsewhere in this module does not."""
+    import inspect
+
     from . import synth
-    h = hashlib.sha256()
-    for mod in (__file__, synth.__file__):
-        h.update(Path(mod).read_bytes())
+    h = hashlib.sha256(Path(synth.__file__).read_bytes())
+    for fn in (tiny_corpus, render_chat_text, train_tokenizer, build_tiny_model, _pretrain):
+        h.update(inspect.getsource(fn).encode())
+    h.update(json.dumps([CHAT_TEMPLATE, BOS, EOS, PAD]).encode())
     return h.hexdigest()[:16]
 
 

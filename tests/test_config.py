@@ -158,3 +158,10 @@ def test_leaderboard_chat_settings_per_model(tmp_path):
     assert a["leaderboard:dpo"] == b["leaderboard:dpo"] and a["leaderboard:base"] == b["leaderboard:base"]
     with pytest.raises(UserError, match="per_model.nobody: no model named 'nobody'"):
         load_experiment(write(tmp_path, text.replace("      dpop:", "      nobody:")))
+
+
+@pytest.mark.parametrize("name", ["smaugg", "../experiments/demo"])
+def test_unknown_published_table_is_one_line(tmp_path, capsys, name):
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD + f"report: {{published: {name!r}}}\n")))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "exp.yaml:13: report.published" in err and "unknown published table" in err and "smaug" in err

@@ -288,7 +288,9 @@ def _cached_finetune(cache, key, start_dir, tok, train_texts, steps):
     """Tune the model at start_dir on packed 256-token windows of train_texts (8 per step),
     cached by content (start, recipe and data) under `cache`."""
     import hashlib
-    h = hashlib.sha256(json.dumps([start_dir.name, key, steps, train_texts]).encode()).hexdigest()[:16]
+
+    from evalkit.models import directory_fingerprint
+    h = hashlib.sha256(json.dumps([directory_fingerprint(start_dir), key, steps, train_texts]).encode()).hexdigest()[:16]
     out = cache / f"gsm8k-{key}-{h}"
     if not (out / "config.json").exists():
         model, _ = load_model(str(start_dir), dtype="float32")
@@ -383,11 +385,13 @@ def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
     model, tok = load_model(str(tiny_model_dir), dtype="float32")
     prompts = ["Natalia sold clips to 48 of her friends in April", "A cat", "Weng earns $12 an hour for babysitting."]
     gen = HFGenerator(model, tok, GenOptions(seed=0))
-    calls = []
+    caches = []
     real = gen._shared_prefix
-    gen._shared_prefix = lambda *a: calls.append(1) or real(*a)
+    gen._shared_prefix = lambda *a: caches.append(real(*a)) or caches[-1]
     got = gen.complete(prompts, [Sampling(max_new_tokens=10, n=3, top_k=1)] * 3, include_prompt=True, progress=False)
-    assert calls, "the shared-prefix path ran"
+    assert caches and all(c is not None for c in caches), "the shared-prefix path ran and returned a cache"
+    (cache,) = caches[0].values()
+    assert cache.get_seq_length() > 0
     for prompt, samples in zip(prompts, got):
         ids = tok(prompt, return_tensors="pt")["input_ids"]
         with torch.no_grad():

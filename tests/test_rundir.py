@@ -56,3 +56,29 @@ def test_manifest_keeps_stage_status(tmp_path):
     for key in ("schema_version", "config", "versions", "git_sha", "hardware"):
         assert key in m
     assert m["versions"]["torch"]
+
+
+def test_hub_model_fingerprint_is_its_commit_before_and_after_download(tmp_path, monkeypatch):
+    """A hub id is fingerprinted by the commit it resolves to: the cached snapshot's folder
+    name, so the key does not change when the files arrive, and another commit (a new upload)
+    is another fingerprint. Offline with nothing cached: the id alone."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    from evalkit.train.reference import model_fingerprint
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "some-org/some-model"
+    bare = model_fingerprint(name)
+    assert bare == "hub:" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    repo = tmp_path / "hub" / "models--some-org--some-model"
+    for commit in ("a" * 40, "b" * 40):
+        snap = repo / "snapshots" / commit
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        fp = model_fingerprint(name)
+        assert fp == "hub:" + hashlib.sha256(f"{name}@{commit}".encode()).hexdigest()[:16], fp
+    assert fp != bare

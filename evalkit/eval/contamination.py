@@ -73,6 +73,21 @@ def _encode_all(tok, texts: list[str], max_tokens: int | None) -> list[list[int]
     return [list(x) for x in enc]
 
 
+def _length_batches(lengths: list[int], batch_tokens: int, vocab: int) -> list[list[int]]:
+    """Indices sorted by length, cut into padded batches of about batch_tokens tokens, and
+    never more than 2**27 logits (tokens x vocab floats, 512 MB) in one."""
+    batch_tokens = max(256, min(batch_tokens, 2**27 // max(1, vocab)))
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and (end - start + 1) * lengths[order[end]] <= batch_tokens:
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
 @torch.no_grad()
 def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, details: bool = False,
                 batch_tokens: int = 16384, progress: bool = False, desc: str = "score",
@@ -87,8 +102,6 @@ def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, det
     tokenizer does. Left padding shifts positions (no position ids are passed, as in the
     original), so losses then depend on the batch: only this layout reproduces them."""
     ids = _encode_all(tok, texts, max_tokens)
-    # logits are (tokens x vocab) floats: keep a batch near 2**27 of them (512 MB)
-    batch_tokens = max(256, min(batch_tokens, 2**27 // max(1, len(tok))))
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     left = padding_side == "left"
@@ -101,14 +114,7 @@ def score_texts(model, tok, texts: list[str], max_tokens: int | None = None, det
     if left and batch_size:
         batches = [list(range(s, min(s + batch_size, len(ids)))) for s in range(0, len(ids), batch_size)]
     else:
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        batches, start = [], 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
-                end += 1
-            batches.append(order[start:end])
-            start = end
+        batches = _length_batches([len(x) for x in ids], batch_tokens, len(tok))
     for batch in progress_bar(batches, desc=desc, enabled=progress):
         width = max(len(ids[i]) for i in batch)
         x = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -177,14 +183,7 @@ def score_groups_shared(model, tok, groups: list[list[str]], max_tokens: int | N
         prefix_sum = lp[:-1].gather(-1, prefix[0, 1:, None]).sum().item()   # the shared tokens' log-probs
         last = lp[-1]                                                        # predicts each text's first own token
         nll = [math.nan] * len(ids)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order) and (end - start + 1) * len(ids[order[end]]) <= batch_tokens:
-                end += 1
-            batch = order[start:end]
-            start = end
+        for batch in _length_batches([len(x) - common for x in ids], batch_tokens, len(tok)):
             rest = [ids[i][common:] for i in batch]
             width = max(len(r) for r in rest)
             x = torch.full((len(batch), width), pad, dtype=torch.long)

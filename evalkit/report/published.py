@@ -62,8 +62,9 @@ def published_tables(name: str | None) -> list[dict]:
     if not name:
         return []
     path = PUBLISHED / f"{name}.yaml"
-    if not path.exists():
-        return []
+    if "/" in name or "\\" in name or not path.exists():
+        known = ", ".join(sorted(p.stem for p in PUBLISHED.glob("*.yaml")))
+        raise UserError(f"report.published: unknown published table {name!r} (packaged: {known})")
     doc = yaml.safe_load(path.read_text())
     tables = doc.get("tables") if isinstance(doc, dict) and "tables" in doc else [doc]
     if not isinstance(tables, list):
