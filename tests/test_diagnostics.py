@@ -5,6 +5,7 @@ import textwrap
 import pytest
 import torch
 
+from evalkit import schema
 from evalkit.config import load_experiment
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.runner import train_experiment
@@ -50,6 +51,7 @@ def test_heldout_logged_equal_an_independent_computation_and_never_trained(tmp_p
     held = meta["heldout"]
     assert meta["data"]["n_pairs"] == 32 and meta["data"]["n_heldout"] == held["n_pairs"] == 4
     assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["schema_version"] == schema.version("train_metrics") == 2 for r in rows)
     for r in rows:
         assert {"heldout_logps_chosen", "heldout_logps_rejected", "heldout_logps_unseen"} <= set(r)
     assert held["end"]["chosen"] == rows[-1]["heldout_logps_chosen"]
