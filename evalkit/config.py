@@ -176,9 +176,10 @@ class Variant(Strict):
     seed: Optional[int] = None
     logging_steps: int = Field(5, ge=1)
     heldout_pairs: int = Field(
-        8, ge=0, description="pairs (whole prompts, drawn with the seed) kept out of training; their chosen, "
+        0, ge=0, description="pairs (whole prompts, drawn with the seed) kept out of training; their chosen, "
                              "rejected and other prompts' responses are scored at every logging step (the "
-                             "dispersion diagnostic); at most a quarter of the data; 0: none")
+                             "dispersion diagnostic); at most a quarter of the data; 0 (the default): none, "
+                             "every pair is trained on")
     chosen_drop_warning: float = Field(
         1.0, ge=0, description="warn when mean log pi(y_w) falls this many nats below its start")
 

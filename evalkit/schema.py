@@ -127,14 +127,14 @@ class TrainMetadata(TypedDict, total=False):
     seed: int
     data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped, edit_distance
     reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
-    steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs, reference_model, ...)
+    steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
     micro_batches: int
     processes: int           # training processes (accelerate launch)
     global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together
     tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
     logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training)
-    heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); None when none were held out (and for sft)
+    heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); sDPO: one set split before chunking, measured at every step, start under the base; None when none were held out (and for sft)
     post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance; 0 for sft), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end (sDPO: the last step's; each step's under steps)
     warnings: list[str]
     seconds: float
@@ -153,8 +153,9 @@ class TrainMetadata(TypedDict, total=False):
 
 
 class TrainMetricsRow(TypedDict, total=False):
-    schema_version: int      # on every line (as evalkit.json's)
+    schema_version: int      # on every line
     step: int                # optimizer step (sDPO: continued across steps, with sdpo_step)
+    sdpo_step: int           # sDPO: the step (1..T) the line belongs to
     loss: float              # mean over the pairs since the last line
     logps_chosen: float      # policy log pi(y_w) (the variant's logp_reduction), training pairs
     logps_rejected: float
@@ -164,7 +165,7 @@ class TrainMetricsRow(TypedDict, total=False):
     reward_accuracy: float   # share of pairs with rewards_chosen > rewards_rejected
     chosen_vs_reference: float   # log pi(y_w) - log pi_ref(y_w)
     penalty_active: Optional[float]   # DPOP: share of pairs with log pi(y_w) below the reference; null otherwise
-    heldout_logps_chosen: float   # held-out pairs (evalkit.json `heldout`, not trained on): mean log pi(y_w)
+    heldout_logps_chosen: float   # held-out pairs (evalkit.json `heldout`, not trained on; sDPO: the same pairs at every step): mean log pi(y_w)
     heldout_logps_rejected: float   # held-out pairs: mean log pi(y_l)
     heldout_logps_unseen: float   # a held-out prompt followed by another held-out prompt's chosen response
     lr: float
@@ -232,7 +233,9 @@ SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": C
                             "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
 # the newest version of each file this evalkit writes and reads
 VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 2, "manifest": 1,
-                            "mtbench_summary": 1}
+                            "mtbench_summary": 1,
+                            # 2: the held-out log-probs (heldout_logps_*) joined the lines
+                            "train_metrics": 2}
 
 
 def version(kind: str) -> int:
@@ -332,7 +335,7 @@ def markdown() -> str:
         lines.append("")
         if kind == "evalkit":    # its JSONL companion: one object per logging step
             lines += ["### `train_metrics.jsonl` — `checkpoints/<experiment>/<variant>/train_metrics.jsonl` "
-                      "(one line per logging step)", ""]
+                      f"(version {VERSIONS['train_metrics']}, one line per logging step)", ""]
             lines += [f"- `{name}` ({typ})" + (f": {comment}" if comment else "")
                       for name, typ, comment in _documented_fields(TrainMetricsRow)]
             lines.append("")

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 import torch
 
+from evalkit import schema
 from evalkit.config import load_experiment
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.runner import train_experiment
@@ -50,6 +51,7 @@ def test_heldout_logged_equal_an_independent_computation_and_never_trained(tmp_p
     held = meta["heldout"]
     assert meta["data"]["n_pairs"] == 32 and meta["data"]["n_heldout"] == held["n_pairs"] == 4
     assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["schema_version"] == schema.version("train_metrics") == 2 for r in rows)
     for r in rows:
         assert {"heldout_logps_chosen", "heldout_logps_rejected", "heldout_logps_unseen"} <= set(r)
     assert held["end"]["chosen"] == rows[-1]["heldout_logps_chosen"]
@@ -102,6 +104,34 @@ def test_heldout_split_takes_whole_prompts_by_seed_and_at_most_a_quarter():
     assert [p.where for p in split_heldout(data, 4, seed=4)[1]] != [p.where for p in held]
     assert split_heldout(PreferenceData(pairs[:7]), 8, seed=0)[1] == []        # a quarter of 7 is 1: none
     assert split_heldout(data, 0, seed=0) == (data, [])
+
+
+def test_heldout_split_passes_over_prompts_too_large_and_keeps_drawing():
+    # 2 prompts with 10 pairs each and 10 with one: a 10-pair prompt drawn first does not fit
+    # in 4 pairs and is passed over, for every seed
+    pairs = [_pair([1, 100 + q], [5, a], [6, a], f"q{q}a{a}") for q in range(12) for a in range(10 if q < 2 else 1)]
+    data = PreferenceData(pairs)
+    for seed in range(20):
+        train, held = split_heldout(data, 4, seed=seed)
+        prompts = {tuple(p.chosen_ids[:2]) for p in held}
+        assert 2 <= len(held) <= 4 and len(prompts) == len(held), seed      # one-pair prompts only
+        assert len(train) + len(held) == len(data)
+
+
+def test_heldout_split_warns_when_nothing_can_be_held_out(caplog):
+    # 4 prompts x 10 pairs: a quarter is 10 pairs, one prompt at most; (c) needs two prompts
+    pairs = [_pair([1, 100 + q], [5, a], [6, a], f"q{q}a{a}") for q in range(4) for a in range(10)]
+    data = PreferenceData(pairs, source="big.jsonl")
+    for n in (8, 20):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="evalkit"):
+            assert split_heldout(data, n, seed=0) == (data, [])
+        assert [r.getMessage() for r in caplog.records if f"heldout_pairs {n}: nothing held out of big.jsonl (40 "
+                "pairs, 4 prompts with 10 to 10 pairs each)" in r.getMessage()], caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evalkit"):
+        split_heldout(data, 0, seed=0)          # not asked for: no warning
+    assert not caplog.records
 
 
 def test_post_edit_counts_only_the_tokens_after_the_first_differing_one(tiny_model_dir):

@@ -1,6 +1,7 @@
 import textwrap
 
 import pytest
+import torch
 
 from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
@@ -108,3 +109,29 @@ def test_mixing_ratio_is_exactly_the_share_of_offline_pairs():
             assert abs(k - float(exact)) <= 0.5
     assert offline_count(1, 0.25) == 0 and offline_count(3, 0.25) == 1 and offline_count(0, 0.5) == 0
     assert offline_count(6, 0.0) == 0
+
+
+def test_onpolicy_config_hash_is_keyed_on_content_not_paths(tmp_path, tiny_model_dir):
+    """The same weights at another path and the same rows read from elsewhere give the same
+    hash; changed weights or a changed row (same count) give another."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from evalkit.config import Variant
+    from evalkit.train.data import Row
+    from evalkit.train.onpolicy import onpolicy_config_hash
+    v = Variant(name="o", data="d", loss="dpop", onpolicy={"rounds": 1})
+    data = [{"prompt": f"What is {i} + 1?", "chosen": f"#### {i + 1}", "rejected": f"#### {i}"} for i in range(4)]
+    rows = [Row(d, f"a.jsonl:{i}") for i, d in enumerate(data, 1)]
+    h = onpolicy_config_hash(v, str(tiny_model_dir), rows)
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_model_dir, moved)
+    assert onpolicy_config_hash(v, str(moved), [Row(dict(d), f"b.jsonl:{i}") for i, d in enumerate(data)]) == h
+    edited = [Row({**d, "chosen": "#### 7"} if i == 2 else d, f"a.jsonl:{i}") for i, d in enumerate(data, 1)]
+    assert onpolicy_config_hash(v, str(tiny_model_dir), edited) != h
+    model = AutoModelForCausalLM.from_pretrained(moved)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(moved)
+    assert onpolicy_config_hash(v, str(moved), rows) != h

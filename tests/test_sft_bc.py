@@ -14,7 +14,7 @@ from evalkit.config import load_experiment
 from evalkit.errors import UserError
 from evalkit.rundir import RunDir, read_json
 from evalkit.train.losses import add_sft, dpo, nll, sft
-from evalkit.train.onpolicy import sample_completions, select_bc
+from evalkit.train.onpolicy import numeric_answer, sample_completions, select_bc
 
 
 def test_sft_loss_by_hand_token_mean_and_sum():
@@ -110,24 +110,18 @@ ARMS = """\
         name: contrastive
         data: math
         loss: dpo
-        beta: 0.3
         learning_rate: 1.0e-3
         batch_size: 4
         max_length: 160
         max_prompt_length: 96
         logging_steps: 1
         onpolicy: {{rounds: 2, samples: 4, prompts: 4, max_new_tokens: 24, steps_per_round: 2,
-                              mixing_ratio: 0.5, min_gap: 0.5}}
-      - name: ml
-        data: math
+                    mixing_ratio: 0.5, min_gap: 0.5}}
+      - <<: *on
+        name: ml
         loss: sft
-        learning_rate: 1.0e-3
-        batch_size: 4
-        max_length: 160
-        max_prompt_length: 96
-        logging_steps: 1
         onpolicy: {{rounds: 2, samples: 4, prompts: 4, max_new_tokens: 24, steps_per_round: 2,
-                    mixing_ratio: 0.5, objective: filtered_bc, min_reward: 0.0}}
+                    mixing_ratio: 0.5, objective: filtered_bc}}
       - name: sft_offline
         data: math
         loss: sft
@@ -140,23 +134,31 @@ ARMS = """\
     """
 
 
+def answer_format_reward(completion: str, reference: str) -> float:
+    """1 when the completion ends in a readable '#### n' final answer, right or wrong, else 0:
+    deterministic, and the tiny model's samples of one prompt differ in it (it rarely gets a
+    sum right, so exact match would give every sample 0: no pair, nothing cloned)."""
+    return 1.0 if numeric_answer(completion) is not None else 0.0
+
+
 @pytest.fixture(scope="module")
 def arms(tmp_path_factory, tiny_model_dir):
-    """Both on-policy arms and an offline sft variant, trained on the tiny test model."""
+    """Both on-policy arms and an offline sft variant, trained on the tiny test model, with
+    the answer-format reward in place of exact match."""
     from evalkit.runner import train_experiment
-    from evalkit.train import reference
+    from evalkit.train import onpolicy, reference
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("arms")
     p = root / "exp.yaml"
-    # min_reward 0 makes every sample pass the ML arm's filter: the tiny model rarely solves a
-    # problem, and this test is about the samples each arm sees, not about learning
     p.write_text(textwrap.dedent(ARMS.format(base=tiny_model_dir)))
     exp = load_experiment(p)
     rd = RunDir("arms", root=root)
     passes = reference.FORWARD_PASSES
     train_experiment(exp, only=["sft_offline"], rd=rd, progress=False)
     sft_passes = reference.FORWARD_PASSES - passes, sorted(rd.reference_cache().glob("*")) if rd.reference_cache().exists() else []
-    train_experiment(exp, rd=rd, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(onpolicy.REWARDS, "exact_match", answer_format_reward)
+        train_experiment(exp, rd=rd, progress=False)
     return exp, rd, sft_passes
 
 
@@ -173,16 +175,29 @@ def test_both_arms_train_on_byte_identical_round1_samples(arms):
     again = sample_completions(str(exp.base_model), req["prompts"], req["k"], req["max_new_tokens"],
                                req["temperature"], req["seed"])
     assert again == rec["samples"]
-    # what each arm trained on in round 1 came from those samples
-    samples = {(p, s) for p, outs in zip(req["prompts"], rec["samples"]) for s in outs}
+    # what each arm trained on in round 1 came from those samples, chosen by their rewards
+    rewards = [[answer_format_reward(o, "") for o in outs] for outs in rec["samples"]]
+    print("\nround-1 rewards per prompt:", rewards)
+    pairs = read_json(rd.checkpoint("contrastive").with_name("contrastive.round1") / "onpolicy_pairs.json")
     bc = read_json(rd.checkpoint("ml").with_name("ml.round1") / "onpolicy_bc.json")
-    assert bc["samples_key"] == m["rounds"][0]["samples_key"]
-    assert bc["bc"] and all((row["prompt"], row["chosen"]) in samples for row in bc["bc"])
-    assert len(bc["bc"]) == m["rounds"][0]["n_bc"] == 4            # min_reward 0: one per prompt
-    pairs_file = rd.checkpoint("contrastive").with_name("contrastive.round1") / "onpolicy_pairs.json"
-    if pairs_file.exists():
-        for pair in read_json(pairs_file)["pairs"]:
-            assert (pair["prompt"], pair["chosen"]) in samples and (pair["prompt"], pair["rejected"]) in samples
+    assert pairs["samples_key"] == bc["samples_key"] == m["rounds"][0]["samples_key"]
+    assert pairs["rewards"] == bc["rewards"] == rewards
+    best = {}        # prompt -> (its first top-reward sample, its first lowest-reward sample)
+    for prompt, outs, r in zip(req["prompts"], rec["samples"], rewards):
+        chosen, rejected = outs[r.index(max(r))], outs[r.index(min(r))]
+        if max(r) - min(r) >= 0.5 and rejected.strip() and chosen.strip() != rejected.strip():   # min_gap 0.5
+            best[prompt] = (chosen, rejected)
+    assert best, "no prompt's samples differ in reward: the test shows nothing"
+    #  the contrastive arm: best vs worst sample of every prompt whose samples differ
+    assert [(q["prompt"], q["chosen"], q["rejected"]) for q in pairs["pairs"]] == \
+        [(p, ch, rj) for p, (ch, rj) in best.items()]
+    assert len(pairs["pairs"]) == c["rounds"][0]["n_pairs"] > 0
+    #  the ML arm: the top sample of every prompt whose top reward reaches min_reward (1.0)
+    top = [(p, outs[r.index(max(r))], r.index(max(r)))
+           for p, outs, r in zip(req["prompts"], rec["samples"], rewards) if max(r) >= 1.0]
+    assert [(q["prompt"], q["chosen"], q["sample"]) for q in bc["bc"]] == top
+    assert len(bc["bc"]) == m["rounds"][0]["n_bc"] > 0
+    assert {q["chosen"] for q in bc["bc"]} >= {q["chosen"] for q in pairs["pairs"]}   # the same top samples
     # the same prompts every round for both arms; round 2 samples from each arm's own policy
     assert c["rounds"][1]["samples_key"] != m["rounds"][1]["samples_key"]
     for r in c["rounds"] + m["rounds"]:

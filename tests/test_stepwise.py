@@ -37,7 +37,17 @@ def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir)
     assert meta["reference_model"] == s2["reference_model"]     # the final model's reference, not the base
 
 
-def test_sdpo_steps_through_datasets_in_order(tmp_path, tiny_model_dir):
+def test_sdpo_steps_through_datasets_in_order_holding_out_one_set(tmp_path, tiny_model_dir, monkeypatch):
+    """Two datasets, one a step, with heldout_pairs 4: the held-out pairs are split once from
+    both datasets, no step trains on them, and both steps measure the same set."""
+    import math
+
+    import pytest
+
+    from evalkit import schema
+    from evalkit.report.render import _with_heldout_start
+    from evalkit.rundir import read_jsonl
+    from evalkit.train import stepwise
     p = tmp_path / "exp.yaml"
     p.write_text(textwrap.dedent(f"""\
         name: s
@@ -47,19 +57,49 @@ def test_sdpo_steps_through_datasets_in_order(tmp_path, tiny_model_dir):
           second: {{generate: metamath_carried, n: 8, seed: 2}}
         variants:
           - {{name: sdpo, data: first, loss: dpop, beta: 0.3, learning_rate: 3.0e-4, max_steps: 8, batch_size: 8,
-              max_length: 160, max_prompt_length: 96, logging_steps: 2,
+              max_length: 160, max_prompt_length: 96, logging_steps: 2, heldout_pairs: 4,
               stepwise: {{datasets: [first, second]}}}}
         """))
     exp = load_experiment(p)
     rd = RunDir("s", reports=tmp_path / "r", checkpoints=tmp_path / "c")
+    calls = []     # what each step was handed: its training pairs and the held-out pairs
+    real = stepwise.train_variant
+
+    def recording(variant, base, data, out_dir, cache, **kw):
+        calls.append((list(data.pairs), list(kw["heldout"])))
+        return real(variant, base, data, out_dir, cache, **kw)
+    monkeypatch.setattr(stepwise, "train_variant", recording)
     train_variants(exp, rd=rd, progress=False)
     meta = read_json(rd.train_metadata("sdpo"))
     s1, s2 = meta["steps"]
-    assert (s1["dataset"], s1["n_pairs"]) == ("first", 24) and (s2["dataset"], s2["n_pairs"]) == ("second", 8)
-    assert (s1["steps"], s2["steps"]) == (6, 2)                  # max_steps shared by the datasets' sizes
+    assert (s1["dataset"], s2["dataset"]) == ("first", "second")
+    # held out once: 4 pairs of 32, counted once; the steps train on the other 28
+    assert meta["data"]["n_pairs"] == 32 and meta["data"]["n_heldout"] == meta["heldout"]["n_pairs"] == 4
+    assert s1["n_pairs"] + s2["n_pairs"] == 28 and s1["n_pairs"] <= 24 and s2["n_pairs"] <= 8
+    n_train = s1["n_pairs"] + s2["n_pairs"]          # max_steps shared by the sizes trained on
+    assert (s1["steps"], s2["steps"]) == (math.ceil(8 * s1["n_pairs"] / n_train), math.ceil(8 * s2["n_pairs"] / n_train))
+    # the same held-out pairs at every step, and none of their prompts in any step's training pairs
+    key = lambda q: (tuple(q.chosen_ids), tuple(q.rejected_ids))  # noqa: E731
+    prompt = lambda q: tuple(q.chosen_ids[:q.chosen_prompt_len])  # noqa: E731
+    (train1, held1), (train2, held2) = calls
+    assert len(held1) == 4 and [key(q) for q in held1] == [key(q) for q in held2]
+    assert [len(train1), len(train2)] == [s1["n_pairs"], s2["n_pairs"]]
+    assert not {prompt(q) for q in held1} & {prompt(q) for q in train1 + train2}
+    assert s1["heldout"]["pairs"] == s2["heldout"]["pairs"] == meta["heldout"]["pairs"]
+    # step 2 starts where step 1 ended (M_1 on the same pairs); the variant's start is the base's
+    for k in ("chosen", "rejected", "unseen"):
+        assert s2["heldout"]["start"][k] == pytest.approx(s1["heldout"]["end"][k], abs=1e-4)
+    assert meta["heldout"]["start"] == s1["heldout"]["start"] and meta["heldout"]["end"] == s2["heldout"]["end"]
+    # one curve over one set: every line measures it; the report's step 0 is the base
+    rows = read_jsonl(rd.train_metrics("sdpo"))
+    assert sorted(r["sdpo_step"] for r in rows) == [r["sdpo_step"] for r in rows] and rows[-1]["sdpo_step"] == 2
+    assert [r["step"] for r in rows] == sorted({r["step"] for r in rows})     # the steps continue
+    assert all(r["schema_version"] == schema.version("train_metrics") and "heldout_logps_unseen" in r for r in rows)
+    curve = _with_heldout_start({"meta": meta, "metrics": rows})
+    assert curve[0]["step"] == 0 and curve[0]["heldout_logps_chosen"] == s1["heldout"]["start"]["chosen"]
     assert s1["reference_model"] == str(tiny_model_dir) and s2["reference_model"] == s1["checkpoint"]
     assert meta["reference_model"] == s1["checkpoint"] and meta["base_model"] == str(tiny_model_dir)
-    assert meta["data"]["n_pairs"] == 32 and meta["data"]["datasets"] == ["first", "second"]
+    assert meta["data"]["datasets"] == ["first", "second"]
     # the step-2 checkpoint's own record names its reference too
     assert read_json(rd.checkpoint("sdpo").with_name("sdpo.step2") / "evalkit.json")["reference_model"] == s1["checkpoint"]
 

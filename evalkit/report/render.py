@@ -255,8 +255,12 @@ def onpolicy_rounds(exp: Experiment) -> list[dict]:
 
 
 def _with_heldout_start(t: dict) -> list[dict]:
-    """The training metrics, with the held-out log-probs before the first step as step 0."""
-    start = ((t["meta"].get("heldout") or {}).get("start")) or {}
+    """The training metrics, with the held-out log-probs under the base (before the first
+    step) as step 0; for sDPO that is its first step's start (a later step starts from the
+    previous step's model)."""
+    steps = t["meta"].get("steps")
+    from_base = steps[0] if isinstance(steps, list) and steps else t["meta"]
+    start = ((from_base.get("heldout") or {}).get("start")) or {}
     first = {f"heldout_logps_{k}": v for k, v in start.items() if v is not None}
     return ([{"step": 0, **first}] if first else []) + t["metrics"]
 

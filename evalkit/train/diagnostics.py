@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import logging
 import statistics
 from typing import Any
 
@@ -29,6 +30,8 @@ import torch
 
 from .data import PreferenceData, TokenizedPair, make_batch
 from .logps import autocast, batch_logps, reduce_logps
+
+log = logging.getLogger("evalkit")
 
 HELDOUT_MAX_SHARE = 4         # hold out at most 1/4 of the pairs
 POST_EDIT_MAX_RELATIVE_EDIT = 0.25   # "low edit distance": at most a quarter of the longer completion
@@ -43,25 +46,34 @@ def _prompt(p: TokenizedPair) -> tuple[int, ...]:
 
 def split_heldout(data: PreferenceData, n: int, seed: int) -> tuple[PreferenceData, list[TokenizedPair]]:
     """(training data, held-out pairs): whole prompts drawn with `seed` until >= n pairs are held
-    out, at most a quarter of the data; none when that leaves fewer than 2 pairs (response (c)
-    needs two prompts). The held-out pairs share no prompt with the training pairs."""
+    out, at most a quarter of the data; a prompt with more pairs than still fit is passed over
+    and the drawing goes on. None when that leaves fewer than 2 prompts (response (c) needs two),
+    with a warning when some were asked for. The held-out pairs share no prompt with the
+    training pairs."""
+    if n <= 0:
+        return data, []
     limit = min(n, len(data) // HELDOUT_MAX_SHARE)
     by_prompt: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(data.pairs):
         by_prompt.setdefault(_prompt(p), []).append(i)
     groups = list(by_prompt.values())
-    if limit < 2 or len(groups) < 3:
-        return data, []
     order = torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist()
     held: list[int] = []
+    taken = 0
     for g in order:
         if len(held) >= limit:
             break
-        if len(held) + len(groups[g]) <= limit or not held:
+        if len(held) + len(groups[g]) <= limit:      # a prompt too large for what is left: skip it
             held += groups[g]
-    held_set = set(held)
-    if len(held_set) >= len(data) or len({_prompt(data.pairs[i]) for i in held}) < 2:
+            taken += 1
+    if taken < 2 or len(held) >= len(data):
+        sizes = sorted(len(g) for g in groups)
+        log.warning("heldout_pairs %d: nothing held out of %s (%d pairs, %d prompts with %d to %d pairs each): "
+                    "the split takes whole prompts, at least two, and at most %d pairs (a quarter of the data); "
+                    "the held-out diagnostic is off for this run", n, data.source or "the data", len(data),
+                    len(groups), sizes[0] if sizes else 0, sizes[-1] if sizes else 0, limit)
         return data, []
+    held_set = set(held)
     train = [p for i, p in enumerate(data.pairs) if i not in held_set]
     return PreferenceData(train, data.n_skipped, data.source, data.counts), [data.pairs[i] for i in sorted(held)]
 

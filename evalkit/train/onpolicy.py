@@ -197,6 +197,11 @@ def cached_samples(folder: str | Path, policy: str, prompts: list[str], k: int, 
     return samples, path, False
 
 
+def onpolicy_config_hash(variant: Variant, base_model: str, rows: list[Row]) -> str:
+    """The variant's config, the base's weights and the rows' content (not where they were read)."""
+    return variant_config_hash(variant, model_fingerprint(base_model), content_hash([r.data for r in rows]))
+
+
 def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: str | Path, cache: ReferenceCache,
                    *, seed: int = 0, tokenizer=None, progress: bool = True, data_info: dict | None = None,
                    samples_dir: str | Path | None = None) -> TrainResult:
@@ -279,7 +284,7 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
     meta.update({"base_model": base_model, "reference_model": None if bc else base_model,
                  "onpolicy": spec.model_dump(), "rounds": rounds,
                  "hyperparameters": variant.model_dump(mode="json", by_alias=True),
-                 "config_hash": variant_config_hash(variant, "onpolicy:" + base_model, str(len(rows)))})
+                 "config_hash": onpolicy_config_hash(variant, base_model, rows)})
     atomic_write_json(tmp / "evalkit.json", meta)
     if out_dir.exists():
         shutil.rmtree(out_dir)

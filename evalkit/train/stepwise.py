@@ -7,19 +7,22 @@ top-level `reference_model` is the last step's reference (M_{T-1}); each step re
 order=easy_to_hard, chunks are ordered by the base model's reference margin
 log pi_ref(y_w) - log pi_ref(y_l), largest (easiest) first. Each step's checkpoint is kept as
 <variant>.step<t>; the last one is the variant. evalkit.json lists the steps.
+The held-out pairs of the dispersion diagnostic (`heldout_pairs`) are split once from all the
+data before the chunks are cut: no step trains on them, every step measures them.
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 from ..config import Variant
-import json
-
+from ..errors import UserError
 from ..rundir import atomic_write_json, atomic_write_text, read_json
 from .data import PreferenceData
+from .diagnostics import split_heldout
 from .reference import ReferenceCache, model_fingerprint
 from .trainer import TrainResult, train_variant, variant_config_hash
 
@@ -40,18 +43,28 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
     out_dir = Path(out_dir)
     load = lambda path: (lambda: AutoModelForCausalLM.from_pretrained(path))  # noqa: E731
     if parts:
-        chunks = [list(d.pairs) for _, d in parts]
-        names = [name for name, _ in parts]
-        sources = [f"{d.source} (dataset {name}, step {t}/{len(parts)})" for t, (name, d) in enumerate(parts, 1)]
-        data = PreferenceData([p for c in chunks for p in c], sum(d.n_skipped for _, d in parts),
+        data = PreferenceData([p for _, d in parts for p in d.pairs], sum(d.n_skipped for _, d in parts),
                               source=" + ".join(d.source for _, d in parts))
-        total = len(data)
-        # max_steps is shared in proportion to the datasets' sizes
+    # the held-out pairs are split ONCE, from all the data (every dataset, in order), before
+    # chunking: no step trains on them, and every step measures the same set, so the merged
+    # curve follows one set of pairs from the base to the final model
+    train_data, held = split_heldout(data, variant.heldout_pairs, seed)
+    is_held = {id(p) for p in held}
+    if parts:
+        chunks = [[p for p in d.pairs if id(p) not in is_held] for _, d in parts]
+        names = [name for name, _ in parts]
+        empty = [name for name, c in zip(names, chunks) if not c]
+        if empty:
+            raise UserError(f"variant {variant.name}: every pair of dataset {empty[0]} was held out "
+                            f"(heldout_pairs {variant.heldout_pairs}); lower heldout_pairs")
+        sources = [f"{d.source} (dataset {name}, step {t}/{len(parts)})" for t, (name, d) in enumerate(parts, 1)]
+        total = sum(len(c) for c in chunks)
+        # max_steps is shared in proportion to the datasets' sizes (the pairs trained on)
         budget = [math.ceil(variant.max_steps * len(c) / total) if variant.max_steps else None for c in chunks]
     else:
-        pairs = list(data.pairs)
+        pairs = list(train_data.pairs)
         if spec.order == "easy_to_hard":
-            margins = reference_margins(data, cache, base_model, load(base_model), 2 * variant.batch_size)
+            margins = reference_margins(train_data, cache, base_model, load(base_model), 2 * variant.batch_size)
             pairs = [p for _, p in sorted(zip(margins, pairs), key=lambda mp: -mp[0])]
         size = math.ceil(len(pairs) / spec.chunks)
         chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
@@ -69,7 +82,8 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
         base_margin = margin if previous == base_model else \
             reference_margins(chunk_data, cache, base_model, load(base_model), 2 * variant.batch_size)
         result = train_variant(per_step, previous, chunk_data, step_dir, cache, seed=seed + t - 1,
-                               data_info=data_info, tokenizer=tokenizer, progress=progress, reference_model=previous)
+                               data_info=data_info, tokenizer=tokenizer, progress=progress, reference_model=previous,
+                               heldout=held)
         steps.append({"index": t, "dataset": names[t - 1], "n_pairs": len(chunk), "reference_model": previous,
                       "reference_fingerprint": model_fingerprint(previous),
                       "reference_margin": sum(margin) / len(margin),
@@ -88,8 +102,10 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                  # the reference the final model was trained against (M_{T-1}); the base is base_model
                  "reference_model": steps[-1]["reference_model"],
                  "data": {**meta.get("data", {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
+                          "n_heldout": len(held), "n_skipped": data.n_skipped,
                           "edit_distance": data.edit_distance_summary()},
                  "logps_summary": _overall_summary(steps),
+                 "heldout": _overall_heldout(steps),
                  "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint())})
     # one curve across the steps: step numbers continue from one sDPO step to the next
     lines, offset = [], 0
@@ -110,3 +126,13 @@ def _overall_summary(steps: list[dict]) -> dict:
     return {"chosen_start": first.get("chosen_start"), "chosen_end": last.get("chosen_end"),
             "rejected_start": first.get("rejected_start"), "rejected_end": last.get("rejected_end"),
             "note": "start: step 1's pairs under the base; end: the last step's pairs under the final model"}
+
+
+def _overall_heldout(steps: list[dict]) -> dict | None:
+    """The one held-out set across the steps: start under the base (before step 1), end under
+    the final model."""
+    first, last = steps[0].get("heldout"), steps[-1].get("heldout")
+    if not first or not last:
+        return None
+    return {**last, "start": first["start"],
+            "note": "the same pairs at every step, never trained on: start under the base, end under the final model"}

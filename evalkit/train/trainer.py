@@ -34,7 +34,7 @@ from ..progress import bar as progress_bar
 from ..config import Variant
 from .. import schema
 from ..rundir import append_jsonl, atomic_write_json, content_hash, environment
-from .data import PreferenceData, make_batch, supports_packing
+from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, split_heldout
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
@@ -64,10 +64,14 @@ def variant_config_hash(variant: Variant, base_fingerprint: str, data_fingerprin
 
 def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_dir: str | Path,
                   cache: ReferenceCache, *, seed: int = 0, data_info: dict[str, Any] | None = None,
-                  tokenizer=None, progress: bool = True, reference_model: str | None = None) -> TrainResult:
+                  tokenizer=None, progress: bool = True, reference_model: str | None = None,
+                  heldout: list[TokenizedPair] | None = None) -> TrainResult:
     """Train `variant` from `base_model` on `data`; write the checkpoint to out_dir.
 
     `reference_model` defaults to the base (stepwise training passes the previous step).
+    `heldout`: the held-out pairs to measure, none of them in `data` (sDPO splits them once
+    and measures the same set at every step); by default `variant.heldout_pairs` pairs are
+    split off `data` here.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
@@ -93,8 +97,12 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
     # held-out pairs for the dispersion diagnostic (train/diagnostics.py) never enter training
-    given = data
-    data, heldout_pairs = split_heldout(given, 0 if given.chosen_only else variant.heldout_pairs, seed)
+    if heldout is None:
+        given = data
+        data, heldout_pairs = split_heldout(given, 0 if given.chosen_only else variant.heldout_pairs, seed)
+    else:   # given: what this run was handed, held-out pairs included (n_pairs, fingerprint)
+        given = PreferenceData(data.pairs + heldout, data.n_skipped, data.source, data.counts)
+        heldout_pairs = list(heldout)
 
     # 1. the policy, in fp32 master weights (bf16 comes from autocast)
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
@@ -248,7 +256,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                     record.update(heldout.measure(model, *diag_args))
                 history.append(record)
                 if accelerator.is_main_process:
-                    append_jsonl(metrics_path, record)
+                    append_jsonl(metrics_path, {"schema_version": schema.version("train_metrics"), **record})
                 trackers.log(accelerator, record, step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
                                 refresh=False)   # drawn with the bar's next update, not on its own
