@@ -124,7 +124,17 @@ class HFGenerator(Generator):
         for (n, temp, top_k, top_p, min_new), rows in groups.items():
             rows.sort(key=lambda i: (params[i].max_new_tokens, len(ids[i])))
             per_call = max(1, self.opt.batch_rows // n)
-            batches += [(rows[s:s + per_call], n, temp, top_k, top_p, min_new) for s in range(0, len(rows), per_call)]
+            chunk: list[int] = []
+            for i in rows:
+                # a call runs every row to its largest budget: with many samples a prompt (a full
+                # batch on their own) a new budget starts a new call, so no row runs past its own
+                if chunk and (len(chunk) == per_call or (n >= 16 and params[i].max_new_tokens
+                                                         != params[chunk[-1]].max_new_tokens)):
+                    batches.append((chunk, n, temp, top_k, top_p, min_new))
+                    chunk = []
+                chunk.append(i)
+            if chunk:
+                batches.append((chunk, n, temp, top_k, top_p, min_new))
         bar = progress_bar(total=len(prompts), desc=desc, enabled=progress)
         for chunk, n, temp, top_k, top_p, min_new in batches:
             width = max(len(ids[i]) for i in chunk)
