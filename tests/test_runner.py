@@ -102,6 +102,14 @@ def assert_clean(root: Path) -> None:
     assert not list(root.rglob(".*.tmp")) and not list(root.rglob("*.partial"))
 
 
+def watch_for_work(p: subprocess.Popen, working: threading.Event) -> None:
+    """Set `working` when the run starts a stage with work (or ends); drain its stderr."""
+    for line in p.stderr:
+        if ": running" in line:
+            working.set()
+    working.set()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
     with ServerThread(Script()) as srv:
@@ -119,8 +127,13 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
         kills = []
         for _ in range(5):
             p = run_cli(run_root, exp_run)
-            moment = rng.uniform(3.0, 9.0)   # past start-up (imports), somewhere in the stages
+            # past start-up (imports), somewhere in the stages: a random moment after the first
+            # stage with work starts (a fixed delay from launch missed the stages on a fast machine)
+            working = threading.Event()
+            threading.Thread(target=watch_for_work, args=(p, working)).start()
+            moment = rng.uniform(0.2, 2.5)
             try:
+                working.wait(120)
                 p.wait(moment)
             except subprocess.TimeoutExpired:
                 p.send_signal(signal.SIGKILL)
