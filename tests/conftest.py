@@ -15,6 +15,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="evalkit-hfhome-")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# One torch thread, here and in every subprocess a test starts: tiny models gain little from a
+# second thread, and two-thread processes on a shared two-core machine stall each other
+# (the cold tiny-model build: 26 s on one thread, 55-140 s on two under load; same weights).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 # Tiny models are cached by spec under checkpoints/.test-cache (git-ignored) so reruns are fast.

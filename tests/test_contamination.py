@@ -140,14 +140,16 @@ def test_planted_contamination_is_found(tiny):
     """Reference R = the tiny base tuned on 400 items of a format (it knows the format, not the
     items). Dirty = R tuned on set A until memorised; clean twin = R tuned equally on set C;
     set B is seen by neither. Dirty flags A and not B; the clean twin and the base do not flag A.
-    On GSM-style solutions clean models also score high: the reason every result has a control."""
+    (That clean models score high on GSM-style text, the reason every result has a control, is
+    the real-GSM8K acceptance test below.) 30 items a set and 50 neighbours are enough: dirty
+    flags all of A, the others at most 0.1, and neighbours that lose their prefix fail it."""
     base, tok = tiny
     pool = record_items(520, seed=11)
-    set_a, set_b, set_c, format_set = pool[:40], pool[40:80], pool[80:120], pool[120:]
+    set_a, set_b, set_c, format_set = pool[:30], pool[40:70], pool[80:110], pool[120:]
     reference = _finetune(base, tok, format_set, steps=100)
-    dirty = _finetune(reference, tok, set_a, steps=150)
-    clean = _finetune(reference, tok, set_c, steps=150)
-    p = C.Params(n_neighbours=100)
+    dirty = _finetune(reference, tok, set_a, steps=100)
+    clean = _finetune(reference, tok, set_c, steps=100)
+    p = C.Params(n_neighbours=50)
     ex_a = [C.Example(f"a{i}", t) for i, t in enumerate(set_a)]
     ex_b = [C.Example(f"b{i}", t) for i, t in enumerate(set_b)]
     nb_a = C.generate_neighbours(reference, tok, ex_a, p)
@@ -158,12 +160,6 @@ def test_planted_contamination_is_found(tiny):
 
     res = {"dirty_on_A": result(dirty, ex_a, nb_a), "dirty_on_B": result(dirty, ex_b, nb_b),
            "clean_twin_on_A": result(clean, ex_a, nb_a), "base_on_A": result(base, ex_a, nb_a)}
-    rng = random.Random(3)
-    gsm = [C.Example(str(i), q.question + " " + q.solution().split("####")[0].strip())
-           for i, q in enumerate(synth.math_problem(rng) for _ in range(40))]
-    nb_g = C.generate_neighbours(base, tok, gsm, p)
-    res["base_on_gsm_style (reference = base)"] = result(base, gsm, nb_g)
-    res["format_tuned_on_gsm_style"] = result(reference, gsm, nb_g)
     print("\nplanted contamination:", json.dumps(res))
     assert res["dirty_on_A"] >= 0.85
     assert res["dirty_on_B"] <= 0.2 and res["clean_twin_on_A"] <= 0.2 and res["base_on_A"] <= 0.2

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def write_experiment(root: Path, base: Path, judge_url: str) -> Path:
 
 
 def run_cli(cwd: Path, exp: Path, *extra, quiet_bars: bool = True) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    # one torch thread: the uninterrupted run and the interrupted ones share two cores
+    env = {**{k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "evalkit.cli", "run", str(exp), *extra], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**env, "TQDM_DISABLE": "1"} if quiet_bars else env)
@@ -100,6 +102,14 @@ def assert_clean(root: Path) -> None:
     assert not list(root.rglob(".*.tmp")) and not list(root.rglob("*.partial"))
 
 
+def watch_for_work(p: subprocess.Popen, working: threading.Event) -> None:
+    """Set `working` when the run starts a stage with work (or ends); drain its stderr."""
+    for line in p.stderr:
+        if ": running" in line:
+            working.set()
+    working.set()
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
     with ServerThread(Script()) as srv:
@@ -107,9 +117,32 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
         ref_root.mkdir(), run_root.mkdir()
         exp_ref = write_experiment(ref_root, tiny_model_dir, srv.base_url)
         exp_run = write_experiment(run_root, tiny_model_dir, srv.base_url)
+        # the uninterrupted run goes on beside the interrupted ones (separate folders)
         t0 = time.time()
         ref = run_cli(ref_root, exp_ref, quiet_bars=False)
-        _, err = ref.communicate(timeout=600)
+        ref_out = {}
+        reader = threading.Thread(target=lambda: ref_out.update(zip(("out", "err"), ref.communicate(timeout=600))))
+        reader.start()
+        rng = random.Random(0)
+        kills = []
+        for _ in range(5):
+            p = run_cli(run_root, exp_run)
+            # past start-up (imports), somewhere in the stages: a random moment after the first
+            # stage with work starts (a fixed delay from launch missed the stages on a fast machine)
+            working = threading.Event()
+            threading.Thread(target=watch_for_work, args=(p, working)).start()
+            moment = rng.uniform(0.2, 2.5)
+            try:
+                working.wait(120)
+                p.wait(moment)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                kills.append(round(moment, 1))
+            stages = (RunDir("r", root=run_root).load_manifest().get("stages") or {})
+            assert_clean(run_root / "reports") if not stages else None
+        reader.join(600)
+        err = ref_out["err"]
         assert ref.returncode == 0, err[-3000:]
         full = time.time() - t0
         # a quiet console: one line per stage and its bar; the libraries' chatter is in run.log
@@ -119,22 +152,9 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
         assert "[1/" in err and "leaderboard:base: running" in err
         run_log = (ref_root / "reports" / "r" / "run.log").read_text()
         assert "Task: " in run_log and "leaderboard:base: running" in run_log
-        rng = random.Random(0)
-        kills = []
-        for _ in range(5):
-            p = run_cli(run_root, exp_run)
-            moment = rng.uniform(3.0, 9.0)   # past start-up (imports), somewhere in the stages
-            try:
-                p.wait(moment)
-            except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-                kills.append(round(moment, 1))
-            stages = (RunDir("r", root=run_root).load_manifest().get("stages") or {})
-            assert_clean(run_root / "reports") if not stages else None
         final = run_cli(run_root, exp_run)
         assert final.wait(600) == 0, final.stderr.read()[-3000:]
-        print(f"\nuninterrupted run {full:.1f}s; killed at {kills}")
+        print(f"\nuninterrupted run done {full:.1f}s after its start; killed at {kills}")
         assert len(kills) >= 4, f"runs interrupted: {kills}"
         assert results(run_root) == results(ref_root)
         assert_clean(run_root / "reports")
