@@ -104,36 +104,39 @@ class Runner:
         dep = lambda m: ["base"] if m == "base" else ["base", f"train:{m}"]  # noqa: E731
         lb = exp.eval.leaderboard
         if lb is not None and lb.enabled:
+            lb_inputs = _inputs_content(dump(lb), rd, "leaderboard")
             for m in labels:
                 d = rd.model_dir(m)
                 # one model's chat settings are part of its own stage only
                 lb_slice = {**{k: v for k, v in dump(lb).items() if k != "per_model"},
-                            "chat": stages.chat_settings(lb, m)}
+                            "chat": stages.chat_settings(lb, m), "inputs": lb_inputs}
                 plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
                                   model=m, scratch=[d / "lm_eval_cache", d / "lm_eval_tasks"]))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
+            mt_slice = {**dump(mt), "inputs": _inputs_content(dump(mt), rd)}
             for m in labels:
                 if mt.mode == "pairwise" and m == mt.baseline:
                     continue
                 deps = dep(m) + (dep(mt.baseline) if mt.mode == "pairwise" and mt.baseline else [])
-                plan.append(Stage(f"mtbench:{m}", dump(mt), sorted(set(deps)), lambda m=m: self._mtbench(m),
+                plan.append(Stage(f"mtbench:{m}", mt_slice, sorted(set(deps)), lambda m=m: self._mtbench(m),
                                   [rd.mtbench_dir(m) / "summary.json"], f"{mt.mode} judging by "
                                   f"{(mt.judge.serve or mt.judge.model) if mt.judge else '?'}",
                                   model=m, scratch=[rd.mtbench_dir(m)]))
         ct = exp.eval.contamination
         if ct is not None and ct.enabled:
+            ct_slice = {**dump(ct), "inputs": _inputs_content(dump(ct), rd, "contamination")}
             for v in exp.variants:
-                plan.append(Stage(f"contamination:{v.name}", dump(ct), dep(v.name),
+                plan.append(Stage(f"contamination:{v.name}", ct_slice, dep(v.name),
                                   lambda v=v: stages.contamination(exp, rd, v.name, self.model_path(v.name),
                                                                    self.base(), self.loaded),
                                   [rd.contamination(v.name)],
                                   f"{len(ct.benchmarks)} benchmarks x {ct.n_examples} examples x {ct.n_neighbours}",
                                   model=v.name))
             if exp.datasets:
-                plan.append(Stage("ngram", dump(ct), [f"data:{d}" for d in exp.datasets],
+                plan.append(Stage("ngram", ct_slice, [f"data:{d}" for d in exp.datasets],
                                   lambda: stages.ngram(exp, rd), [rd.ngram_overlap()], f"{ct.ngram}-grams"))
         if exp.report.enabled:
             plan.append(Stage("report", dump(exp.report), [s.name for s in plan],
@@ -284,6 +287,41 @@ def _data_content(src) -> str | None:
             return None               # the data stage names the missing file
         return file_hash(p)
     return None
+
+
+def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) -> dict[str, str]:
+    """The bytes behind every file or folder an evaluation section names (a data_dir, a
+    suite or questions file, a JSONL benchmark, twins, a local reference model): editing one
+    reruns what read it. `sample` data is what the generator writes: its code and size.
+    This run's own checkpoints and reports are outputs of its stages (their hashes come in
+    through the stage dependencies), so they are not read here."""
+    found: dict[str, str] = {}
+    own = [rd.checkpoints.resolve(), rd.reports.resolve()]
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str) and v not in found:
+            if v == "sample" and sample_kind:
+                from .eval import sample_data
+                found[v] = content_hash({"code": file_hash(sample_data.__file__),
+                                         "items": stages.SAMPLE_ITEMS[sample_kind]})
+                return
+            p = Path(v).expanduser()
+            if len(v) < 4096 and ("/" in v or p.suffix) and p.exists() and \
+                    not any(p.resolve() == o or o in p.resolve().parents for o in own):
+                if p.is_file():
+                    found[v] = file_hash(p)
+                elif p.is_dir():
+                    found[v] = content_hash(sorted((str(f.relative_to(p)), file_hash(f))
+                                                   for f in p.rglob("*") if f.is_file()))
+
+    walk(section)
+    return found
 
 
 def _model_content(name: str) -> str | None:

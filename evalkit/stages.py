@@ -143,14 +143,19 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
 
 # ---------------------------------------------------------------- evaluation
 
-def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None) -> str | None:
+# items per benchmark split in `data_dir: sample`: the contamination check gets more, so
+# that its calibrated verdict has >= 10 items with a twin on every benchmark (8 gave 4-5)
+SAMPLE_ITEMS = {"leaderboard": 8, "contamination": 24}
+
+
+def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None, kind: str = "leaderboard") -> str | None:
     """`data_dir: sample` means the project's small generated data in hub schema."""
     if value != "sample":
         return value
     from .eval.sample_data import write_open_llm_v1
-    data_dir = rd.sample_data("leaderboard")
+    data_dir = rd.sample_data(kind)
     if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
-        write_open_llm_v1(data_dir, seed=exp.seed)
+        write_open_llm_v1(data_dir, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed)
     return str(data_dir)
 
 
@@ -193,7 +198,8 @@ def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str,
                  dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
                  alpha=sec.alpha)
     return contamination_run.run(path, sec.reference or base, sec.benchmarks, rd.model_dir(label), p,
-                                 control=sec.control, data_dir=sample_data_dir(exp, rd, sec.data_dir),
+                                 control=sec.control,
+                                 data_dir=sample_data_dir(exp, rd, sec.data_dir, "contamination"),
                                  models=loaded if loaded is not None else {}, labels={"target": label},
                                  backend=sec.backend)
 
@@ -204,7 +210,7 @@ def ngram(exp: Experiment, rd: RunDir) -> dict:
     from .eval.ngram import overlap
 
     sec = exp.eval.contamination
-    data_dir = sample_data_dir(exp, rd, sec.data_dir)
+    data_dir = sample_data_dir(exp, rd, sec.data_dir, "contamination")
     bench = {name: load_examples(name, data_dir)[1] for name in sec.benchmarks}
     result: dict = {"n": sec.ngram, "datasets": {}}
     for ds in exp.datasets:

@@ -152,3 +152,42 @@ def test_a_served_judge_dies_with_the_process_that_started_it(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the child outlived its killed parent")
+
+
+def test_editing_benchmark_data_reruns_the_leaderboard_and_its_numbers_follow(tmp_path, tiny_model_dir, monkeypatch,
+                                                                               capsys):
+    """A leaderboard over a user's data_dir: an unchanged rerun skips it, an edited data file
+    (every ARC answer key moved to another choice) reruns it and the score follows the edit;
+    the stage record depends on the bytes, never on the folder's name."""
+    from evalkit.eval.sample_data import write_open_llm_v1
+    monkeypatch.chdir(tmp_path)
+    data = write_open_llm_v1(tmp_path / "bench", n_eval=8)
+    (tmp_path / "mini.yaml").write_text("name: mini\nentries:\n  - {name: arc_challenge, shots: 0, metric: acc, "
+                                        "tasks: [{task: arc_challenge}]}\n")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(textwrap.dedent(f"""\
+        name: lbdata
+        base_model: {tiny_model_dir}
+        eval:
+          leaderboard: {{suite: {tmp_path / 'mini.yaml'}, data_dir: {data}, batch_size: 8}}
+        report: {{enabled: false}}
+        """))
+    rd = RunDir("lbdata", root=tmp_path)
+    assert main(["run", str(exp)]) == 0
+    before = read_json(rd.leaderboard("base"))["tasks"]["arc_challenge"]["value"]
+    assert plan(capsys, exp)["leaderboard:base"][0] == "skip"
+    arc = data / "allenai/ai2_arc/ARC-Challenge/test.jsonl"
+    rows = [json.loads(x) for x in arc.read_text().splitlines()]
+    for r in rows:
+        r["answerKey"] = "ABCD"[("ABCD".index(r["answerKey"]) + 1) % 4]
+    arc.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plan(capsys, exp)["leaderboard:base"][0] == "run"
+    assert main(["run", str(exp)]) == 0
+    after = read_json(rd.leaderboard("base"))["tasks"]["arc_challenge"]["value"]
+    assert after != before, (before, after)
+    # the same bytes in a folder of another name: the same stage record (content, not path)
+    from evalkit.runner import _inputs_content
+    here = list(_inputs_content({"d": str(data)}, rd).values())
+    moved = tmp_path / "elsewhere"
+    data.rename(moved)
+    assert here and list(_inputs_content({"d": str(moved)}, rd).values()) == here

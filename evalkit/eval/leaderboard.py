@@ -315,17 +315,21 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
 @contextlib.contextmanager
 def _quiet_context_bars():
     """lm-eval draws an unlabelled bar per task while it builds contexts (62 a model on
-    open_llm_v1): the console keeps one bar per stage, so those stay off."""
+    open_llm_v1), and bars for checking its request cache and tokenizing (two per request
+    type): the console keeps the bars of the requests being run, so those stay off."""
     import functools
 
+    import lm_eval.api.model as model_module
     import lm_eval.api.task as task_module
     from tqdm import tqdm
-    real = task_module.tqdm
-    task_module.tqdm = functools.partial(tqdm, disable=True)
+    real = {m: m.tqdm for m in (task_module, model_module)}
+    for m in real:
+        m.tqdm = functools.partial(tqdm, disable=True)
     try:
         yield
     finally:
-        task_module.tqdm = real
+        for m, bar in real.items():
+            m.tqdm = bar
 
 
 def format_record(rec: dict) -> str:
