@@ -317,14 +317,15 @@ def _quiet_context_bars():
     """lm-eval draws an unlabelled bar per task while it builds contexts (62 a model on
     open_llm_v1), and bars for checking its request cache and tokenizing (two per request
     type): the console keeps the bars of the requests being run, so those stay off."""
-    import functools
-
     import lm_eval.api.model as model_module
     import lm_eval.api.task as task_module
     from tqdm import tqdm
     real = {m: m.tqdm for m in (task_module, model_module)}
+    def off(*args, **kwargs):          # lm-eval passes its own disable=: ours wins
+        return tqdm(*args, **{**kwargs, "disable": True})
+
     for m in real:
-        m.tqdm = functools.partial(tqdm, disable=True)
+        m.tqdm = off
     try:
         yield
     finally:
