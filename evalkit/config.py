@@ -223,6 +223,10 @@ class Variant(Strict):
                                  f"dpo/dpop/ipo/hinge)")
         if self.loss == "sft" and self.stepwise is not None:
             raise ValueError("stepwise: sDPO steps the reference model; loss 'sft' has none")
+        if self.heldout_pairs and (self.loss == "sft" or self.onpolicy is not None):
+            why = ("loss sft trains on chosen responses only (no rejected side to hold out)" if self.loss == "sft"
+                   else "on-policy rounds train on all their fresh pairs")
+            raise ValueError(f"heldout_pairs: {why}; set heldout_pairs: 0")
         return self
 
     def datasets_read(self) -> list[str]:

@@ -85,17 +85,22 @@ class Runner:
         # a tiny base is its spec and its builder's code (an edit to the builder rebuilds it)
         from .models import tiny_builder_hash
         base_slice = {"tiny": dump(exp.base_model), "builder": tiny_builder_hash()} if tiny else \
-            {"model": exp.base_model, "files": _model_content(exp.base_model)}
+            ({"files": files} if (files := _model_content(exp.base_model)) else {"model": exp.base_model})
         plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
                       "build the tiny model" if tiny else "use the hub/local model")]
         for ds, src in exp.datasets.items():
-            plan.append(Stage(f"data:{ds}", {"source": dump(src), "content": _data_content(src)}, [],
+            # a dataset file is its bytes: the same data under another name or folder is not new
+            content = _data_content(src)
+            source = {k: v for k, v in dump(src).items() if not (k == "path" and content)}
+            plan.append(Stage(f"data:{ds}", {"source": source, "content": content}, [],
                               lambda ds=ds: stages.data(exp, rd, ds),
                               [rd.generated_data(ds)] if src.generate else [],
                               {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
                                None: "read and check"}.get(src.generate, f"build {src.generate}")))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
+            if v.onpolicy is not None:
+                steps = f"{v.onpolicy.rounds} rounds x {v.onpolicy.steps_per_round}"
             plan.append(Stage(f"train:{v.name}", {"variant": dump(v), "seed": exp.seed},
                               ["base"] + [f"data:{d}" for d in v.datasets_read()],
                               lambda v=v: stages.train(exp, rd, v.name, self.base(), self.progress),

@@ -165,3 +165,11 @@ def test_unknown_published_table_is_one_line(tmp_path, capsys, name):
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD + f"report: {{published: {name!r}}}\n")))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "exp.yaml:13: report.published" in err and "unknown published table" in err and "smaug" in err
+
+
+@pytest.mark.parametrize("variant", ["loss: sft", "loss: dpo\n    onpolicy: {rounds: 1}"])
+def test_heldout_pairs_where_it_cannot_apply_is_one_line(tmp_path, capsys, variant):
+    text = GOOD.replace("    loss: dpo\n", f"    {variant}\n    heldout_pairs: 8\n")
+    assert "heldout_pairs" in text
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "heldout_pairs" in err, err

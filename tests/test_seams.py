@@ -191,3 +191,32 @@ def test_editing_benchmark_data_reruns_the_leaderboard_and_its_numbers_follow(tm
     moved = tmp_path / "elsewhere"
     data.rename(moved)
     assert here and list(_inputs_content({"d": str(moved)}, rd).values()) == here
+
+
+def test_the_same_data_under_another_name_is_not_new(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """A dataset file is its bytes: copied to another name (the experiment's path edited), the
+    data stage and the training it feeds are up to date; an edit to the bytes reruns both."""
+    from evalkit.train.builders import metamath_synthetic_pairs
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in metamath_synthetic_pairs(8, 1)))
+    exp = tmp_path / "exp.yaml"
+    body = textwrap.dedent("""\
+        name: rename
+        base_model: {base}
+        datasets:
+          pairs: {{path: {data}}}
+        variants:
+          - {{name: dpo, data: pairs, loss: dpo, max_steps: 2, batch_size: 4, max_length: 160, max_prompt_length: 96}}
+        report: {{enabled: false}}
+        """)
+    exp.write_text(body.format(base=tiny_model_dir, data=data))
+    assert main(["run", str(exp)]) == 0
+    copy = tmp_path / "renamed_copy.jsonl"
+    copy.write_bytes(data.read_bytes())
+    exp.write_text(body.format(base=tiny_model_dir, data=copy))
+    rows = plan(capsys, exp)
+    assert rows["data:pairs"][0] == rows["train:dpo"][0] == "skip", rows
+    copy.write_text("".join(copy.read_text().splitlines(keepends=True)[:-1]))   # one pair fewer
+    rows = plan(capsys, exp)
+    assert rows["data:pairs"][0] == rows["train:dpo"][0] == "run", rows

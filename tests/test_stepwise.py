@@ -77,7 +77,8 @@ def test_sdpo_steps_through_datasets_in_order_holding_out_one_set(tmp_path, tiny
     assert meta["data"]["n_pairs"] == 32 and meta["data"]["n_heldout"] == meta["heldout"]["n_pairs"] == 4
     assert s1["n_pairs"] + s2["n_pairs"] == 28 and s1["n_pairs"] <= 24 and s2["n_pairs"] <= 8
     n_train = s1["n_pairs"] + s2["n_pairs"]          # max_steps shared by the sizes trained on
-    assert (s1["steps"], s2["steps"]) == (math.ceil(8 * s1["n_pairs"] / n_train), math.ceil(8 * s2["n_pairs"] / n_train))
+    assert s1["steps"] + s2["steps"] == 8, "max_steps is the total, shared by the sizes trained on"
+    assert abs(s1["steps"] - 8 * s1["n_pairs"] / n_train) < 1 and abs(s2["steps"] - 8 * s2["n_pairs"] / n_train) < 1
     # the same held-out pairs at every step, and none of their prompts in any step's training pairs
     key = lambda q: (tuple(q.chosen_ids), tuple(q.rejected_ids))  # noqa: E731
     prompt = lambda q: tuple(q.chosen_ids[:q.chosen_prompt_len])  # noqa: E731
@@ -117,3 +118,11 @@ def test_sdpo_dataset_list_is_checked(tmp_path):
         p.write_text(head + tail + "\n")
         with pytest.raises(UserError, match=msg):
             load_experiment(p)
+
+
+def test_max_steps_is_shared_to_the_exact_total():
+    from evalkit.train.stepwise import share_steps
+    assert share_steps(4, [24, 4]) == [3, 1]
+    assert share_steps(5, [1, 1]) in ([3, 2], [2, 3]) and sum(share_steps(5, [1, 1])) == 5
+    assert sum(share_steps(150, [28, 28])) == 150 and share_steps(None, [3, 4]) == [None, None]
+    assert share_steps(2, [100, 1, 1]) == [2, 1, 1]      # at least one step each

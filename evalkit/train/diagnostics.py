@@ -73,6 +73,9 @@ def split_heldout(data: PreferenceData, n: int, seed: int) -> tuple[PreferenceDa
                     "the held-out diagnostic is off for this run", n, data.source or "the data", len(data),
                     len(groups), sizes[0] if sizes else 0, sizes[-1] if sizes else 0, limit)
         return data, []
+    if len(held) < n:
+        log.warning("heldout_pairs %d: %d pairs held out of %s (%d pairs): at most a quarter of the data, "
+                    "whole prompts", n, len(held), data.source or "the data", len(data))
     held_set = set(held)
     train = [p for i, p in enumerate(data.pairs) if i not in held_set]
     return PreferenceData(train, data.n_skipped, data.source, data.counts), [data.pairs[i] for i in sorted(held)]

@@ -34,6 +34,19 @@ def reference_margins(data: PreferenceData, cache: ReferenceCache, reference: st
     return (ref["chosen_logps"] - ref["rejected_logps"]).tolist()
 
 
+def share_steps(max_steps: int | None, weights: list[int]) -> list[int | None]:
+    """max_steps split over the steps in proportion to weights, summing to max_steps exactly
+    (largest remainders), at least one step each; None (epochs) stays None."""
+    if not max_steps:
+        return [None] * len(weights)
+    total = sum(weights)
+    exact = [max_steps * w / total for w in weights]
+    out = [int(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: exact[i] - out[i], reverse=True)[:max_steps - sum(out)]:
+        out[i] += 1
+    return [max(1, n) for n in out]
+
+
 def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_dir: str | Path,
                    cache: ReferenceCache, *, seed: int = 0, data_info: dict | None = None, tokenizer=None,
                    progress: bool = True, parts: list[tuple[str, PreferenceData]] | None = None) -> TrainResult:
@@ -60,7 +73,7 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
         sources = [f"{d.source} (dataset {name}, step {t}/{len(parts)})" for t, (name, d) in enumerate(parts, 1)]
         total = sum(len(c) for c in chunks)
         # max_steps is shared in proportion to the datasets' sizes (the pairs trained on)
-        budget = [math.ceil(variant.max_steps * len(c) / total) if variant.max_steps else None for c in chunks]
+        budget = share_steps(variant.max_steps, [len(c) for c in chunks])
     else:
         pairs = list(train_data.pairs)
         if spec.order == "easy_to_hard":
@@ -70,7 +83,7 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
         chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)]
         names = [None] * len(chunks)
         sources = [f"{data.source} chunk {t}/{len(chunks)}" for t in range(1, len(chunks) + 1)]
-        budget = [math.ceil(variant.max_steps / len(chunks)) if variant.max_steps else None] * len(chunks)
+        budget = share_steps(variant.max_steps, [1] * len(chunks))
     previous = base_model
     steps: list[dict[str, Any]] = []
     result = None
