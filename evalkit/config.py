@@ -90,7 +90,7 @@ class StepwiseSpec(Strict):
 
     The steps are either `chunks` equal parts of the variant's dataset, or the named
     `datasets` in order (the paper's recipe: one dataset a step, of any sizes)."""
-    chunks: int = Field(2, ge=2, description="equal parts of the variant's data (ignored with datasets)")
+    chunks: int = Field(2, ge=2, description="equal parts of the variant's data (not with datasets)")
     order: Literal["as_given", "easy_to_hard"] = "as_given"
     datasets: Optional[list[str]] = Field(None, min_length=2, description="one dataset a step, in this order; "
                                           "the first is the variant's data")
@@ -100,6 +100,9 @@ class StepwiseSpec(Strict):
         if self.datasets and self.order != "as_given":
             raise ValueError("order: easy_to_hard orders the chunks of one dataset; with datasets the steps "
                              "follow the list")
+        if self.datasets and self.chunks != 2:    # 2, the default, is what a printed resolved config holds
+            raise ValueError("chunks: cuts one dataset into equal steps; with datasets each dataset is a step "
+                             "(give one or the other)")
         return self
 
 

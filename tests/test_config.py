@@ -173,3 +173,10 @@ def test_heldout_pairs_where_it_cannot_apply_is_one_line(tmp_path, capsys, varia
     assert "heldout_pairs" in text
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "heldout_pairs" in err, err
+
+
+def test_stepwise_chunks_with_datasets_is_one_line(tmp_path, capsys):
+    text = GOOD.replace("  pairs: {path: data/pairs.jsonl}", "  pairs: {path: data/pairs.jsonl}\n  more: {path: data/more.jsonl}")
+    text = text.replace("    beta: 0.3", "    beta: 0.3\n    stepwise: {datasets: [pairs, more], chunks: 3}")
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "chunks" in err, err
