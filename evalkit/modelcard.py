@@ -79,12 +79,13 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
                                                    "batch_size", "max_length") if hp.get(k) is not None)
     body = [f"# {exp_name}/{variant}", "",
             f"Trained by evalkit from `{meta.get('base_model')}` with {meta.get('loss')} "
-            + (f"(reference: `{meta['reference_model']}`)." if meta.get("reference_model")
-               else "(maximum likelihood, no reference model)."), "",
+            + ("(maximum likelihood, no reference model)." if meta.get("loss") == "sft"
+               else f"(reference: `{meta.get('reference_model')}`)."), "",
             "## Training recipe", "", f"- {recipe}", f"- seed {meta.get('seed')}, steps {meta.get('steps')}",
             f"- data: {d.get('dataset')} ({d.get('n_pairs')} pairs), fingerprint `{d.get('fingerprint')}`",
-            f"- mean log-prob of the chosen completions: {s.get('chosen_start', float('nan')):.2f} (start, the "
-            f"reference) -> {s.get('chosen_end', float('nan')):.2f} (end)" + (
+            f"- mean log-prob of the chosen completions: {s.get('chosen_start', float('nan')):.2f} (start, "
+            f"{'the policy before training' if meta.get('loss') == 'sft' else 'the reference'}) -> "
+            f"{s.get('chosen_end', float('nan')):.2f} (end)" + (
                 f"; rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s else ""),
             *(f"- warning: {w}" for w in meta.get("warnings") or []), "",
             "## Evaluation", ""]
