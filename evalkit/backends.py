@@ -173,7 +173,6 @@ class HFGenerator(Generator):
         bar.close()
         return out
 
-
     def _shared_prefix(self, x, m, n):
         """The KV cache of every prompt but its last token, computed once per prompt and
         repeated for its n samples: the prompt's forward pass is not redone n times (with

@@ -122,23 +122,14 @@ def spec_hash(spec: dict[str, Any]) -> str:
 def directory_fingerprint(path: str | Path, patterns=("*.safetensors", "*.bin", "tokenizer*",
                                                        "config.json", "*.jinja")) -> str:
     """Content hash of a model directory's weights, config and tokenizer files."""
-    from .rundir import file_hash
+    from .rundir import stat_file_hash
     path = Path(path)
     h = hashlib.sha256()
     files = sorted({f for pat in patterns for f in path.glob(pat) if f.is_file()})
     for f in files:
-        st = f.stat()
-        # a file is read once per process while its size and mtime stay the same (a 7B
-        # checkpoint is ~14 GB); any rewrite changes the stat and is hashed again
-        key = (str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-        if key not in _FILE_HASHES:
-            _FILE_HASHES[key] = file_hash(f, 64)
         h.update(f.name.encode())
-        h.update(_FILE_HASHES[key].encode())
+        h.update(stat_file_hash(f).encode())
     return h.hexdigest()[:16]
-
-
-_FILE_HASHES: dict[tuple, str] = {}
 
 
 # ---------------------------------------------------------------- the tiny-model kit
@@ -198,7 +189,7 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
     """Build (or reuse) the tiny model at out_dir. Deterministic in spec['seed'].
 
     Reuse: when out_dir/tiny_spec.json records the same spec and the same builder code
-    (this module and the corpus generator, by content), nothing is rebuilt. The build
+    (`tiny_builder_hash`), nothing is rebuilt. The build
     happens in a temp folder that is renamed into place, so an interrupted build leaves
     nothing behind.
     """

@@ -50,6 +50,21 @@ def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def stat_file_hash(path: str | os.PathLike) -> str:
+    """file_hash() (full length), read once per process while the file's size, mtime and
+    inode stay the same (a 7B checkpoint is ~14 GB); any rewrite changes the stat and is
+    hashed again."""
+    f = Path(path)
+    st = f.stat()
+    key = (str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = file_hash(f, 64)
+    return _FILE_HASHES[key]
+
+
 def read_text(path: str | os.PathLike) -> str:
     """A user's text file as UTF-8, or one line naming the file and where it is not."""
     from .errors import UserError

@@ -28,7 +28,7 @@ from . import __version__, logs, stages
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
-from .rundir import RunDir, content_hash, file_hash, is_main_process
+from .rundir import RunDir, content_hash, file_hash, is_main_process, stat_file_hash
 
 log = logging.getLogger("evalkit")
 
@@ -321,8 +321,11 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) ->
                     not any(p.resolve() == o or o in p.resolve().parents for o in own):
                 if p.is_file():
                     found[v] = file_hash(p)
+                elif (p / "config.json").is_file():      # a model: its weights, config and tokenizer
+                    from .train.reference import model_fingerprint
+                    found[v] = model_fingerprint(str(p))
                 elif p.is_dir():
-                    found[v] = content_hash(sorted((str(f.relative_to(p)), file_hash(f))
+                    found[v] = content_hash(sorted((str(f.relative_to(p)), stat_file_hash(f))
                                                    for f in p.rglob("*") if f.is_file()))
 
     walk(section)

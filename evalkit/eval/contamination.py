@@ -306,10 +306,10 @@ def score_target(model, tok, examples: list[Example], neighbours: list[list[str]
     if side == "left":
         per = [score_texts(model, tok, zs, p.max_tokens, padding_side=side, batch_size=sizes[1]).mean_nll
                for zs in progress_bar(neighbours, desc="score neighbours", enabled=progress)]
-    elif (per := score_groups_shared(model, tok, neighbours, p.max_tokens, p.score_batch_tokens, progress,
-                                     "score neighbours")) is not None:
-        pass
     else:
+        per = score_groups_shared(model, tok, neighbours, p.max_tokens, p.score_batch_tokens, progress,
+                                  "score neighbours")
+    if per is None:      # the model's cache cannot be reused: every text scored whole
         flat = [z for zs in neighbours for z in zs]
         nb = score_texts(model, tok, flat, p.max_tokens, batch_tokens=p.score_batch_tokens, progress=progress,
                          desc="score neighbours").mean_nll

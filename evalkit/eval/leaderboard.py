@@ -321,6 +321,7 @@ def _quiet_context_bars():
     import lm_eval.api.task as task_module
     from tqdm import tqdm
     real = {m: m.tqdm for m in (task_module, model_module)}
+
     def off(*args, **kwargs):          # lm-eval passes its own disable=: ours wins
         return tqdm(*args, **{**kwargs, "disable": True})
 

@@ -155,9 +155,10 @@ def select_bc(prompts: list[str], samples: list[list[str]], rewards: list[list[f
 def sample_completions(model_path: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float,
                        seed: int, backend: str = "hf") -> list[list[str]]:
     """k completions per prompt from the policy at model_path (chat template when it has one)."""
-    from ..backends import GenOptions, Sampling, generator
-    gen = generator(model_path, GenOptions(backend=backend, seed=seed, batch_rows=8 * k))
-    params = [Sampling(max_new_tokens=max_new_tokens, n=k, temperature=temperature, top_k=0, top_p=1.0)] * len(prompts)
+    from ..backends import generator
+    opt, sampling = _sampling(k, max_new_tokens, temperature, seed, backend)
+    gen = generator(model_path, opt)
+    params = [sampling] * len(prompts)
     try:
         if getattr(getattr(gen, "tok", None), "chat_template", None) or backend != "hf":
             return gen.chat([[{"role": "user", "content": q}] for q in prompts], params, desc="on-policy samples")
@@ -166,14 +167,23 @@ def sample_completions(model_path: str, prompts: list[str], k: int, max_new_toke
         gen.close()
 
 
+def _sampling(k: int, max_new_tokens: int, temperature: float, seed: int, backend: str):
+    """(generator options, per-prompt sampling) of on-policy sampling: one source for what
+    sample_completions() does and what its cache key records."""
+    from ..backends import GenOptions, Sampling
+    return (GenOptions(backend=backend, seed=seed, batch_rows=8 * k),
+            Sampling(max_new_tokens=max_new_tokens, n=k, temperature=temperature, top_k=0, top_p=1.0))
+
+
 def sampling_request(policy: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float, seed: int,
                      backend: str) -> dict[str, Any]:
     """Everything the samples depend on: the policy's weights, config and tokenizer (its
     template), the prompts, K, each sampling setting, the seed, the backend and device."""
     import torch
+    opt, sampling = _sampling(k, max_new_tokens, temperature, seed, backend)
     return {"policy": model_fingerprint(policy), "prompts": prompts, "k": k, "max_new_tokens": max_new_tokens,
-            "temperature": temperature, "top_k": 0, "top_p": 1.0, "seed": seed, "backend": backend,
-            "batch_rows": 8 * k, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+            "temperature": temperature, "top_k": sampling.top_k, "top_p": sampling.top_p, "seed": seed,
+            "backend": backend, "batch_rows": opt.batch_rows, "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
 def cached_samples(folder: str | Path, policy: str, prompts: list[str], k: int, max_new_tokens: int,

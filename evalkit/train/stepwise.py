@@ -71,7 +71,6 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
             raise UserError(f"variant {variant.name}: every pair of dataset {empty[0]} was held out "
                             f"(heldout_pairs {variant.heldout_pairs}); lower heldout_pairs")
         sources = [f"{d.source} (dataset {name}, step {t}/{len(parts)})" for t, (name, d) in enumerate(parts, 1)]
-        total = sum(len(c) for c in chunks)
         # max_steps is shared in proportion to the datasets' sizes (the pairs trained on)
         budget = share_steps(variant.max_steps, [len(c) for c in chunks])
     else:
