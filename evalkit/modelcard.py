@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import known_models
 from .rundir import RunDir, atomic_write_text, read_json
 
 # lm-eval task -> (hub dataset, config, split) the numbers come from
@@ -87,7 +88,9 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
             f"{'the policy before training' if meta.get('loss') == 'sft' else 'the reference'}) -> "
             f"{s.get('chosen_end', float('nan')):.2f} (end)" + (
                 f"; rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s else ""),
-            *(f"- warning: {w}" for w in meta.get("warnings") or []), "",
+            *(f"- warning: {w}" for w in meta.get("warnings") or []),
+            *([f"- base: {c['note']} (GGUF sha256 `{c['gguf_sha256']}`)"]
+              if (c := known_models.card(meta.get("base_model") or "")) else []), "",
             "## Evaluation", ""]
     lb_path = rd.leaderboard(variant)
     if lb_path.exists():

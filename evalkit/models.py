@@ -79,8 +79,16 @@ def check_model_ref(name_or_path: str) -> None:
         raise UserError(f"{name_or_path}: no such model directory")
 
 
+def resolve_model(name_or_path: str) -> str:
+    """A known real model's name (evalkit.known_models, e.g. smollm2-135m-instruct) -> its
+    materialised local folder; a hub id or a path unchanged."""
+    from .known_models import resolve
+    return resolve(name_or_path)
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
+    name_or_path = resolve_model(name_or_path)
     check_model_ref(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
@@ -95,6 +103,7 @@ def load_model(name_or_path: str, dtype: str | None = "auto", device: str | None
                trust_remote_code: bool = False, with_tokenizer: bool = True):
     """(model, tokenizer) from a hub id or a local HF-format directory, in eval mode."""
     from transformers import AutoModelForCausalLM
+    name_or_path = resolve_model(name_or_path)
     check_model_ref(name_or_path)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)

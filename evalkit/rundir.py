@@ -336,6 +336,12 @@ class RunDir:
         atomic_write_json(self.manifest_path, manifest)
         return manifest
 
+    def record_run(self, record: dict[str, Any]) -> None:
+        """The latest run with work to do: wall time, stages, peak memory."""
+        manifest = self.load_manifest()
+        manifest["last_run"] = record
+        atomic_write_json(self.manifest_path, manifest)
+
     def set_stage(self, stage: str, status: str, **fields: Any) -> None:
         manifest = self.load_manifest() or {"schema_version": SCHEMA_VERSION,
                                             "experiment": self.experiment, "stages": {}}

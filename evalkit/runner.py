@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, logs, stages
+from . import __version__, known_models, logs, stages
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
@@ -33,6 +33,7 @@ from .rundir import RunDir, content_hash, file_hash, is_main_process, stat_file_
 log = logging.getLogger("evalkit")
 
 DEMO_EXPERIMENT = packaged("experiments", "demo.yaml")
+REAL_EXPERIMENT = packaged("experiments", "smollm2-gsm8k.yaml")
 
 
 @dataclass
@@ -87,7 +88,9 @@ class Runner:
         base_slice = {"tiny": dump(exp.base_model), "builder": tiny_builder_hash()} if tiny else \
             ({"files": files} if (files := _model_content(exp.base_model)) else {"model": exp.base_model})
         plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
-                      "build the tiny model" if tiny else "use the hub/local model")]
+                      "build the tiny model" if tiny else "materialise the packaged model (once)"
+                      if isinstance(exp.base_model, str) and known_models.is_known(exp.base_model)
+                      else "use the hub/local model")]
         for ds, src in exp.datasets.items():
             # a dataset file is its bytes: the same data under another name or folder is not new
             content = _data_content(src)
@@ -95,7 +98,7 @@ class Runner:
             plan.append(Stage(f"data:{ds}", {"source": source, "content": content}, [],
                               lambda ds=ds: stages.data(exp, rd, ds),
                               [rd.generated_data(ds)] if src.generate else [],
-                              {"metamath_synthetic": f"generate {src.n} pairs", "arc_pairs": "build ARC-style pairs",
+                              {"metamath_synthetic": f"generate {src.n or 200} pairs", "arc_pairs": "build ARC-style pairs",
                                None: "read and check"}.get(src.generate, f"build {src.generate}")))
         for v in exp.variants:
             steps = v.max_steps or f"{v.epochs} epoch(s)"
@@ -105,15 +108,14 @@ class Runner:
                               ["base"] + [f"data:{d}" for d in v.datasets_read()],
                               lambda v=v: stages.train(exp, rd, v.name, self.base(), self.progress),
                               [rd.train_metadata(v.name)], f"{v.loss}, {steps} steps, batch {v.batch_size}"))
-        labels = ["base"] + [v.name for v in exp.variants]
         dep = lambda m: ["base"] if m == "base" else ["base", f"train:{m}"]  # noqa: E731
         lb = exp.eval.leaderboard
         if lb is not None and lb.enabled:
             lb_inputs = _inputs_content(dump(lb), rd, "leaderboard")
-            for m in labels:
+            for m in exp.scored("leaderboard"):
                 d = rd.model_dir(m)
                 # one model's chat settings are part of its own stage only
-                lb_slice = {**{k: v for k, v in dump(lb).items() if k != "per_model"},
+                lb_slice = {**{k: v for k, v in dump(lb).items() if k not in ("per_model", "models")},
                             "chat": stages.chat_settings(lb, m), "inputs": lb_inputs}
                 plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
@@ -121,8 +123,9 @@ class Runner:
                                   model=m, scratch=[d / "lm_eval_cache", d / "lm_eval_tasks"]))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
-            mt_slice = {**dump(mt), "inputs": _inputs_content(dump(mt), rd)}
-            for m in labels:
+            # which models are scored is not part of one model's result
+            mt_slice = {**{k: v for k, v in dump(mt).items() if k != "models"}, "inputs": _inputs_content(dump(mt), rd)}
+            for m in exp.scored("mtbench"):
                 if mt.mode == "pairwise" and m == mt.baseline:
                     continue
                 deps = dep(m) + (dep(mt.baseline) if mt.mode == "pairwise" and mt.baseline else [])
@@ -132,14 +135,15 @@ class Runner:
                                   model=m, scratch=[rd.mtbench_dir(m)]))
         ct = exp.eval.contamination
         if ct is not None and ct.enabled:
-            ct_slice = {**dump(ct), "inputs": _inputs_content(dump(ct), rd, "contamination")}
-            for v in exp.variants:
-                plan.append(Stage(f"contamination:{v.name}", ct_slice, dep(v.name),
-                                  lambda v=v: stages.contamination(exp, rd, v.name, self.model_path(v.name),
-                                                                   self.base(), self.loaded),
-                                  [rd.contamination(v.name)],
+            ct_slice = {**{k: v for k, v in dump(ct).items() if k != "models"},
+                        "inputs": _inputs_content(dump(ct), rd, "contamination")}
+            for name in exp.scored("contamination"):
+                plan.append(Stage(f"contamination:{name}", ct_slice, dep(name),
+                                  lambda name=name: stages.contamination(exp, rd, name, self.model_path(name),
+                                                                         self.base(), self.loaded),
+                                  [rd.contamination(name)],
                                   f"{len(ct.benchmarks)} benchmarks x {ct.n_examples} examples x {ct.n_neighbours}",
-                                  model=v.name))
+                                  model=name))
             if exp.datasets:
                 plan.append(Stage("ngram", ct_slice, [f"data:{d}" for d in exp.datasets],
                                   lambda: stages.ngram(exp, rd), [rd.ngram_overlap()], f"{ct.ngram}-grams"))
@@ -174,6 +178,9 @@ class Runner:
             return None
         if label not in self._fingerprints:
             if label == "base" and isinstance(self.exp.base_model, TinyBase) and not self.rd.base_checkpoint().is_dir():
+                return None
+            if label == "base" and known_models.is_known(self.exp.base_model) and \
+                    known_models.materialised(self.exp.base_model) is None:
                 return None
             self._fingerprints[label] = model_fingerprint(str(path) if path else self.model_path("base"))
         return self._fingerprints[label]
@@ -214,11 +221,17 @@ class Runner:
 
     def preflight(self, force: list[str]) -> None:
         """Checks that need no model, before anything is written: --force names, and the
-        leaderboard suite's task names (a misspelt task fails in seconds, not after training)."""
+        leaderboard suite's task names (a misspelt task fails in seconds, not after training), the
+        MT-Bench questions."""
         self.check_force(force)
-        if any(s.kind == "leaderboard" and what == "run" for s, what, _ in self.status(force)):
-            from .eval.suites import builtin_yaml, load_suite
-            suite = load_suite(self.exp.eval.leaderboard.suite)
+        status = self.status(force)
+        if any(s.kind == "mtbench" and what == "run" for s, what, _ in status):
+            from .eval.mtbench import load_data
+            mt = self.exp.eval.mtbench
+            load_data(mt.questions, mt.data_dir, mt.reference_answers, mt.question_ids)
+        if any(s.kind == "leaderboard" and what == "run" for s, what, _ in status):
+            from .eval.suites import builtin_yaml, load_suite, only_entries
+            suite = only_entries(load_suite(self.exp.eval.leaderboard.suite), self.exp.eval.leaderboard.entries)
             for _, ref in suite.task_refs():
                 builtin_yaml(ref, suite.task_source)
 
@@ -237,6 +250,36 @@ class Runner:
                 and rec.get("model_fingerprint") == fp.get("model_fingerprint"))
 
     # ------------------------------------------------------------ running
+    def _release(self, remaining: list[Stage]) -> None:
+        """Free what no stage still to run needs: loaded contamination models (a 7B model is
+        28 GB in fp32) and a judge server this run started."""
+        import gc
+        kinds = {s.kind for s in remaining}
+        freed = False
+        if "contamination" not in kinds and self.loaded:
+            self.loaded.clear()
+            freed = True
+        elif self.loaded:
+            # a target is needed by its own stage only; the reference and control by every one
+            keep = {self.model_path(s.model) for s in remaining if s.kind == "contamination"}
+            sec = self.exp.eval.contamination
+            from .models import resolve_model
+            keep |= {self.base(), *(resolve_model(m) for m in (sec.reference, sec.control) if m)}
+            for key in [k for k in self.loaded if isinstance(k, str) and k not in keep]:
+                del self.loaded[key]
+                freed = True
+        if "mtbench" not in kinds and self.judge_url is not None:
+            self.judge_stack.close()          # stops a served judge
+            self.judge_url = None
+        if freed:
+            gc.collect()
+            try:
+                import torch
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:
+                pass
+
     def run(self, force: list[str] | None = None) -> dict[str, str]:
         force = force or []
         self.check_force(force)
@@ -268,6 +311,7 @@ class Runner:
                                           hash=self.hashes[stage.name])
                     raise
                 self._fingerprints.pop(stage.name.split(":", 1)[-1], None)   # a new checkpoint
+                self._release([s for s, w, _ in plan[i:] if w == "run"])
                 # a judge that left calls unanswered: the stage resumes (only those calls) next run
                 missing = out.get("errors", 0) if isinstance(out, dict) and stage.kind == "mtbench" else 0
                 if missing:
@@ -278,10 +322,19 @@ class Runner:
                     if stage.model:
                         extra["model_fingerprint"] = self._model_fingerprint(stage.model)
                     self.rd.set_stage(stage.name, "incomplete" if missing else "done", hash=self.hashes[stage.name],
-                                      seconds=round(time.time() - t0, 2), **extra)
+                                      seconds=round(time.time() - t0, 2), peak_rss_mb=peak_rss_mb()[0], **extra)
                 results[stage.name] = f"{time.time() - t0:.1f}s"
                 self.ran.append(stage.name)
         return results
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """(this process's peak resident memory, the largest waited-for child's), in MiB."""
+    import resource
+    kib = 1024 if os.uname().sysname == "Darwin" else 1     # ru_maxrss: bytes on macOS, KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib / 1024
+    return round(own, 1), round(child, 1)
 
 
 def _data_content(src) -> str | None:
@@ -311,6 +364,9 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) ->
             for x in v:
                 walk(x)
         elif isinstance(v, str) and v not in found:
+            if known_models.is_known(v) and not Path(v).exists():   # a known real model: its GGUF's bytes
+                found[v] = content_hash({"gguf": known_models.gguf_sha256(v), "recipe": known_models.RECIPE})
+                return
             if v == "sample" and sample_kind:
                 from .eval import sample_data
                 found[v] = content_hash({"code": file_hash(sample_data.__file__),
@@ -333,7 +389,10 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) ->
 
 
 def _model_content(name: str) -> str | None:
-    """A local base model's files, so replacing its weights invalidates what used it."""
+    """A local base model's files, so replacing its weights invalidates what used it; a
+    known real model's GGUF bytes and conversion recipe."""
+    if known_models.is_known(name) and not Path(name).exists():
+        return content_hash({"gguf": known_models.gguf_sha256(name), "recipe": known_models.RECIPE})
     if Path(name).expanduser().is_dir():
         from .train.reference import model_fingerprint
         return model_fingerprint(name)
@@ -373,10 +432,15 @@ def _run_locked(exp: Experiment, rd: RunDir, runner: Runner, force: list[str] | 
     try:
         if is_main_process():
             rd.write_manifest(exp.model_dump(mode="json", by_alias=True))
-        t0 = time.time()
+        t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
         done = runner.run(force)
         if done:
-            print(f"{exp.name}: ran {len(done)} stage(s) in {time.time() - t0:.1f}s; results in {rd.reports}")
+            own, child = peak_rss_mb()
+            if is_main_process():
+                rd.record_run({"started": started, "seconds": round(time.time() - t0, 1), "stages_run": list(done),
+                               "peak_rss_mb": own, "children_peak_rss_mb": child})
+            print(f"{exp.name}: ran {len(done)} stage(s) in {time.time() - t0:.1f}s (peak memory {own:.0f} MiB); "
+                  f"results in {rd.reports}")
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -415,10 +479,11 @@ def train_experiment(exp: Experiment, only: list[str] | None = None, rd: RunDir 
     return {n.split(":", 1)[1]: runner.rd.checkpoint(n.split(":", 1)[1]) for n in sorted(wanted)}
 
 
-def run_demo(out: str | Path = "reports/demo", force: list[str] | None = None) -> RunDir:
-    """`evalkit demo` is exactly `evalkit run` on the packaged demo experiment."""
-    exp = load_experiment(DEMO_EXPERIMENT)
-    rd = stages.rundir_for(exp, reports=out)
+def run_demo(out: str | Path | None = None, force: list[str] | None = None, real: bool = False) -> RunDir:
+    """`evalkit demo` is exactly `evalkit run` on the packaged demo experiment (`--real`: on the
+    packaged real-model experiment)."""
+    exp = load_experiment(REAL_EXPERIMENT if real else DEMO_EXPERIMENT)
+    rd = stages.rundir_for(exp, reports=out or f"reports/{exp.name}")
     t0 = time.time()
     run_experiment(exp, rd, force=force)
     stages.print_summary(exp, rd)

@@ -182,6 +182,7 @@ class StageRecord(TypedDict, total=False):
     updated: str
     seconds: float
     model_fingerprint: str   # scoring stages: the scored model's files when the result was made
+    peak_rss_mb: float       # the run's peak resident memory so far, when the stage ended (evalkit's process)
 
 
 class Manifest(TypedDict, total=False):
@@ -194,6 +195,15 @@ class Manifest(TypedDict, total=False):
     git_sha: Optional[str]
     hardware: dict[str, Any]   # incl. torch threads
     stages: dict[str, StageRecord]
+    last_run: RunRecord      # the latest `evalkit run` that had work to do
+
+
+class RunRecord(TypedDict, total=False):
+    started: str
+    seconds: float           # wall time
+    stages_run: list[str]
+    peak_rss_mb: float       # evalkit's process (ru_maxrss)
+    children_peak_rss_mb: float   # the largest child process it waited for (e.g. a served judge)
 
 
 # ---------------------------------------------------------------- mtbench/summary.json

@@ -32,7 +32,8 @@ def base_model(exp: Experiment, rd: RunDir) -> str:
         path = build_tiny_model(rd.base_checkpoint(), exp.base_model.tiny.model_dump())
         log.info("tiny base model ready at %s (%.1fs)", path, time.time() - t0)
         return str(path)
-    return exp.base_model
+    from .models import resolve_model
+    return resolve_model(exp.base_model)     # a known real model: its materialised folder
 
 
 def dataset_rows(exp: Experiment, name: str, rd: RunDir):
@@ -54,9 +55,12 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
     from .train import builders
     from .train.data import read_rows
     src = exp.datasets[name]
-    if src.generate in ("arc_pairs", "metamath_pairs"):
+    if src.generate in ("arc_pairs", "metamath_pairs", "solutions"):
         source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
-        if src.generate == "arc_pairs":
+        skipped = 0
+        if src.generate == "solutions":
+            rows = builders.solution_rows([r.data for r in source])
+        elif src.generate == "arc_pairs":
             rows, skipped = builders.choice_pairs([r.data for r in source], src.fewshot, src.seed)
             what = "colliding or unlabelled choices"
         else:
@@ -64,10 +68,13 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
             what = "solutions with no marked intermediate result"
         if skipped:
             log.warning("dataset %s: skipped %d %s", name, skipped, what)
+        if src.n is not None and len(rows) > src.n:
+            log.info("dataset %s: the first %d of %d rows (n: %d)", name, src.n, len(rows), src.n)
+            rows = rows[:src.n]
     elif src.generate == "metamath_carried":
-        rows = builders.metamath_carried_pairs(src.n, src.seed)
+        rows = builders.metamath_carried_pairs(src.n or 200, src.seed)
     else:
-        rows = builders.metamath_synthetic_pairs(src.n, src.seed)
+        rows = builders.metamath_synthetic_pairs(src.n or 200, src.seed)
     path = rd.generated_data(name)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -170,7 +177,7 @@ def chat_settings(sec, label: str) -> dict:
 
 def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
     from .eval import leaderboard as L
-    from .eval.suites import load_suite
+    from .eval.suites import load_suite, only_entries
 
     sec = exp.eval.leaderboard
     chat = chat_settings(sec, label)
@@ -182,7 +189,7 @@ def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
         api_model=sec.api_model, num_concurrent=sec.num_concurrent,
         tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
     t0 = time.time()
-    rec = L.run(path, load_suite(sec.suite), rd.model_dir(label), opt, model_label=label)
+    rec = L.run(path, only_entries(load_suite(sec.suite), sec.entries), rd.model_dir(label), opt, model_label=label)
     log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
     return rec
 
@@ -197,8 +204,9 @@ def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str,
                  threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed, method=sec.method,
                  dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
                  alpha=sec.alpha)
-    return contamination_run.run(path, sec.reference or base, sec.benchmarks, rd.model_dir(label), p,
-                                 control=sec.control,
+    from .models import resolve_model
+    return contamination_run.run(path, resolve_model(sec.reference) if sec.reference else base, sec.benchmarks,
+                                 rd.model_dir(label), p, control=resolve_model(sec.control) if sec.control else None,
                                  data_dir=sample_data_dir(exp, rd, sec.data_dir, "contamination"),
                                  models=loaded if loaded is not None else {}, labels={"target": label},
                                  backend=sec.backend)
@@ -245,13 +253,14 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
 
     sec = exp.eval.mtbench
     j = sec.judge
-    data = M.load_data(sec.questions, sec.data_dir, sec.reference_answers)
+    data = M.load_data(sec.questions, sec.data_dir, sec.reference_answers, sec.question_ids)
     gen = generate.GenOptions(backend=sec.backend, max_new_tokens=sec.max_new_tokens, system_prompt=sec.system_prompt,
                               batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
     files = {m: M.answer_path(rd.mtbench_dir(m), m) for m in paths}
     answers = {m: generate.generate_answers(p, data.questions, files[m], gen, model_id=m) for m, p in paths.items()}
     # a server we start is pinned to the model it serves: requests must name that model
-    client = J.ClientOptions(model=j.serve or j.model, base_url=judge_url, api_key_env=j.api_key_env,
+    from .models import resolve_model
+    client = J.ClientOptions(model=resolve_model(j.serve) if j.serve else j.model, base_url=judge_url, api_key_env=j.api_key_env,
                              concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
                              logprobs=j.logprobs)
     opt = M.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens, price_per_million=j.price_per_million)

@@ -89,23 +89,30 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
             t_gen = time.time() - t0
             cache[name] = (examples, neighbours, t_gen)
         run_t, details = C.score_target(t_model, t_tok, examples, neighbours, p, progress=progress)
-        run_c, _ = C.score_target(c_model, c_tok, examples, neighbours, p, details=False)
         t_side, (t_bs, _) = C.layout(t_tok, p)
         r_side, (r_bs, _) = C.layout(r_tok, p)
+        c_side, (c_bs, _) = C.layout(c_tok, p)
+        # what depends on the reference and control only is scored once per benchmark and reused
+        # by every target checked against them
+        fixed = cache.setdefault(("fixed", control, name), {})
+        if "control" not in fixed:
+            fixed["control"], _ = C.score_target(c_model, c_tok, examples, neighbours, p, details=False)
+            fixed["ref_nll"] = C.score_texts(r_model, r_tok, [e.text for e in examples], padding_side=r_side,
+                                             batch_size=r_bs).mean_nll
+        run_c, ref_nll = fixed["control"], fixed["ref_nll"]
         lower = C.score_texts(t_model, t_tok, [e.text.lower() for e in examples], padding_side=t_side,
                               batch_size=t_bs).mean_nll
-        ref_nll = C.score_texts(r_model, r_tok, [e.text for e in examples], padding_side=r_side,
-                                batch_size=r_bs).mean_nll
         # the calibrated verdict: items vs unseen twins, target and control each against the reference
         vp = calibrated.VerdictParams(twins=p.twins, margin=p.margin, alpha=p.alpha, bootstrap=max(p.bootstrap, 1000),
                                       seed=p.seed)
         twin_texts, paired = calibrated.twins_of([e.text for e in examples], vp)
         idx = [i for i, t in enumerate(twin_texts) if t] if paired else list(range(len(examples)))
         tw = [twin_texts[i] for i in idx] if paired else [t for t in twin_texts if t]
-        c_side, (c_bs, _) = C.layout(c_tok, p)
         tw_t = C.score_texts(t_model, t_tok, tw, padding_side=t_side, batch_size=t_bs).mean_nll
-        tw_r = C.score_texts(r_model, r_tok, tw, padding_side=r_side, batch_size=r_bs).mean_nll
-        tw_c = C.score_texts(c_model, c_tok, tw, padding_side=c_side, batch_size=c_bs).mean_nll
+        if "twins" not in fixed or fixed["twins"][0] != tw:
+            fixed["twins"] = (tw, C.score_texts(r_model, r_tok, tw, padding_side=r_side, batch_size=r_bs).mean_nll,
+                              C.score_texts(c_model, c_tok, tw, padding_side=c_side, batch_size=c_bs).mean_nll)
+        _, tw_r, tw_c = fixed["twins"]
         cal = calibrated.verdict([run_t.example_nll[i] for i in idx], [ref_nll[i] for i in idx], tw_t, tw_r,
                                  paired, vp)
         cal_c = calibrated.verdict([run_c.example_nll[i] for i in idx], [ref_nll[i] for i in idx], tw_c, tw_r,

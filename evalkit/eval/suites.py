@@ -97,6 +97,18 @@ def load_suite(name_or_path: str) -> Suite:
         raise UserError(f"{path}: {loc}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}") from None
 
 
+def only_entries(suite: Suite, names: list[str] | None) -> Suite:
+    """The suite restricted to the named entries (in the suite's order); None: all of it."""
+    if not names:
+        return suite
+    known = [e.name for e in suite.entries]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"eval.leaderboard.entries: {unknown[0]!r} is not an entry of suite {suite.name} "
+                        f"({', '.join(known)})")
+    return suite.model_copy(update={"entries": [e for e in suite.entries if e.name in names]})
+
+
 def show_suite(suite: Suite) -> str:
     rows = [("entry", "task(s)", "shots", "metric", "filter", "combine")]
     for e in suite.entries:

