@@ -334,7 +334,8 @@ def markdown() -> str:
              "(generated from `evalkit/schema.py` by `python -m evalkit.schema`):", ""]
     nested = {"leaderboard": [("tasks.<entry>", TaskResult)], "contamination": [("benchmarks.<name>",
                                                                                  BenchmarkContamination)],
-              "manifest": [("stages.<stage>", StageRecord)], "evalkit": [("rounds[]", OnPolicyRound)]}
+              "manifest": [("stages.<stage>", StageRecord), ("last_run", RunRecord)],
+              "evalkit": [("rounds[]", OnPolicyRound)]}
     for kind, cls in SCHEMAS.items():
         lines.append(f"### `{WHERE[kind].rsplit('/', 1)[1]}` — `{WHERE[kind]}` (version {VERSIONS[kind]})")
         lines.append("")

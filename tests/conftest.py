@@ -23,6 +23,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 # Tiny models are cached by spec under checkpoints/.test-cache (git-ignored) so reruns are fast.
 TEST_CACHE = REPO / "checkpoints" / ".test-cache"
+# real models materialised by evalkit.known_models (tests/test_real_model.py) go there too, never to ~/.cache
+os.environ["EVALKIT_CACHE"] = str(TEST_CACHE / "evalkit-cache")
 
 # ---------------------------------------------------------------- the socket guard
 

@@ -178,3 +178,31 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
     assert set(runner.ran) == {"train:dpop", "leaderboard:dpop", "mtbench:dpop", "contamination:dpop", "report"}
     assert rd.load_manifest()["stages"]["train:dpop"]["hash"] == runner.hashes["train:dpop"]
     assert read_json(rd.train_metadata("dpop"))["hyperparameters"]["beta"] == 0.5
+
+
+def test_models_are_released_when_no_later_stage_needs_them(tmp_path, tiny_model_dir):
+    """The contamination stages share loaded models through the runner; a target goes once its
+    own stage is done, the reference (the base) once no contamination stage is left."""
+    from evalkit.runner import Runner
+    exp_path = write_experiment(tmp_path, tiny_model_dir, "http://127.0.0.1:9/v1")
+    exp = load_experiment(exp_path)
+    runner = Runner(exp, RunDir("r", root=tmp_path), progress=False)
+    dpo, dpop, base = runner.model_path("dpo"), runner.model_path("dpop"), runner.model_path("base")
+    runner.loaded.update({dpo: "dpo model", dpop: "dpop model", base: "reference", ("neighbours", base): {}})
+    stages = {s.name: s for s in runner.stages}
+    runner._release([stages["contamination:dpop"], stages["report"]])
+    assert set(runner.loaded) == {dpop, base, ("neighbours", base)}
+    runner._release([stages["report"]])
+    assert runner.loaded == {}
+
+
+def test_manifest_records_the_runs_peak_memory(tmp_path, tiny_model_dir):
+    exp = tmp_path / "e.yaml"
+    exp.write_text(f"name: m\nbase_model: {tiny_model_dir}\ndatasets:\n  d: {{generate: metamath_synthetic, n: 4}}\n"
+                   "report: {enabled: false}\n")
+    rd = RunDir("m", root=tmp_path)
+    run_experiment(load_experiment(exp), rd, progress=False)
+    man = rd.load_manifest()
+    assert man["last_run"]["peak_rss_mb"] > 50 and man["last_run"]["stages_run"] == ["base", "data:d"]
+    assert man["stages"]["data:d"]["peak_rss_mb"] > 50
+    assert assert_matches_schema(tmp_path) >= 1
