@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .rundir import atomic_write_text
+from .rundir import atomic_write_text, naming
 
 FORMATS = ("html", "csv", "parquet", "json")
 FIXED = ["kind", "experiment", "model", "suite", "protocol", "average", "mtbench", "comparable", "report"]
@@ -98,7 +98,11 @@ def frame(entries: list[str], rows: list[dict[str, Any]]):
 
 def write(dirs: list[str | Path], out: str | Path, fmt: str | None = None) -> Path:
     out = Path(out)
-    fmt = fmt or (out.suffix.lstrip(".") if out.suffix.lstrip(".") in FORMATS else "html")
+    suffix = out.suffix.lstrip(".").lower()
+    if fmt and suffix in FORMATS and suffix != fmt:
+        raise UserError(f"board --format {fmt} --out {out}: the file's suffix says {suffix}; "
+                        f"name it .{fmt} or drop --format")
+    fmt = fmt or (suffix if suffix in FORMATS else "html")
     if fmt not in FORMATS:
         raise UserError(f"board --format {fmt}: use one of {', '.join(FORMATS)}")
     entries, rows = collect(dirs)
@@ -108,13 +112,19 @@ def write(dirs: list[str | Path], out: str | Path, fmt: str | None = None) -> Pa
         return out
     df = frame(entries, rows)
     tmp = out.with_name(f".{out.name}.tmp")
-    if fmt == "csv":
-        df.to_csv(tmp, index=False)
-    elif fmt == "parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_json(tmp, orient="records", indent=1)
-    os.replace(tmp, out)
+    with naming(out):
+        if out.is_dir():
+            raise IsADirectoryError(21, "Is a directory", str(out))
+        try:
+            if fmt == "csv":
+                df.to_csv(tmp, index=False)
+            elif fmt == "parquet":
+                df.to_parquet(tmp, index=False)
+            else:
+                df.to_json(tmp, orient="records", indent=1)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 

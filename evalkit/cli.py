@@ -6,6 +6,7 @@ import os
 import sys
 
 from .errors import UserError
+from .rundir import path_component
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -13,14 +14,27 @@ def _add_set(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set variants.dpop.beta=0.1")
 
 
+def _common(parser: argparse.ArgumentParser, default) -> None:
+    """--debug and --verbose, before the verb or after it (`evalkit run x.yaml --debug`)."""
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="also show the libraries' logs, warnings and progress bars (a run always "
+                             "writes them to its run.log)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evalkit",
         description="Train DPO/DPOP checkpoints and score them the Smaug way.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="also show the libraries' logs, warnings and progress bars (a run always "
-                             "writes them to its run.log)")
+    _common(parser, False)
+    after_verb = argparse.ArgumentParser(add_help=False)
+    _common(after_verb, argparse.SUPPRESS)     # SUPPRESS: not given after the verb keeps the value before it
+
+    class Sub(argparse._SubParsersAction):
+        def add_parser(self, name, **kw):
+            return super().add_parser(name, parents=[after_verb], **kw)
+
+    parser.register("action", "parsers", Sub)
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
 
@@ -99,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"], help="how answers are generated")
     p.add_argument("--base-url", help="api backend: the server that answers")
     p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--concurrency", type=int, default=8, help="answers and judge calls in flight (at least 1)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds to wait for one judge reply before it counts as failed and is retried (default 60)")
+    p.add_argument("--max-retries", type=int, default=6,
+                   help="retries of a failed judge call, with backoff (default 6; 0: one attempt)")
     p.add_argument("--logprobs", action="store_true", help="also ask the judge for logprobs (weighted scores)")
     p.add_argument("--out", help="result directory (default reports/mtbench/<model>)")
 
@@ -202,10 +220,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    import re
 
     from .eval import leaderboard
     from .eval.suites import load_suite, show_suite
+    for flag, value in (("--limit", args.limit), ("--num-concurrent", args.num_concurrent),
+                        ("--tensor-parallel-size", args.tensor_parallel_size),
+                        ("--data-parallel-size", args.data_parallel_size)):
+        if value is not None and value < 1:
+            raise UserError(f"leaderboard {flag} {value}: must be at least 1")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise UserError(f"leaderboard --data-dir {args.data_dir}: no such directory")
     suite = load_suite(args.suite)
     if args.show:
         print(show_suite(suite))
@@ -225,7 +249,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         seed=args.seed, base_url=args.base_url,
         api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
-    out = args.out or f"reports/leaderboard/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.model.strip('/'))}"
+    out = args.out or f"reports/leaderboard/{path_component(args.model)}"
     from .models import resolve_model
     rec = leaderboard.run(resolve_model(args.model) if args.backend != "api" else args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
@@ -235,7 +259,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 def _contamination(args: argparse.Namespace) -> int:
     import os
-    import re
 
     from .eval import contamination, contamination_run
     # parameters are checked here, before any model loads
@@ -243,19 +266,19 @@ def _contamination(args: argparse.Namespace) -> int:
                                   ("--n-examples", args.n_examples, args.n_examples >= 1, "at least 1"),
                                   ("--ratio-gen", args.ratio_gen, 0 < args.ratio_gen < 1, "between 0 and 1, exclusive"),
                                   ("--threshold", args.threshold, 0 < args.threshold <= 1, "in (0, 1]"),
-                                  ("--margin", args.margin, args.margin >= 0, "at least 0"),
-                                  ("--twins", args.twins, args.twins == "numbers" or
-                                   (args.twins.endswith((".jsonl", ".json")) and os.path.exists(args.twins)),
-                                   "'numbers' or an existing JSONL")):
+                                  ("--margin", args.margin, args.margin >= 0, "at least 0")):
         if not ok:
             raise UserError(f"contamination {flag} {value}: must be {want}")
-    from .eval.benchmark_texts import load_examples
-    for b in args.benchmark:            # every benchmark readable before any model loads
-        load_examples(b, args.data_dir)
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise UserError(f"contamination --data-dir {args.data_dir}: no such directory")
     p = contamination.Params(n_examples=args.n_examples, n_neighbours=args.n_neighbours, ratio_gen=args.ratio_gen,
                              threshold=args.threshold, seed=args.seed, dtype=args.dtype, twins=args.twins,
                              margin=args.margin)
-    out = args.out or f"reports/contamination/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.target.strip('/'))}"
+    try:        # every benchmark and the twins, read and checked before any model loads
+        contamination_run.prepare(args.benchmark, p, args.data_dir)
+    except UserError as e:
+        raise UserError(f"contamination: {e}".replace("n_examples", "--n-examples", 1)) from None
+    out = args.out or f"reports/contamination/{path_component(args.target)}"
     from .models import resolve_model
     rec = contamination_run.run(resolve_model(args.target), resolve_model(args.reference), args.benchmark, out, p,
                                 control=resolve_model(args.control) if args.control else None,
@@ -272,6 +295,12 @@ def _mtbench(args: argparse.Namespace) -> int:
     from .backends import check_endpoint, judge_endpoint
     from .eval import generate, mtbench
     from .eval import judge as J
+    for flag, value, ok, want in (("--concurrency", args.concurrency, args.concurrency >= 1, "at least 1"),
+                                  ("--timeout", args.timeout, args.timeout > 0, "above 0 seconds"),
+                                  ("--max-retries", args.max_retries, args.max_retries >= 0, "at least 0"),
+                                  ("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 1, "at least 1")):
+        if not ok:
+            raise UserError(f"mtbench {flag} {value}: must be {want}")
     data = mtbench.load_data(args.questions, args.data_dir, args.reference_answers)
     out = Path(args.out or f"reports/mtbench/{mtbench.file_safe(args.model)}")
     baseline = mtbench.read_answer_file(args.baseline) if args.baseline else None
@@ -296,6 +325,7 @@ def _mtbench(args: argparse.Namespace) -> int:
         opt = mtbench.JudgeOptions(J.ClientOptions(model=resolve_model(args.judge_serve) if args.judge_serve
                                                    else args.judge, base_url=base_url,
                                                    api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                                   timeout=args.timeout, max_retries=args.max_retries,
                                                    logprobs=args.logprobs),
                                    mode=args.mode)
         summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline, answers_file=answers_file)

@@ -15,12 +15,20 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, Validati
                       model_validator)
 
 from .errors import UserError
-
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+from .rundir import NAME_RE, name_problem
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan: a number like `learning_rate: .inf` or `.nan` is an error, not a NaN run
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def _existing_dir(value: Optional[str]) -> Optional[str]:
+    """A data_dir: 'sample' or a folder that exists (checked by `validate` and `run --dry-run`,
+    not found only after training)."""
+    if value is not None and value != "sample" and not Path(value).expanduser().is_dir():
+        raise ValueError(f"{value}: no such directory ('sample' for the project's sample data)")
+    return value
 
 
 # ---------------------------------------------------------------- models
@@ -263,6 +271,12 @@ class LeaderboardSection(Strict):
     data_dir: Optional[str] = Field(
         None, description="local data in hub schema; 'sample' generates the project's small sample data")
     limit: Optional[int] = Field(None, ge=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, v):
+        return _existing_dir(v)
+
     batch_size: Union[int, Literal["auto"]] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     apply_chat_template: Optional[bool] = Field(None, description="default: the suite's setting, else off")
@@ -339,13 +353,38 @@ class ContaminationSection(Strict):
     ngram: int = Field(13, ge=1, description="n for the training-set overlap check")
     backend: Literal["hf", "vllm"] = Field("hf", description="how the reference samples neighbours")
     method: Literal["shi2023"] = Field("shi2023", description="the original's selection, padding side, batches")
-    dtype: str = Field("float32", description="model dtype for the check (the original scores in fp32; 'auto')")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32", description="model dtype for the check (the original scores in fp32; 'auto')")
     generation: dict[str, float] = Field(default_factory=dict,
                                          description="overrides of the reference's generation_config: "
                                                      "temperature, top_k, top_p")
     twins: str = Field("numbers", description="calibrated verdict's unseen twins: 'numbers' or an unseen JSONL")
     margin: float = Field(0.05, ge=0, description="nats: a smaller membership effect reads 'not seen'")
     alpha: float = Field(0.01, gt=0, lt=1, description="permutation p-value a 'seen' verdict needs")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, v):
+        return _existing_dir(v)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, v: list[str]):
+        from .eval.benchmark_texts import benchmark_problem
+        for name in v:
+            problem = benchmark_problem(name)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("twins")
+    @classmethod
+    def _twins_readable(cls, v: str, info):
+        from .eval.calibrated import twins_problem
+        problem = twins_problem(v, info.data.get("n_examples", 1))   # n_examples is validated before twins
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class EvalSection(Strict):
@@ -383,6 +422,15 @@ class Experiment(Strict):
     base_model: BaseModelRef
     seed: int = 0
     datasets: dict[str, DataSource] = {}
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, v: dict[str, DataSource]):
+        for key in v:          # a dataset's name becomes a file name (generated pairs)
+            problem = name_problem(key)
+            if problem:
+                raise ValueError(f"datasets: {problem}")
+        return v
     variants: list[Variant] = []
     eval: EvalSection = EvalSection()
     report: ReportSection = ReportSection()
@@ -490,15 +538,19 @@ def _line_map(text: str, source: str = "") -> dict[tuple, int]:
     out: dict[tuple, int] = {}
     root = yaml.compose(text, Loader=_LineLoader)
     if root is not None and _expanded_size(root) > MAX_NODES:
-        from .errors import UserError
         raise UserError(f"{source}: more than {MAX_NODES} values once YAML aliases are expanded; "
                         f"not an experiment file (an alias bomb?)")
 
     def walk(node, path):
         out[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            first: dict = {}
             for k, v in node.value:
                 key = k.value
+                if key in first and isinstance(k, yaml.ScalarNode):   # PyYAML would keep the last one silently
+                    raise UserError(f"{source}:{k.start_mark.line + 1}: {format_loc(path + (key,))}: duplicate key "
+                                    f"(first at line {first[key]})")
+                first[key] = k.start_mark.line + 1
                 walk(v, path + (key,))
                 out[path + (key,)] = k.start_mark.line + 1   # the key's own line, not its value's
         elif isinstance(node, yaml.SequenceNode):
@@ -648,13 +700,11 @@ def apply_override(raw: dict, path: list, value: str) -> None:
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     """Read, override and validate an experiment file. Raises UserError with one line."""
+    from .rundir import read_text
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not an experiment file")
+    text = read_text(path)           # one line for a missing file, a FIFO, or bytes that are not UTF-8
     try:
         lines = _line_map(text, str(path))      # first: it refuses alias bombs before they expand
         raw = yaml.safe_load(text)

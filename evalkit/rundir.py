@@ -12,10 +12,14 @@ JSONL appends are fsync'd line by line; readers skip a torn (unterminated) last 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +36,40 @@ os.umask(_UMASK)
 def content_hash(obj: Any, length: int = 16) -> str:
     """A stable short hash of JSON-able data (sorted keys): the key of caches and stage records."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+# ---------------------------------------------------------------- names that become paths
+
+# The one rule for a name evalkit turns into a file or folder name (experiment, variant and
+# dataset names, model labels): a letter or digit first, then letters, digits, '_', '.', '-'.
+# No separators, no '..', nothing absolute, so a name can never leave the folder it is put in.
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` cannot be a file or folder name (None when it can)."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_RE, name):
+        return (f"{name!r} cannot name a file or folder: use letters, digits, '_', '.' and '-', "
+                f"starting with a letter or digit (at most 128 characters)")
+    return None
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` if it passes the rule above, else a one-line UserError naming `what`."""
+    from .errors import UserError
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"{what}: {problem}")
+    return name
+
+
+def path_component(name: str) -> str:
+    """A name evalkit did not choose (a hub model id, a judge model, a benchmark file's stem)
+    made to pass the rule: every other character becomes '_' ('org/model' -> 'org_model')."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/"))
+    safe = re.sub(r"^[^A-Za-z0-9]+", lambda m: "_" * len(m.group()), safe)   # no leading '.' or '-'
+    safe = ("x" + safe if safe.startswith("_") else safe)[:128]
+    return safe if not name_problem(safe) else "model"
 
 
 # ---------------------------------------------------------------- atomic primitives
@@ -70,6 +108,9 @@ def read_text(path: str | os.PathLike) -> str:
     from .errors import UserError
     path = Path(path)
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):    # a FIFO or device would block or never end
+            raise UserError(f"{path}: not a regular file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
@@ -103,20 +144,36 @@ def read_jsonl_file(path: str | os.PathLike, objects: bool = False) -> list[Any]
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with naming(path):
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike):
+    """An OSError raised while writing `path` names `path`, the file the user asked for, not
+    a hidden temp file beside it or nothing at all (a full disk fails write() and fsync(),
+    which carry no file name)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None and Path(e.filename) in (Path(path), *Path(path).parents):
+            raise
+        raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -147,12 +204,13 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     if "schema_version" not in record:
         record = {"schema_version": SCHEMA_VERSION, **record}
     line = json.dumps(record, default=str) + "\n"
-    # A previous crash may have left a torn tail: cut it before appending.
-    _truncate_torn_tail(path)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    with naming(path):
+        # A previous crash may have left a torn tail: cut it before appending.
+        _truncate_torn_tail(path)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _truncate_torn_tail(path: Path) -> None:
@@ -198,6 +256,46 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno}: invalid JSON line ({e.msg})") from None
     return out
+
+
+# ---------------------------------------------------------------- checkpoint folders
+
+def _aside(target: Path) -> Path:
+    return target.with_name(f".{target.name}.swap-old")
+
+
+def swap_in(new: str | os.PathLike, target: str | os.PathLike, main_only: bool = True) -> None:
+    """Make the finished folder `new` the folder `target` (a checkpoint), on the main process
+    only unless `main_only` is False (other ranks return at once; callers wait for it at
+    their own barrier):
+      1. a folder a killed swap left aside is put back (restore_swapped);
+      2. the old `target` is renamed aside, 3. `new` is renamed to `target`, 4. the old one
+         is removed.
+    Each rename is atomic, so a kill at any point leaves a loadable checkpoint: `target`
+    itself, or (killed between 2 and 3) the old one aside, which the next swap or
+    restore_swapped() renames back."""
+    if main_only and not is_main_process():
+        return
+    new, target = Path(new), Path(target)
+    restore_swapped(target)
+    old = _aside(target)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(new, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_swapped(target: str | os.PathLike) -> None:
+    """Undo a swap_in() killed half way: the old folder goes back when `target` is missing,
+    and is removed when the new one made it into place."""
+    target = Path(target)
+    old = _aside(target)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old)
+        else:
+            os.rename(old, target)
 
 
 # ---------------------------------------------------------------- environment facts
@@ -261,7 +359,7 @@ class RunDir:
 
     # checkpoints
     def checkpoint(self, variant: str) -> Path:
-        return self.checkpoints / variant
+        return self.checkpoints / check_name(variant, "variant name")
 
     def base_checkpoint(self) -> Path:
         return self.checkpoints / "base"
@@ -281,7 +379,7 @@ class RunDir:
 
     def generated_data(self, dataset: str) -> Path:
         """Preference pairs the project generates for a dataset entry (`generate:`)."""
-        return self.reports / "data" / f"{dataset}.jsonl"
+        return self.reports / "data" / f"{check_name(dataset, 'dataset name')}.jsonl"
 
     # reports
     @property
@@ -289,7 +387,7 @@ class RunDir:
         return self.reports / "manifest.json"
 
     def model_dir(self, model: str) -> Path:
-        return self.reports / model
+        return self.reports / check_name(model, "model label")
 
     def leaderboard(self, model: str) -> Path:
         return self.model_dir(model) / "leaderboard.json"

@@ -28,7 +28,7 @@ from . import __version__, known_models, logs, stages
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
-from .rundir import RunDir, content_hash, file_hash, is_main_process, stat_file_hash
+from .rundir import RunDir, content_hash, file_hash, is_main_process, restore_swapped, stat_file_hash
 
 log = logging.getLogger("evalkit")
 
@@ -111,7 +111,7 @@ class Runner:
         dep = lambda m: ["base"] if m == "base" else ["base", f"train:{m}"]  # noqa: E731
         lb = exp.eval.leaderboard
         if lb is not None and lb.enabled:
-            lb_inputs = _inputs_content(dump(lb), rd, "leaderboard")
+            lb_inputs = _inputs_content(dump(lb), rd, "leaderboard", exp)
             for m in exp.scored("leaderboard"):
                 d = rd.model_dir(m)
                 # one model's chat settings are part of its own stage only
@@ -124,7 +124,7 @@ class Runner:
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
             # which models are scored is not part of one model's result
-            mt_slice = {**{k: v for k, v in dump(mt).items() if k != "models"}, "inputs": _inputs_content(dump(mt), rd)}
+            mt_slice = {**{k: v for k, v in dump(mt).items() if k != "models"}, "inputs": _inputs_content(dump(mt), rd, exp=exp)}
             for m in exp.scored("mtbench"):
                 if mt.mode == "pairwise" and m == mt.baseline:
                     continue
@@ -136,7 +136,7 @@ class Runner:
         ct = exp.eval.contamination
         if ct is not None and ct.enabled:
             ct_slice = {**{k: v for k, v in dump(ct).items() if k != "models"},
-                        "inputs": _inputs_content(dump(ct), rd, "contamination")}
+                        "inputs": _inputs_content(dump(ct), rd, "contamination", exp)}
             for name in exp.scored("contamination"):
                 plan.append(Stage(f"contamination:{name}", ct_slice, dep(name),
                                   lambda name=name: stages.contamination(exp, rd, name, self.model_path(name),
@@ -347,10 +347,11 @@ def _data_content(src) -> str | None:
     return None
 
 
-def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) -> dict[str, str]:
+def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None,
+                    exp: Experiment | None = None) -> dict[str, str]:
     """The bytes behind every file or folder an evaluation section names (a data_dir, a
     suite or questions file, a JSONL benchmark, twins, a local reference model): editing one
-    reruns what read it. `sample` data is what the generator writes: its code and size.
+    reruns what read it. `sample` data is what the generator writes: its code, size and seed.
     This run's own checkpoints and reports are outputs of its stages (their hashes come in
     through the stage dependencies), so they are not read here."""
     found: dict[str, str] = {}
@@ -367,10 +368,8 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None) ->
             if known_models.is_known(v) and not Path(v).exists():   # a known real model: its GGUF's bytes
                 found[v] = content_hash({"gguf": known_models.gguf_sha256(v), "recipe": known_models.RECIPE})
                 return
-            if v == "sample" and sample_kind:
-                from .eval import sample_data
-                found[v] = content_hash({"code": file_hash(sample_data.__file__),
-                                         "items": stages.SAMPLE_ITEMS[sample_kind]})
+            if v == "sample" and sample_kind and exp is not None:
+                found[v] = stages.sample_key(exp, sample_kind)
                 return
             p = Path(v).expanduser()
             if len(v) < 4096 and ("/" in v or p.suffix) and p.exists() and \
@@ -417,6 +416,9 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
         print_plan(runner, force or [])
         return runner
     runner.preflight(force or [])
+    if any(s.kind == "train" and what == "run" for s, what, _ in runner.status(force or [])):
+        from .train.trainer import check_world_size
+        check_world_size()            # before anything is written
     from .trackers import check
     check(exp.report_to)              # a tracker asked for and not installed: one line, before any work
     rd.reports.mkdir(parents=True, exist_ok=True)
@@ -431,6 +433,8 @@ def _run_locked(exp: Experiment, rd: RunDir, runner: Runner, force: list[str] | 
     logging.getLogger().addHandler(handler)
     try:
         if is_main_process():
+            for v in exp.variants:        # a checkpoint swap killed half way: put the old one back
+                restore_swapped(rd.checkpoint(v.name))
             rd.write_manifest(exp.model_dump(mode="json", by_alias=True))
         t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
         done = runner.run(force)

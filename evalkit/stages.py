@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 
 from . import trackers
 from .config import Experiment, TinyBase
-from .rundir import RunDir, atomic_write_json, atomic_write_text, is_main_process, read_json
+from .rundir import (RunDir, atomic_write_json, atomic_write_text, content_hash, file_hash, is_main_process,
+                     read_json, swap_in)
 
 log = logging.getLogger("evalkit")
 
@@ -155,14 +158,30 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
 SAMPLE_ITEMS = {"leaderboard": 8, "contamination": 24}
 
 
+def sample_key(exp: Experiment, kind: str) -> str:
+    """What `data_dir: sample` data is made from: the generators' code, the size and the seed
+    (the runner's stage hashes include it; the folder records it)."""
+    from . import synth
+    from .eval import sample_data
+    return content_hash({"code": [file_hash(sample_data.__file__), file_hash(synth.__file__)],
+                         "items": SAMPLE_ITEMS[kind], "seed": exp.seed})
+
+
 def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None, kind: str = "leaderboard") -> str | None:
-    """`data_dir: sample` means the project's small generated data in hub schema."""
+    """`data_dir: sample` means the project's small generated data in hub schema, written
+    again (into a temp folder, then swapped in) whenever sample_key() changes."""
     if value != "sample":
         return value
     from .eval.sample_data import write_open_llm_v1
     data_dir = rd.sample_data(kind)
-    if not (data_dir / "openai/gsm8k/main/test.jsonl").exists():
-        write_open_llm_v1(data_dir, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed)
+    key = sample_key(exp, kind)
+    stamp = data_dir / "sample_key.json"
+    if not stamp.exists() or read_json(stamp).get("key") != key:
+        tmp = data_dir.with_name(f"{data_dir.name}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_open_llm_v1(tmp, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed)
+        atomic_write_json(tmp / "sample_key.json", {"key": key, "items": SAMPLE_ITEMS[kind], "seed": exp.seed})
+        swap_in(tmp, data_dir, main_only=False)
     return str(data_dir)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..rundir import read_jsonl_file, read_text
+from ..rundir import path_component, read_jsonl_file, read_text
 from .contamination import Example
 
 # name: (hub path, hub config, split, builder)
@@ -81,9 +81,8 @@ def _rows_from_dir(data_dir: Path, path: str, config: str | None, split: str, na
 
 def _read_rows(f: Path) -> list[dict]:
     if f.suffix == ".parquet":
-        import pandas as pd
-        from ..train.data import _plain
-        return [_plain(r) for r in pd.read_parquet(f).to_dict("records")]
+        from ..train.data import read_parquet
+        return read_parquet(f)
     if f.suffix == ".json":
         try:
             return json.loads(read_text(f))
@@ -92,9 +91,26 @@ def _read_rows(f: Path) -> list[dict]:
     return read_jsonl_file(f)
 
 
-def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tuple[str, list[Example]]:
-    """(benchmark name, examples in source order)."""
+def benchmark_problem(name_or_path: str) -> str | None:
+    """Why `name_or_path` is neither a known benchmark nor an existing JSONL/JSON file (None
+    when it is one): checked before any model loads or anything is written."""
     p = Path(name_or_path)
+    if name_or_path in BENCHMARKS or (p.suffix in (".jsonl", ".json") and p.is_file()):
+        return None
+    if p.suffix in (".jsonl", ".json"):
+        return f"{name_or_path}: no such file"
+    close = difflib.get_close_matches(name_or_path, list(BENCHMARKS), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(BENCHMARKS)})"
+    return f"unknown benchmark {name_or_path!r}{hint}"
+
+
+def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tuple[str, list[Example]]:
+    """(benchmark name, examples in source order). A file's name is its stem, made safe to
+    be part of a file name (contamination_<name>.jsonl)."""
+    p = Path(name_or_path)
+    problem = benchmark_problem(name_or_path)
+    if problem:
+        raise UserError(problem)
     if p.suffix in (".jsonl", ".json") and p.exists():
         rows = _read_rows(p)
         out = []
@@ -102,13 +118,7 @@ def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tupl
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
                 raise UserError(f"{p}:{i + 1}: needs a non-empty string field 'text'")
             out.append(Example(str(row.get("id", i)), row["text"]))
-        return p.stem, out
-    if name_or_path not in BENCHMARKS:
-        if p.suffix in (".jsonl", ".json"):
-            raise UserError(f"{name_or_path}: no such file")
-        close = difflib.get_close_matches(name_or_path, list(BENCHMARKS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(BENCHMARKS)})"
-        raise UserError(f"unknown benchmark {name_or_path!r}{hint}")
+        return path_component(p.stem), out
     path, config, split, build = BENCHMARKS[name_or_path]
     if data_dir is not None:
         rows = _rows_from_dir(Path(data_dir), path, config, split, name_or_path)
@@ -117,8 +127,9 @@ def load_examples(name_or_path: str, data_dir: str | Path | None = None) -> tupl
         try:
             rows = list(datasets.load_dataset(path, config, split=split))
         except Exception as e:
-            raise UserError(f"benchmark {name_or_path}: cannot load {path} ({config}, {split}): "
-                            f"{str(e).splitlines()[0]}") from None
+            raise UserError(f"benchmark {name_or_path}: cannot load hub dataset {path} ({config}, {split}): "
+                            f"{str(e).splitlines()[0]}; offline, give --data-dir DIR with local copies "
+                            f"(DIR/{path}/{config or 'default'}/{split}.jsonl)") from None
     out = []
     for i, row in enumerate(rows):
         try:

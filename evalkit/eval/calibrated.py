@@ -71,6 +71,24 @@ def number_twin(text: str, seed: int) -> str | None:
     return _NUMBER.sub(lambda m: mapping[m.group(0)], text)
 
 
+def twins_problem(twins: str, n_examples: int) -> str | None:
+    """Why `twins` cannot serve a check of n_examples items (None when it can): 'numbers', or
+    a JSONL/JSON file of at least n_examples texts. Read before any model loads."""
+    if twins == "numbers":
+        return None
+    from .benchmark_texts import load_examples
+    p = Path(twins)
+    if p.suffix not in (".jsonl", ".json") or not p.is_file():
+        return f"{twins}: use 'numbers' or an existing JSONL with a 'text' field"
+    _, examples = load_examples(str(p))
+    if not examples:
+        return f"{twins}: no twins in the file"
+    if len(examples) < n_examples:
+        return (f"{twins}: {len(examples)} twins, fewer than the {n_examples} examples checked per benchmark "
+                f"(give at least as many, or fewer examples)")
+    return None
+
+
 def twins_of(texts: list[str], vp: VerdictParams) -> tuple[list[str | None] | list[str], bool]:
     """(twin texts, paired). Paired twins are per item (None where an item has none)."""
     if vp.twins == "numbers":

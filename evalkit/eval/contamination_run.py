@@ -48,6 +48,34 @@ def shi_reading(result: float) -> str:
     return "flagged (> 0.85)" if result > 0.85 else "not flagged"
 
 
+def prepare(benchmarks: list[str], p: C.Params, data_dir: str | None = None) -> dict[str, tuple[str, list]]:
+    """Every input of a check, read and checked before any model loads or any file is written:
+    each benchmark's examples (selected as the original selects them; at least n_examples of
+    them, each long enough for a prefix) and the twins. {benchmark: (name, selected examples)}."""
+    out: dict[str, tuple[str, list]] = {}
+    names: dict[str, str] = {}
+    for bench in benchmarks:
+        name, examples = load_examples(bench, data_dir)
+        if name in names:
+            raise UserError(f"benchmark {bench}: its results would be written over those of {names[name]} "
+                            f"(both are named {name!r})")
+        names[name] = bench
+        if not examples:
+            raise UserError(f"benchmark {bench}: no examples")
+        if len(examples) < p.n_examples:
+            raise UserError(f"n_examples {p.n_examples}: benchmark {bench} has only {len(examples)} examples")
+        selected = select(examples, p, shuffles_of(bench, p))
+        for ex in selected:
+            if C.prefix_of(ex.text, p.ratio_gen)[1] < 1:
+                raise UserError(f"benchmark {bench}: example {ex.id}: text too short for a prefix "
+                                f"({len(ex.text.split())} words at ratio_gen {p.ratio_gen})")
+        out[bench] = (name, selected)
+    problem = calibrated.twins_problem(p.twins, p.n_examples)
+    if problem:
+        raise UserError(f"twins {problem}")
+    return out
+
+
 def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path, p: C.Params | None = None,
         control: str | None = None, data_dir: str | None = None, progress: bool = True,
         models: dict | None = None, labels: dict | None = None, backend: str = "hf") -> dict:
@@ -64,6 +92,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
             models[path] = load_model(path, dtype=p.dtype)
         return models[path]
 
+    inputs = prepare(benchmarks, p, data_dir)       # before any model loads or anything is written
     control = control or reference
     cache = models.setdefault(("neighbours", reference, json.dumps(C.params_dict(p), sort_keys=True), data_dir), {})
     t_model, t_tok = get(target)
@@ -77,13 +106,10 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
               "backend": backend, **(labels or {}), "benchmarks": {}}
     for bench in benchmarks:
         t0 = time.time()
-        name, examples = load_examples(bench, data_dir)
-        if not examples:
-            raise UserError(f"benchmark {bench}: no examples")
+        name, examples = inputs[bench]
         if name in cache:  # the same examples and reference: reuse the neighbours
             examples, neighbours, t_gen = cache[name]
         else:
-            examples = select(examples, p, shuffles_of(bench, p))
             neighbours = C.generate_neighbours(r_model if backend == "hf" else reference, r_tok, examples, p,
                                                progress=progress, backend=backend)
             t_gen = time.time() - t0

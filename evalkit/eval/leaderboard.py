@@ -245,6 +245,9 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     chat = chat_settings(suite, opt)
     opt = dataclasses.replace(opt, apply_chat_template=chat.apply_chat_template)
     lm_name, model_args = model_spec(model, opt)
+    if data_dir is None:
+        from .suites import check_hub_data
+        check_hub_data(suite)         # offline: every dataset cached, before any model loads
     task_dir = out_dir / "lm_eval_tasks"
     names = write_task_yamls(suite, task_dir, data_dir)
     tm = TaskManager(include_path=str(task_dir), include_defaults=False)

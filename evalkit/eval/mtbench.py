@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, read_jsonl_file
+from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, path_component, read_jsonl, read_jsonl_file
 from . import judge as J
 
 log = logging.getLogger("evalkit")
@@ -124,8 +123,8 @@ def _prompt_for(data: Data, q: dict, turn: int, math_name: str, general_name: st
 
 
 def file_safe(name: str) -> str:
-    """A judge or model name as FastChat's file names use it (no slashes)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.strip("/")) or "model"
+    """A judge or model name as a file name (rundir.path_component: no slashes, no '..')."""
+    return path_component(name)
 
 
 def _single_request(data: Data, opt: "JudgeOptions", q: dict, ans: dict, turn: int) -> J.JudgeRequest:
@@ -237,9 +236,11 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
             for turn in (1, 2)[:len(q["turns"])]:
                 requests += _pair_requests(data, opt, q, ans, base_by_q[ans["question_id"]], turn)
     wanted = {r.key for r in requests}
-    # the judgment file holds exactly this run's requests: rows of other answers or
-    # settings are not this run's numbers (FastChat's show_result reads the whole file)
-    _keep_only(paths.calls, wanted)
+    # one judgment file per judge holds every model judged into <out> (FastChat's layout:
+    # show_result lists them all); this model's rows of other answers or settings are not
+    # its numbers any more and go, other models' rows stay
+    models = {a["model_id"] for a in answers}
+    _keep_only(paths.calls, wanted, models)
     done = {r["request_hash"] for r in read_jsonl(paths.calls)}
     todo = list({r.key: r for r in requests if r.key not in done}.values())
     calls_made = 0
@@ -259,24 +260,37 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         _, calls_made = asyncio.run(go())
         bar.close()
     if opt.mode == "pairwise":
-        _write_pair_judgments(paths, requests)
+        _write_pair_judgments(paths, requests, models)
     summary = summarise(out_dir, paths, data, opt, requests, calls_made,
                         answers_file=Path(answers_file) if answers_file else None)
     return summary
 
 
-def _keep_only(path: Path, wanted: set[str]) -> None:
+def _judged_model(row: dict) -> str | None:
+    """The model a judgment row judges: `model` (single), `model_1` (pairwise, against model_2)."""
+    return row.get("model", row.get("model_1"))
+
+
+def _keep_only(path: Path, wanted: set[str], models: set[str]) -> None:
+    """Drop the rows of `models` that this run did not ask for (stale answers or settings);
+    every other model's rows are kept as they are."""
     rows = read_jsonl(path)
-    keep = [r for r in rows if r.get("request_hash") in wanted]
+    keep = [r for r in rows if r.get("request_hash") in wanted or _judged_model(r) not in models]
     if len(keep) != len(rows):
-        log.info("%s: %d judgments of other answers or settings set aside", path.name, len(rows) - len(keep))
+        log.info("%s: %d judgments of %s's earlier answers or settings removed", path.name, len(rows) - len(keep),
+                 ", ".join(sorted(models)))
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest]) -> None:
-    """FastChat's pair format: one record per (question, turn) once both games are done."""
+def _pair_key(g1: J.JudgeRequest, g2: J.JudgeRequest) -> str:
+    return g1.key + "+" + g2.key
+
+
+def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest], models: set[str]) -> None:
+    """FastChat's pair format: one record per (question, turn) once both games are done; the
+    records of models other than `models` stay as they were."""
     calls = {r["request_hash"]: r for r in read_jsonl(paths.calls)}
-    rows = []
+    rows = [r for r in read_jsonl(paths.judgments) if _judged_model(r) not in models]
     for g1, g2 in zip(requests[0::2], requests[1::2]):
         c1, c2 = calls.get(g1.key), calls.get(g2.key)
         if c1 is None or c2 is None:
@@ -287,7 +301,7 @@ def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest]) -> None:
                      "g1_winner": w1, "g2_winner": w2, "winner": J.combine_swapped(c1["winner"], c2["winner"]),
                      "judge": c1["judge"], "g1_user_prompt": c1["user_prompt"], "g1_judgment": c1["judgment"],
                      "g2_user_prompt": c2["user_prompt"], "g2_judgment": c2["judgment"], "turn": c1["turn"],
-                     "tstamp": max(c1["tstamp"], c2["tstamp"]), "request_hash": g1.key + "+" + g2.key,
+                     "tstamp": max(c1["tstamp"], c2["tstamp"]), "request_hash": _pair_key(g1, g2),
                      "usage": {k: c1["usage"].get(k, 0) + c2["usage"].get(k, 0) for k in ("prompt_tokens", "completion_tokens")}})
     atomic_write_text(paths.judgments, "".join(json.dumps(r) + "\n" for r in rows))
 
@@ -337,7 +351,8 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
         weighted = [j["score_weighted"] for j in calls if j.get("score_weighted") is not None]
         out["overall_weighted"] = statistics.fmean(weighted) if weighted else None
     else:
-        rows = read_jsonl(paths.judgments)
+        pairs = {_pair_key(g1, g2) for g1, g2 in zip(requests[0::2], requests[1::2])}
+        rows = [r for r in read_jsonl(paths.judgments) if r.get("request_hash") in pairs]
         outcomes = [pair_outcome(r) for r in rows]
         kept = [o for o in outcomes if o is not None]
         n = len(kept)

@@ -234,11 +234,44 @@ def local_data_files(cfg: dict, data_dir: Path, task: str, shots: int) -> tuple[
     if len(kinds) > 1:
         raise UserError(f"task {task}: mixed data formats in {folder}; use one of .jsonl, .json, .parquet")
     loader = "parquet" if kinds == {".parquet"} else "json"
+    if loader == "parquet":            # a corrupt file: one line now, not a pyarrow error inside lm-eval
+        import pyarrow.parquet as pq
+        for f in files.values():
+            try:
+                pq.read_metadata(f)
+            except OSError:
+                raise
+            except Exception as e:
+                raise UserError(f"{f}: not a readable Parquet file ({str(e).strip().splitlines()[0]})") from None
     return loader, {k: str(v) for k, v in files.items()}
 
 
 def _has_fixed_samples(cfg: dict) -> bool:
     return bool((cfg.get("fewshot_config") or {}).get("samples"))
+
+
+def check_hub_data(suite: Suite) -> None:
+    """Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) and without --data-dir: every hub dataset
+    the suite reads must be in the local cache. One line naming the first that is not, before
+    any model loads (lm-eval would fail later, with a ConnectionError from inside datasets)."""
+    import datasets
+    if not datasets.config.HF_HUB_OFFLINE:
+        return
+    seen = set()
+    for entry, ref in suite.task_refs():
+        cfg = {**resolved_config(builtin_yaml(ref, suite.task_source)),
+               **({"dataset_name": ref.dataset_name} if ref.dataset_name else {})}
+        key = (cfg.get("dataset_path"), cfg.get("dataset_name"))
+        if key in seen or not key[0]:
+            continue
+        seen.add(key)
+        try:
+            datasets.load_dataset_builder(key[0], key[1])
+        except Exception as e:   # datasets raises ConnectionError, FileNotFoundError, DatasetNotFoundError...
+            raise UserError(f"task {ref.task}: hub dataset {key[0]}" + (f" ({key[1]})" if key[1] else "")
+                            + f" is not in the local cache and the hub is offline "
+                              f"({type(e).__name__}); give --data-dir DIR with local copies "
+                              f"(DIR/{key[0]}/{key[1] or 'default'}/<split>.jsonl)") from None
 
 
 def write_task_yamls(suite: Suite, out_dir: Path, data_dir: Path | None = None) -> list[str]:
@@ -253,7 +286,10 @@ def write_task_yamls(suite: Suite, out_dir: Path, data_dir: Path | None = None) 
         if data_dir is not None:
             cfg = {**resolved_config(src), **doc}
             loader, files = local_data_files(cfg, data_dir, ref.task, entry.shots)
-            doc.update({"dataset_path": loader, "dataset_name": None, "dataset_kwargs": {"data_files": files}})
+            # datasets keys its cache of local files on their path and mtime: a file edited with
+            # its mtime kept (cp -p, rsync -a, tar -x) would be served stale; rebuild from the bytes
+            doc.update({"dataset_path": loader, "dataset_name": None,
+                        "dataset_kwargs": {"data_files": files, "download_mode": "force_redownload"}})
             for key in ("training_split", "validation_split", "test_split", "fewshot_split"):
                 if cfg.get(key) and cfg[key] not in files:
                     doc[key] = None  # a split the local data does not have

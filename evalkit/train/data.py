@@ -96,10 +96,22 @@ def read_rows(path: str | Path | None = None, hub: str | None = None, subset: st
             raise UserError(f"{path}: expected a JSON list of rows")
         return [Row(r, f"{path}[{i}]") for i, r in enumerate(obj)]
     if suffix == ".parquet":
-        import pandas as pd
-        frame = pd.read_parquet(path)
-        return [Row(_plain(r), f"{path}#{i}") for i, r in enumerate(frame.to_dict("records"))]
+        return [Row(r, f"{path}#{i}") for i, r in enumerate(read_parquet(path))]
     raise UserError(f"{path}: unsupported data format {suffix!r} (use .jsonl, .json or .parquet)")
+
+
+def read_parquet(path: str | Path) -> list[dict]:
+    """A user's Parquet file as plain rows, or one line naming the file when it is not Parquet
+    (a truncated or corrupt file makes pyarrow raise its own error types)."""
+    import pandas as pd
+    try:
+        frame = pd.read_parquet(path)
+    except OSError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable Parquet file ({first})") from None
+    return [_plain(r) for r in frame.to_dict("records")]
 
 
 def _plain(obj):

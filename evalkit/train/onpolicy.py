@@ -26,10 +26,10 @@ from typing import Any
 
 from ..config import Variant
 from ..errors import UserError
-from ..rundir import atomic_write_json, content_hash, read_json
+from ..rundir import atomic_write_json, content_hash, is_main_process, read_json, swap_in
 from .data import Row, tokenize_rows
 from .reference import ReferenceCache, model_fingerprint
-from .trainer import TrainResult, train_variant, variant_config_hash
+from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
 log = logging.getLogger("evalkit")
 
@@ -275,28 +275,29 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         round_dir = out_dir.with_name(f"{out_dir.name}.round{r}")
         result = train_variant(per_round, policy, data, round_dir, cache, seed=seed + r, tokenizer=tokenizer,
                                progress=progress, reference_model=base_model, data_info=data_info)
-        atomic_write_json(round_dir / ("onpolicy_bc.json" if bc else "onpolicy_pairs.json"),
-                          {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
-                           "bc" if bc else "pairs": used, "offline": len(mixed)})
+        if is_main_process():
+            atomic_write_json(round_dir / ("onpolicy_bc.json" if bc else "onpolicy_pairs.json"),
+                              {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
+                               "bc" if bc else "pairs": used, "offline": len(mixed)})
         policy = str(round_dir)
     if result is None:
         raise UserError(f"variant {variant.name}: no on-policy round had anything to train on (0 "
                         f"{'samples reached min_reward' if bc else 'pairs'} and no offline rows mixed: "
                         f"{'lower min_reward' if bc else 'lower min_gap'}, raise samples or set mixing_ratio)")
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(policy, tmp)
-    # every round's samples, byte for byte as cached: what each round drew from
-    (tmp / "onpolicy_samples").mkdir(exist_ok=True)
-    for r, f in sample_files.items():
-        shutil.copyfile(f, tmp / "onpolicy_samples" / f"round{r}.json")
-    meta: dict[str, Any] = read_json(tmp / "evalkit.json")
+    meta: dict[str, Any] = read_json(Path(policy) / "evalkit.json")
     meta.update({"base_model": base_model, "reference_model": None if bc else base_model,
                  "onpolicy": spec.model_dump(), "rounds": rounds,
                  "hyperparameters": variant.model_dump(mode="json", by_alias=True),
                  "config_hash": onpolicy_config_hash(variant, base_model, rows)})
-    atomic_write_json(tmp / "evalkit.json", meta)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    if is_main_process():      # one process writes; the others wait below
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(policy, tmp)
+        # every round's samples, byte for byte as cached: what each round drew from
+        (tmp / "onpolicy_samples").mkdir(exist_ok=True)
+        for r, f in sample_files.items():
+            shutil.copyfile(f, tmp / "onpolicy_samples" / f"round{r}.json")
+        atomic_write_json(tmp / "evalkit.json", meta)
+        swap_in(tmp, out_dir)
+    wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics)

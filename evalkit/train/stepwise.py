@@ -20,11 +20,11 @@ from typing import Any
 
 from ..config import Variant
 from ..errors import UserError
-from ..rundir import atomic_write_json, atomic_write_text, read_json
+from ..rundir import atomic_write_json, atomic_write_text, is_main_process, read_json, swap_in
 from .data import PreferenceData
 from .diagnostics import split_heldout
 from .reference import ReferenceCache, model_fingerprint
-from .trainer import TrainResult, train_variant, variant_config_hash
+from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
 
 def reference_margins(data: PreferenceData, cache: ReferenceCache, reference: str, load_reference,
@@ -105,10 +105,7 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                       "heldout": result.metadata.get("heldout"), "post_edit": result.metadata.get("post_edit")})
         previous = str(step_dir)
     # the last step is the variant: copy it, and describe the whole run in evalkit.json
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(previous, tmp)
-    meta = read_json(tmp / "evalkit.json")
+    meta = read_json(Path(previous) / "evalkit.json")
     meta.update({"base_model": base_model, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
                  "stepwise": spec.model_dump(), "steps": steps,
                  # the reference the final model was trained against (M_{T-1}); the base is base_model
@@ -119,17 +116,21 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                  "logps_summary": _overall_summary(steps),
                  "heldout": _overall_heldout(steps),
                  "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint())})
-    # one curve across the steps: step numbers continue from one sDPO step to the next
-    lines, offset = [], 0
-    for st in steps:
-        rows = [json.loads(x) for x in (Path(st["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines() if x]
-        lines += [json.dumps({**r, "step": r["step"] + offset, "sdpo_step": st["index"]}) for r in rows]
-        offset += st["steps"] or 0
-    atomic_write_text(tmp / "train_metrics.jsonl", "\n".join(lines) + "\n")
-    atomic_write_json(tmp / "evalkit.json", meta)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    if is_main_process():      # one process writes; the others wait below
+        tmp = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(previous, tmp)
+        # one curve across the steps: step numbers continue from one sDPO step to the next
+        lines, offset = [], 0
+        for st in steps:
+            rows = [json.loads(x) for x in (Path(st["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines()
+                    if x]
+            lines += [json.dumps({**r, "step": r["step"] + offset, "sdpo_step": st["index"]}) for r in rows]
+            offset += st["steps"] or 0
+        atomic_write_text(tmp / "train_metrics.jsonl", "\n".join(lines) + "\n")
+        atomic_write_json(tmp / "evalkit.json", meta)
+        swap_in(tmp, out_dir)
+    wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics if result else [])
 
 

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from ..progress import bar as progress_bar
 
 from ..config import Variant
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, content_hash, environment
+from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, swap_in
 from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, split_heldout
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
@@ -87,6 +88,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     want = variant.dtype if variant.dtype != "auto" else ("bfloat16" if use_cuda and torch.cuda.is_bf16_supported() else "float32")
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(want, "no") if use_cuda else "no"
     accelerator = Accelerator(mixed_precision=mixed, **trackers.accelerator_kwargs())   # report_to: the experiment's trackers
+    check_world_size(accelerator.num_processes)
     if accelerator.distributed_type == DistributedType.DEEPSPEED and variant.grad_accum > 1:
         from ..errors import UserError
         raise UserError(f"variant {variant.name}: grad_accum {variant.grad_accum} under DeepSpeed is not supported "
@@ -242,6 +244,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                                penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
             norm = accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             grad_norm = float(norm) if norm is not None else float("nan")   # DeepSpeed clips inside
+            # the norm of the all-reduced gradients: every process sees the same value, so
+            # all of them stop together, before a non-finite update reaches the weights
+            if norm is not None and not math.isfinite(grad_norm):
+                _stop_non_finite(variant, f"gradient norm {grad_norm} at step {step + 1}", partial, accelerator, bar)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -277,6 +283,8 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # 5. where the chosen log-prob ended, against where it started (the reference)
     # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
     end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+    if not torch.isfinite(end["chosen_logps"]).all():     # the same pairs on every process
+        _stop_non_finite(variant, f"log-probs after step {step}", partial, accelerator, None)
     post_edit_end = post_edit.measure(model, *diag_args)
     unwrapped = accelerator.unwrap_model(model)
     n_eval = len(end["chosen_logps"])
@@ -335,11 +343,45 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             unwrapped.save_pretrained(partial, state_dict=state_dict)
         tok.save_pretrained(partial)
         atomic_write_json(partial / "evalkit.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        partial.rename(out_dir)
+        swap_in(partial, out_dir)
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, meta, history)
+
+
+def _stop_non_finite(variant: Variant, what: str, partial: Path, accelerator, bar) -> None:
+    """A non-finite loss or gradient: stop the stage in one line; the unfinished folder goes,
+    the checkpoint of an earlier run stays where it is."""
+    from ..errors import UserError
+    if bar is not None:
+        bar.close()
+    trackers.finish(accelerator)
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    raise UserError(f"variant {variant.name}: non-finite {what} (learning_rate {variant.learning_rate}); "
+                    f"training stopped, any previous checkpoint is kept")
+
+
+def check_world_size(num_processes: int | None = None) -> None:
+    """Refuse a launcher whose WORLD_SIZE is not the number of processes accelerate connects
+    (`accelerate launch --multi_gpu` on a machine without GPUs and without
+    ACCELERATE_USE_CPU=true starts separate one-process trainings into one folder)."""
+    world = os.environ.get("WORLD_SIZE")
+    if world is None:
+        return
+    if num_processes is None:
+        from accelerate import PartialState
+        num_processes = PartialState().num_processes
+    if not world.strip().isdigit() or int(world) != num_processes:
+        from ..errors import UserError
+        raise UserError(f"WORLD_SIZE={world} but accelerate connects {num_processes} process(es): the processes "
+                        f"would train separately into one folder. On a CPU: ACCELERATE_USE_CPU=true accelerate "
+                        f"launch --multi_gpu --num_processes N ...")
+
+
+def wait_for_everyone() -> None:
+    """accelerate's barrier across the processes of `accelerate launch` (a no-op alone)."""
+    from accelerate import PartialState
+    PartialState().wait_for_everyone()
 
 
 def _preference_loss(loss_fn, loss_kwargs, variant: Variant, ref, idx, reduction, pol_c, pol_r, chosen_sums,
