@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="few-shot examples as chat turns (chat runs; default: the suite's setting)")
     p.add_argument("--system-instruction", help="system prompt for this model's chat runs (default: the suite's)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--model-args", metavar="K=V,...",
+                   help="extra lm-eval model arguments, as lm-eval's --model_args (e.g. max_length=4096); "
+                        "over the suite's own (open_llm_v1: add_bos_token=False)")
     p.add_argument("--base-url", help="api backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-model", help="api backend: the model name the server knows (default MODEL)")
     p.add_argument("--tokenizer", help="api backend: tokenizer for log-likelihood requests (default MODEL)")
@@ -206,7 +209,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
         fewshot_as_multiturn=args.fewshot_as_multiturn, system_instruction=args.system_instruction,
         seed=args.seed, base_url=args.base_url,
         api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
-        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
+        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+        extra_model_args=leaderboard.parse_model_args(args.model_args))
     out = args.out or f"reports/leaderboard/{re.sub(r'[^A-Za-z0-9_.-]+', '_', args.model.strip('/'))}"
     rec = leaderboard.run(args.model, suite, out, opt)
     print(leaderboard.format_record(rec))

@@ -261,6 +261,8 @@ class LeaderboardSection(Strict):
     system_instruction: Optional[str] = Field(None, description="system prompt of chat-template runs")
     per_model: dict[str, ChatSettings] = Field(
         {}, description="chat settings of one model (base or a variant's name), over the ones above")
+    model_args: dict[str, Any] = Field(
+        {}, description="extra lm-eval model arguments (as lm-eval's --model_args), over the suite's own")
     seed: int = 1234
     base_url: Optional[str] = None
     api_model: Optional[str] = None

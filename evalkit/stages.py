@@ -180,7 +180,8 @@ def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
         fewshot_as_multiturn=chat["fewshot_as_multiturn"], system_instruction=chat["system_instruction"],
         seed=sec.seed, base_url=sec.base_url,
         api_model=sec.api_model, num_concurrent=sec.num_concurrent,
-        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
+        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size,
+        extra_model_args=dict(sec.model_args))
     t0 = time.time()
     rec = L.run(path, load_suite(sec.suite), rd.model_dir(label), opt, model_label=label)
     log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
