@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
                    help="model dtype for the check (the original scores in float32)")
     p.add_argument("--twins", default="numbers",
-                   help="calibrated verdict's unseen twins: 'numbers' (numbers changed consistently) or an unseen JSONL")
+                   help="calibrated verdict's unseen twins: an unseen JSONL of the same kind (needed for a verdict), "
+                        "or 'numbers' (numbers changed consistently; reported, always 'undecided')")
     p.add_argument("--margin", type=float, default=0.05, help="nats: a smaller membership effect reads 'not seen'")
 
     p = sub.add_parser("mtbench", help="MT-Bench answers and LLM-judge scores")

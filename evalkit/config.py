@@ -327,7 +327,8 @@ class ContaminationSection(Strict):
     generation: dict[str, float] = Field(default_factory=dict,
                                          description="overrides of the reference's generation_config: "
                                                      "temperature, top_k, top_p")
-    twins: str = Field("numbers", description="calibrated verdict's unseen twins: 'numbers' or an unseen JSONL")
+    twins: str = Field("numbers", description="calibrated verdict's unseen twins: an unseen JSONL of the same kind "
+                       "(needed for a verdict), or 'numbers' (always 'undecided')")
     margin: float = Field(0.05, ge=0, description="nats: a smaller membership effect reads 'not seen'")
     alpha: float = Field(0.01, gt=0, lt=1, description="permutation p-value a 'seen' verdict needs")
 

@@ -75,9 +75,9 @@ class BenchmarkContamination(TypedDict, total=False):
     per_example: str         # contamination_<bench>.jsonl beside this file
     signals: dict[str, float]   # means of ppl, log_ppl_minus_ref, lowercase_ratio, zlib_ratio, min_k_prob, min_k_plus_plus
     shi_reading: str         # the original's own reading of `result`: "flagged (> 0.85)" or "not flagged"
-    verdict: str             # calibrated verdict on the target: "seen", "not seen" or "undecided"
-    calibrated: dict[str, Any]   # its evidence: statistic, twins, paired, n, effect (nats), ci, p, margin, alpha, reason
-    control_verdict: str     # the same verdict with the control model as the target
+    verdict: str             # calibrated verdict on the target: "seen", "not seen" or "undecided" (always, with number twins)
+    calibrated: dict[str, Any]   # its evidence: statistic, twins, paired, n, effect (nats), ci, p, margin, alpha, reading (what the statistic alone says), ci_half_width, mde (minimum detectable effect, nats), n_for_not_seen, reason
+    control_verdict: str     # the same verdict with the control model as the target; "sanity check" when the control is the reference
     control_calibrated: dict[str, Any]
     seconds: dict[str, float]   # generate, total
 
@@ -89,7 +89,7 @@ class ContaminationRecord(TypedDict, total=False):
     target: str              # model path checked
     reference: str           # model that sampled the neighbours
     control: str             # model run as the clean control target
-    control_kind: str        # "reference as target" or "clean model"
+    control_kind: str        # "reference as target (sanity check only)" or "clean model"
     backend: str             # how the neighbours were generated (hf | vllm)
     sampling: dict[str, float]   # temperature, top_k, top_p: the reference's generation_config + overrides
     padding_side: dict[str, str]  # scoring padding side of the target and the control ("left" or "right")
