@@ -126,7 +126,7 @@ class TrainMetadata(TypedDict, total=False):
     loss: str                # dpo | dpop | ipo | hinge | sft
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
-    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped, edit_distance
+    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped (invalid rows, and source rows the pair builder skipped), n_skipped_building (generated pairs: those source rows), edit_distance
     reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
     steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
     micro_batches: int

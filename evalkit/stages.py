@@ -50,7 +50,8 @@ def dataset_rows(exp: Experiment, name: str, rd: RunDir):
     return read_rows(src.path), src.path
 
 
-def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
+def build_pairs(exp: Experiment, name: str) -> tuple[list[dict], int, str]:
+    """(pairs, source rows skipped, what was skipped) of a generated dataset (`generate:`)."""
     from .train import builders
     from .train.data import read_rows
     src = exp.datasets[name]
@@ -58,19 +59,29 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
         source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
         if src.generate == "arc_pairs":
             rows, skipped = builders.choice_pairs([r.data for r in source], src.fewshot, src.seed)
-            what = "colliding or unlabelled choices"
-        else:
-            rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
-            what = "solutions with no marked intermediate result"
-        if skipped:
-            log.warning("dataset %s: skipped %d %s", name, skipped, what)
-    elif src.generate == "metamath_carried":
-        rows = builders.metamath_carried_pairs(src.n, src.seed)
-    else:
-        rows = builders.metamath_synthetic_pairs(src.n, src.seed)
+            return rows, skipped, "colliding or unlabelled choices"
+        rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
+        return rows, skipped, "solutions with no marked intermediate result"
+    if src.generate == "metamath_carried":
+        return builders.metamath_carried_pairs(src.n, src.seed), 0, ""
+    return builders.metamath_synthetic_pairs(src.n, src.seed), 0, ""
+
+
+def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
+    rows, skipped, what = build_pairs(exp, name)
+    if skipped:
+        log.warning("dataset %s: skipped %d %s", name, skipped, what)
     path = rd.generated_data(name)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def skipped_building(exp: Experiment, name: str) -> int:
+    """Source rows the pair builder skipped for a generated dataset (0 otherwise): rebuilt from
+    the source (seeded, so the same count the data stage logged), for evalkit.json's n_skipped."""
+    if exp.datasets[name].generate not in ("arc_pairs", "metamath_pairs"):
+        return 0
+    return build_pairs(exp, name)[1]
 
 
 def data(exp: Experiment, rd: RunDir, name: str) -> int:
@@ -95,6 +106,8 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     rows, source = dataset_rows(exp, v.data, rd)
     ckpt = rd.checkpoint(v.name)
     info = {"dataset": v.data, "source": source}
+    if exp.datasets[v.data].generate in ("arc_pairs", "metamath_pairs"):
+        info["n_skipped_building"] = skipped_building(exp, v.data)
     t0 = time.time()
     # report_to: the trainer logs its metrics to the experiment's trackers as well
     with trackers.active(exp.report_to, rd.reports / "tracking", exp.name, v.name):
@@ -125,6 +138,8 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
     data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
                          skip_invalid=exp.datasets[v.data].skip_invalid, source=source,
                          chosen_only=v.loss in REFERENCE_FREE)
+    # rows the pair builder skipped count as skipped rows too (n_skipped); n_skipped_building says how many
+    data.n_skipped += info.get("n_skipped_building", 0)
     if v.stepwise is not None:
         from .train.stepwise import train_stepwise
         parts = None
@@ -132,8 +147,12 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
             parts = [(v.data, data)]
             for d in v.stepwise.datasets[1:]:
                 d_rows, d_source = dataset_rows(exp, d, rd)
-                parts.append((d, tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
-                                               skip_invalid=exp.datasets[d].skip_invalid, source=d_source)))
+                part = tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
+                                     skip_invalid=exp.datasets[d].skip_invalid, source=d_source)
+                built = skipped_building(exp, d)
+                part.n_skipped += built
+                info["n_skipped_building"] = info.get("n_skipped_building", 0) + built
+                parts.append((d, part))
             info = {**info, "datasets": list(v.stepwise.datasets)}
         return train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                               data_info=info, parts=parts)
