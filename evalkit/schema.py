@@ -116,6 +116,11 @@ class OnPolicyRound(TypedDict, total=False):
     offline_mixed: int       # offline rows mixed in
     offline_share: float     # offline rows / all rows trained on this round
     trained: bool            # false: nothing to train on, the policy was kept
+    steps: int               # trained rounds: optimizer steps of the round
+    seconds: float           # trained rounds: the round's training time
+    logps_summary: dict[str, Any]   # trained rounds: its rows' mean log-probs, start (the policy that sampled) and end
+    data_fingerprint: str    # trained rounds: the rows it trained on
+    train_tokens_per_second: float
 
 
 class TrainMetadata(TypedDict, total=False):
@@ -126,21 +131,21 @@ class TrainMetadata(TypedDict, total=False):
     loss: str                # dpo | dpop | ipo | hinge | sft
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
-    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped (invalid rows, and source rows the pair builder skipped), n_skipped_building (generated pairs: those source rows), edit_distance
+    data: dict[str, Any]     # dataset, source, fingerprint, (on-policy: over the run: n_onpolicy, n_offline, offline_share, per_round), n_pairs (held-out ones included), n_heldout, n_skipped (invalid rows, and source rows the pair builder skipped), n_skipped_building (generated pairs: those source rows), edit_distance
     reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
-    steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
+    steps: Any               # optimizer steps (on-policy: summed over the rounds); sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
     micro_batches: int
     processes: int           # training processes (accelerate launch)
     global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together
     tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
-    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training)
+    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training); sDPO / on-policy: per_step / per_round (each on its own pairs), and whole_run only on a fixed pair set (sDPO's held-out pairs)
     heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); sDPO: one set split before chunking, measured at every step, start under the base; None when none were held out (and for sft)
     post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance; 0 for sft), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end (sDPO: the last step's; each step's under steps)
     warnings: list[str]
-    seconds: float
-    train_tokens_per_second: float
-    train_processed_tokens_per_second: float
+    seconds: float           # on-policy: the whole run, sampling included
+    train_tokens_per_second: Optional[float]   # on-policy: null (per round under rounds[])
+    train_processed_tokens_per_second: Optional[float]
     packed_prompt: bool
     device: str
     mixed_precision: str
@@ -233,7 +238,8 @@ class MTBenchSummary(TypedDict, total=False):
 SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
                             "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
 # the newest version of each file this evalkit writes and reads
-VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 2, "manifest": 1,
+# evalkit 3: sDPO / on-policy logps_summary per step / round; on-policy top-level fields cover the run
+VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 3, "manifest": 1,
                             "mtbench_summary": 1,
                             # 2: the held-out log-probs (heldout_logps_*) joined the lines
                             "train_metrics": 2}
@@ -255,6 +261,13 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
                 r.setdefault("objective", "contrastive")
                 r.setdefault("n_bc", 0)
                 r.setdefault("trained", bool(r.get("n_pairs") or r.get("offline_mixed")))
+    if kind == "evalkit" and v <= 2 and isinstance(rec.get("steps"), list):   # v2 sDPO: a per-step headline
+        from .train.summary import summary_by_part
+        heldout = rec.get("heldout")
+        rec["logps_summary"] = summary_by_part([s.get("logps_summary") for s in rec["steps"] if isinstance(s, dict)],
+                                               "step", fixed=heldout if isinstance(heldout, dict) else None)
+    if kind == "evalkit" and v <= 2 and rec.get("rounds"):   # v2 on-policy: the top level was the last round's
+        rec["logps_summary"] = {**(rec.get("logps_summary") or {}), "note": "the last on-policy round's rows only"}
     return rec
 
 

@@ -114,14 +114,12 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
         res = _train(exp, rd, v, base, rows, ckpt, cache, tok, progress, info, source)
     if not is_main_process():
         return ckpt
-    s = res.metadata.get("logps_summary", {})
+    from .train.summary import logps_line
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
-    rejected = (f", rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s
-                else "")   # sft: no rejected completions
-    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f%s",
-             v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
-             s.get("chosen_end", float("nan")), rejected)
+    # sDPO and on-policy: per step / round (each on its own pairs), never first start vs last end
+    log.info("variant %s: %d steps in %.1fs; mean log-prob %s",
+             v.name, steps, time.time() - t0, logps_line(res.metadata.get("logps_summary") or {}))
     return ckpt
 
 
@@ -296,9 +294,9 @@ def print_summary(exp: Experiment, rd: RunDir) -> None:
     labels = ["base"] + [v.name for v in exp.variants]
     for v in exp.variants:
         if rd.train_metadata(v.name).exists():
+            from .train.summary import logps_line
             s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
-            print(f"  train {v.name:<8}: mean chosen log-prob {s.get('chosen_start', float('nan')):.2f} -> "
-                  f"{s.get('chosen_end', float('nan')):.2f}  ({rd.checkpoint(v.name)})")
+            print(f"  train {v.name:<8}: mean log-prob {logps_line(s)}  ({rd.checkpoint(v.name)})")
     for m in labels:
         if rd.leaderboard(m).exists():
             rec = read_json(rd.leaderboard(m))
