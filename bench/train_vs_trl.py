@@ -10,7 +10,9 @@ For each: per-pair chosen/rejected reference log-probs from both trainers (must 
 reference log-probs, gradient checkpointing the same on both sides (TRL 1.16 turns it on by
 default; --gradient-checkpointing sets both), fp32 on CPU (bf16 autocast on a GPU), one
 torch thread. Each run is its own subprocess (peak RSS is its own); runs are interleaved,
---reps times, and the table gives min and median.
+--reps times (at least 3) in an order that changes every rep, and the table gives min and
+median with the machine's load average before each run (a speed-up measured under load is
+only as good as the load says).
 
     python bench/train_vs_trl.py [--out DIR] [--reps 3] [--pairs 128] [--gradient-checkpointing on|off]
 
@@ -223,14 +225,15 @@ def print_model(name: str, res: dict) -> None:
           f"({'OK' if max(agree.values()) <= 1e-4 else 'MISMATCH'})")
     tps = {m: [r["tokens"] / r["wall"] for r in runs[m]] for m in MODES}
     rss = {m: [r["rss_mb"] for r in runs[m]] for m in MODES}
-    print(f"{'config':<16}{'tok/s best':>11}{'median':>8}{'vs TRL':>8}{'loop tok/s':>11}"
-          f"{'RSS MB min':>11}{'median':>8}{'vs TRL':>8}")
+    print(f"{'config':<16}{'tok/s best':>11}{'median':>8}{'vs TRL':>8}{'best vs':>8}{'loop tok/s':>11}"
+          f"{'RSS MB min':>11}{'median':>8}{'vs TRL':>8}  load before each run")
     for m in MODES:
         med, base_med = statistics.median(tps[m]), statistics.median(tps["trl"])
         loop = statistics.median(r["loop_tokens_per_s"] for r in runs[m])
-        print(f"{m:<16}{max(tps[m]):>11.0f}{med:>8.0f}{med / base_med:>7.2f}x{loop:>11.0f}"
-              f"{min(rss[m]):>11.0f}{statistics.median(rss[m]):>8.0f}"
-              f"{statistics.median(rss[m]) / statistics.median(rss['trl']):>7.2f}x")
+        loads = " ".join(f"{r['load_before']:.1f}" for r in runs[m] if "load_before" in r)
+        print(f"{m:<16}{max(tps[m]):>11.0f}{med:>8.0f}{med / base_med:>7.2f}x{max(tps[m]) / max(tps['trl']):>7.2f}x"
+              f"{loop:>11.0f}{min(rss[m]):>11.0f}{statistics.median(rss[m]):>8.0f}"
+              f"{statistics.median(rss[m]) / statistics.median(rss['trl']):>7.2f}x  {loads}")
 
 
 def main() -> None:
@@ -245,6 +248,8 @@ def main() -> None:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.reps < 3 and not args.child:
+        p.error("--reps must be at least 3 (min and median of interleaved, order-changing runs)")
     gc = args.gradient_checkpointing == "on"
     if args.child:
         return child(args.child, args.model, args.out, args.pairs, gc)
@@ -264,13 +269,17 @@ def main() -> None:
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}, 1 torch thread, "
           f"gradient checkpointing {args.gradient_checkpointing} on both sides, {args.reps} interleaved reps; out {args.out}")
     results: dict = {"settings": {"pairs": args.pairs, "batch": BATCH, "max_length": MAX_LEN, "reps": args.reps,
-                                  "gradient_checkpointing": gc, "threads": 1}, "models": {}}
+                                  "gradient_checkpointing": gc, "threads": 1, "cpus": os.cpu_count()}, "models": {}}
     for name in names:
         agree = spawn("agreement", name, args)
         runs: dict[str, list[dict]] = {m: [] for m in MODES}
-        for _ in range(args.reps):
-            for mode in MODES:
-                runs[mode].append(spawn(mode, name, args))
+        for rep in range(args.reps):
+            # the order rotates each rep (and reverses on odd ones), so no configuration always
+            # runs first or after the same neighbour; the 1-minute load average is kept per run
+            order = list(MODES[rep % len(MODES):] + MODES[:rep % len(MODES)])
+            for position, mode in enumerate(order[::-1] if rep % 2 else order):
+                load = os.getloadavg()[0]
+                runs[mode].append({**spawn(mode, name, args), "rep": rep, "position": position, "load_before": load})
         n_params = sum(v.numel() for v in __import__("safetensors.torch", fromlist=["load_file"]).load_file(
             str(model_dir(name, args.out) / "model.safetensors")).values())
         results["models"][name] = {"agreement": agree, "runs": runs, "n_parameters": n_params}

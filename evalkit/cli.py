@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="few-shot examples as chat turns (chat runs; default: the suite's setting)")
     p.add_argument("--system-instruction", help="system prompt for this model's chat runs (default: the suite's)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--model-args", metavar="K=V,...",
+                   help="extra lm-eval model arguments, as lm-eval's --model_args (e.g. max_length=4096); "
+                        "over the suite's own (open_llm_v1: add_bos_token=False)")
     p.add_argument("--base-url", help="api backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-model", help="api backend: the model name the server knows (default MODEL)")
     p.add_argument("--tokenizer", help="api backend: tokenizer for log-likelihood requests (default MODEL)")
@@ -96,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
                    help="model dtype for the check (the original scores in float32)")
     p.add_argument("--twins", default="numbers",
-                   help="calibrated verdict's unseen twins: 'numbers' (numbers changed consistently) or an unseen JSONL")
+                   help="calibrated verdict's unseen twins: an unseen JSONL of the same kind (needed for a verdict), "
+                        "or 'numbers' (numbers changed consistently; reported, always 'undecided')")
     p.add_argument("--margin", type=float, default=0.05, help="nats: a smaller membership effect reads 'not seen'")
 
     p = sub.add_parser("mtbench", help="MT-Bench answers and LLM-judge scores")
@@ -248,7 +252,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
         fewshot_as_multiturn=args.fewshot_as_multiturn, system_instruction=args.system_instruction,
         seed=args.seed, base_url=args.base_url,
         api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
-        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size)
+        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+        extra_model_args=leaderboard.parse_model_args(args.model_args))
     out = args.out or f"reports/leaderboard/{path_component(args.model)}"
     from .models import resolve_model
     rec = leaderboard.run(resolve_model(args.model) if args.backend != "api" else args.model, suite, out, opt)

@@ -286,6 +286,8 @@ class LeaderboardSection(Strict):
                                                            "default: all")
     per_model: dict[str, ChatSettings] = Field(
         {}, description="chat settings of one model (base or a variant's name), over the ones above")
+    model_args: dict[str, Any] = Field(
+        {}, description="extra lm-eval model arguments (as lm-eval's --model_args), over the suite's own")
     seed: int = 1234
     base_url: Optional[str] = None
     api_model: Optional[str] = None
@@ -358,7 +360,8 @@ class ContaminationSection(Strict):
     generation: dict[str, float] = Field(default_factory=dict,
                                          description="overrides of the reference's generation_config: "
                                                      "temperature, top_k, top_p")
-    twins: str = Field("numbers", description="calibrated verdict's unseen twins: 'numbers' or an unseen JSONL")
+    twins: str = Field("numbers", description="calibrated verdict's unseen twins: an unseen JSONL of the same kind "
+                       "(needed for a verdict), or 'numbers' (always 'undecided')")
     margin: float = Field(0.05, ge=0, description="nats: a smaller membership effect reads 'not seen'")
     alpha: float = Field(0.01, gt=0, lt=1, description="permutation p-value a 'seen' verdict needs")
 

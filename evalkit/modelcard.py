@@ -16,6 +16,7 @@ from typing import Any
 
 from . import known_models
 from .rundir import RunDir, atomic_write_text, read_json
+from .train.summary import logps_line
 
 # lm-eval task -> (hub dataset, config, split) the numbers come from
 DATASETS = {"arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test"), "hellaswag": ("Rowan/hellaswag", None, "validation"),
@@ -84,10 +85,12 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
                else f"(reference: `{meta.get('reference_model')}`)."), "",
             "## Training recipe", "", f"- {recipe}", f"- seed {meta.get('seed')}, steps {meta.get('steps')}",
             f"- data: {d.get('dataset')} ({d.get('n_pairs')} pairs), fingerprint `{d.get('fingerprint')}`",
-            f"- mean log-prob of the chosen completions: {s.get('chosen_start', float('nan')):.2f} (start, "
-            f"{'the policy before training' if meta.get('loss') == 'sft' else 'the reference'}) -> "
-            f"{s.get('chosen_end', float('nan')):.2f} (end)" + (
-                f"; rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s else ""),
+            (f"- mean log-prob, per part (start: the model before it): {logps_line(s)}"
+             if any(k.startswith("per_") for k in s) else
+             f"- mean log-prob of the chosen completions: {s.get('chosen_start', float('nan')):.2f} (start, "
+             f"{'the policy before training' if meta.get('loss') == 'sft' else 'the reference'}) -> "
+             f"{s.get('chosen_end', float('nan')):.2f} (end)" + (
+                 f"; rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s else "")),
             *(f"- warning: {w}" for w in meta.get("warnings") or []),
             *([f"- base: {c['note']} (GGUF sha256 `{c['gguf_sha256']}`)"]
               if (c := known_models.card(meta.get("base_model") or "")) else []), "",

@@ -41,6 +41,7 @@ class LeaderboardRecord(TypedDict, total=False):
     harness: dict[str, str]  # lm_eval_version that ran the requests, task_code whose tasks built them
     backend: str             # hf | vllm | api
     lm_eval_model: str       # lm-eval's model type (hf, vllm, local-completions, local-chat-completions)
+    lm_eval_model_args: dict[str, Any]  # the model_args lm-eval was given (the suite's, e.g. add_bos_token, and the run's)
     lm_eval_version: str     # the lm-eval release that produced the numbers
     model: str               # the label (base, a variant's name, or the given model)
     model_path: str          # hub id or local directory that was scored
@@ -74,9 +75,9 @@ class BenchmarkContamination(TypedDict, total=False):
     per_example: str         # contamination_<bench>.jsonl beside this file
     signals: dict[str, float]   # means of ppl, log_ppl_minus_ref, lowercase_ratio, zlib_ratio, min_k_prob, min_k_plus_plus
     shi_reading: str         # the original's own reading of `result`: "flagged (> 0.85)" or "not flagged"
-    verdict: str             # calibrated verdict on the target: "seen", "not seen" or "undecided"
-    calibrated: dict[str, Any]   # its evidence: statistic, twins, paired, n, effect (nats), ci, p, margin, alpha, reason
-    control_verdict: str     # the same verdict with the control model as the target
+    verdict: str             # calibrated verdict on the target: "seen", "not seen" or "undecided" (always, with number twins)
+    calibrated: dict[str, Any]   # its evidence: statistic, twins, paired, n, effect (nats), ci, p, margin, alpha, reading (what the statistic alone says), ci_half_width, mde (minimum detectable effect, nats), n_for_not_seen, reason
+    control_verdict: str     # the same verdict with the control model as the target; "sanity check" when the control is the reference
     control_calibrated: dict[str, Any]
     seconds: dict[str, float]   # generate, total
 
@@ -88,7 +89,7 @@ class ContaminationRecord(TypedDict, total=False):
     target: str              # model path checked
     reference: str           # model that sampled the neighbours
     control: str             # model run as the clean control target
-    control_kind: str        # "reference as target" or "clean model"
+    control_kind: str        # "reference as target (sanity check only)" or "clean model"
     backend: str             # how the neighbours were generated (hf | vllm)
     sampling: dict[str, float]   # temperature, top_k, top_p: the reference's generation_config + overrides
     padding_side: dict[str, str]  # scoring padding side of the target and the control ("left" or "right")
@@ -115,6 +116,11 @@ class OnPolicyRound(TypedDict, total=False):
     offline_mixed: int       # offline rows mixed in
     offline_share: float     # offline rows / all rows trained on this round
     trained: bool            # false: nothing to train on, the policy was kept
+    steps: int               # trained rounds: optimizer steps of the round
+    seconds: float           # trained rounds: the round's training time
+    logps_summary: dict[str, Any]   # trained rounds: its rows' mean log-probs, start (the policy that sampled) and end
+    data_fingerprint: str    # trained rounds: the rows it trained on
+    train_tokens_per_second: float
 
 
 class TrainMetadata(TypedDict, total=False):
@@ -125,21 +131,21 @@ class TrainMetadata(TypedDict, total=False):
     loss: str                # dpo | dpop | ipo | hinge | sft
     hyperparameters: dict[str, Any]   # the variant's resolved config
     seed: int
-    data: dict[str, Any]     # dataset, source, fingerprint, n_pairs (held-out ones included), n_heldout, n_skipped, edit_distance
+    data: dict[str, Any]     # dataset, source, fingerprint, (on-policy: over the run: n_onpolicy, n_offline, offline_share, per_round), n_pairs (held-out ones included), n_heldout, n_skipped (invalid rows, and source rows the pair builder skipped), n_skipped_building (generated pairs: those source rows), edit_distance
     reference: Optional[dict[str, Any]]   # fingerprint, cache_key of the reference log-probs; null for sft
-    steps: Any               # optimizer steps; sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
+    steps: Any               # optimizer steps (on-policy: summed over the rounds); sDPO: per-step records (index, dataset, n_pairs trained on, reference_model, heldout, ...)
     micro_batches: int
     processes: int           # training processes (accelerate launch)
     global_batch_pairs: int  # pairs per optimizer step, all processes and accumulation together
     tokenization: dict[str, int]   # pairs with a straddling token, a prefix fallback, a truncated prompt or completion
     chunked_lm_head: bool    # completion log-probs through the LM head in chunks (no full logits)
-    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training)
+    logps_summary: dict[str, Any]   # chosen/rejected mean log-prob at start and end (sft: chosen only, start = before training); sDPO / on-policy: per_step / per_round (each on its own pairs), and whole_run only on a fixed pair set (sDPO's held-out pairs)
     heldout: Optional[dict[str, Any]]   # pairs kept out of training (n_pairs, pairs, reduction, unseen: how (c) is built) and their mean log-probs at start and end (chosen, rejected, unseen); sDPO: one set split before chunking, measured at every step, start under the base; None when none were held out (and for sft)
     post_edit: dict[str, Any]   # Smaug's token view: n_pairs (low edit distance; 0 for sft), max_relative_edit, edit_distance_median, mean per-token log-prob after the first differing token, chosen/rejected, at start and end (sDPO: the last step's; each step's under steps)
     warnings: list[str]
-    seconds: float
-    train_tokens_per_second: float
-    train_processed_tokens_per_second: float
+    seconds: float           # on-policy: the whole run, sampling included
+    train_tokens_per_second: Optional[float]   # on-policy: null (per round under rounds[])
+    train_processed_tokens_per_second: Optional[float]
     packed_prompt: bool
     device: str
     mixed_precision: str
@@ -242,7 +248,8 @@ class MTBenchSummary(TypedDict, total=False):
 SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
                             "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
 # the newest version of each file this evalkit writes and reads
-VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 2, "manifest": 1,
+# evalkit 3: sDPO / on-policy logps_summary per step / round; on-policy top-level fields cover the run
+VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 3, "manifest": 1,
                             "mtbench_summary": 1,
                             # 2: the held-out log-probs (heldout_logps_*) joined the lines
                             "train_metrics": 2}
@@ -264,6 +271,13 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
                 r.setdefault("objective", "contrastive")
                 r.setdefault("n_bc", 0)
                 r.setdefault("trained", bool(r.get("n_pairs") or r.get("offline_mixed")))
+    if kind == "evalkit" and v <= 2 and isinstance(rec.get("steps"), list):   # v2 sDPO: a per-step headline
+        from .train.summary import summary_by_part
+        heldout = rec.get("heldout")
+        rec["logps_summary"] = summary_by_part([s.get("logps_summary") for s in rec["steps"] if isinstance(s, dict)],
+                                               "step", fixed=heldout if isinstance(heldout, dict) else None)
+    if kind == "evalkit" and v <= 2 and rec.get("rounds"):   # v2 on-policy: the top level was the last round's
+        rec["logps_summary"] = {**(rec.get("logps_summary") or {}), "note": "the last on-policy round's rows only"}
     return rec
 
 

@@ -54,13 +54,14 @@ def dataset_rows(exp: Experiment, name: str, rd: RunDir):
     return read_rows(src.path), src.path
 
 
-def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
+def build_pairs(exp: Experiment, name: str) -> tuple[list[dict], int, str]:
+    """(pairs, source rows skipped, what was skipped) of a generated dataset (`generate:`)."""
     from .train import builders
     from .train.data import read_rows
     src = exp.datasets[name]
     if src.generate in ("arc_pairs", "metamath_pairs", "solutions"):
         source = read_rows(src.path) if src.path else read_rows(hub=src.hub, subset=src.subset, split=src.split)
-        skipped = 0
+        skipped, what = 0, ""
         if src.generate == "solutions":
             rows = builders.solution_rows([r.data for r in source])
         elif src.generate == "arc_pairs":
@@ -69,18 +70,30 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
         else:
             rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
             what = "solutions with no marked intermediate result"
-        if skipped:
-            log.warning("dataset %s: skipped %d %s", name, skipped, what)
         if src.n is not None and len(rows) > src.n:
             log.info("dataset %s: the first %d of %d rows (n: %d)", name, src.n, len(rows), src.n)
             rows = rows[:src.n]
-    elif src.generate == "metamath_carried":
-        rows = builders.metamath_carried_pairs(src.n or 200, src.seed)
-    else:
-        rows = builders.metamath_synthetic_pairs(src.n or 200, src.seed)
+        return rows, skipped, what
+    if src.generate == "metamath_carried":
+        return builders.metamath_carried_pairs(src.n or 200, src.seed), 0, ""
+    return builders.metamath_synthetic_pairs(src.n or 200, src.seed), 0, ""
+
+
+def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
+    rows, skipped, what = build_pairs(exp, name)
+    if skipped:
+        log.warning("dataset %s: skipped %d %s", name, skipped, what)
     path = rd.generated_data(name)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def skipped_building(exp: Experiment, name: str) -> int:
+    """Source rows the pair builder skipped for a generated dataset (0 otherwise): rebuilt from
+    the source (seeded, so the same count the data stage logged), for evalkit.json's n_skipped."""
+    if exp.datasets[name].generate not in ("arc_pairs", "metamath_pairs"):
+        return 0
+    return build_pairs(exp, name)[1]
 
 
 def data(exp: Experiment, rd: RunDir, name: str) -> int:
@@ -105,20 +118,20 @@ def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = Tr
     rows, source = dataset_rows(exp, v.data, rd)
     ckpt = rd.checkpoint(v.name)
     info = {"dataset": v.data, "source": source}
+    if exp.datasets[v.data].generate in ("arc_pairs", "metamath_pairs"):
+        info["n_skipped_building"] = skipped_building(exp, v.data)
     t0 = time.time()
     # report_to: the trainer logs its metrics to the experiment's trackers as well
     with trackers.active(exp.report_to, rd.reports / "tracking", exp.name, v.name):
         res = _train(exp, rd, v, base, rows, ckpt, cache, tok, progress, info, source)
     if not is_main_process():
         return ckpt
-    s = res.metadata.get("logps_summary", {})
+    from .train.summary import logps_line
     steps = res.metadata.get("steps", 0)
     steps = sum(s.get("steps") or 0 for s in steps) if isinstance(steps, list) else steps  # sDPO lists its steps
-    rejected = (f", rejected {s['rejected_start']:.2f} -> {s['rejected_end']:.2f}" if "rejected_start" in s
-                else "")   # sft: no rejected completions
-    log.info("variant %s: %d steps in %.1fs; mean chosen log-prob %.2f -> %.2f%s",
-             v.name, steps, time.time() - t0, s.get("chosen_start", float("nan")),
-             s.get("chosen_end", float("nan")), rejected)
+    # sDPO and on-policy: per step / round (each on its own pairs), never first start vs last end
+    log.info("variant %s: %d steps in %.1fs; mean log-prob %s",
+             v.name, steps, time.time() - t0, logps_line(res.metadata.get("logps_summary") or {}))
     return ckpt
 
 
@@ -135,6 +148,8 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
     data = tokenize_rows(tok, rows, v.max_length, v.max_prompt_length,
                          skip_invalid=exp.datasets[v.data].skip_invalid, source=source,
                          chosen_only=v.loss in REFERENCE_FREE)
+    # rows the pair builder skipped count as skipped rows too (n_skipped); n_skipped_building says how many
+    data.n_skipped += info.get("n_skipped_building", 0)
     if v.stepwise is not None:
         from .train.stepwise import train_stepwise
         parts = None
@@ -142,8 +157,12 @@ def _train(exp: Experiment, rd: RunDir, v, base: str, rows, ckpt: Path, cache, t
             parts = [(v.data, data)]
             for d in v.stepwise.datasets[1:]:
                 d_rows, d_source = dataset_rows(exp, d, rd)
-                parts.append((d, tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
-                                               skip_invalid=exp.datasets[d].skip_invalid, source=d_source)))
+                part = tokenize_rows(tok, d_rows, v.max_length, v.max_prompt_length,
+                                     skip_invalid=exp.datasets[d].skip_invalid, source=d_source)
+                built = skipped_building(exp, d)
+                part.n_skipped += built
+                info["n_skipped_building"] = info.get("n_skipped_building", 0) + built
+                parts.append((d, part))
             info = {**info, "datasets": list(v.stepwise.datasets)}
         return train_stepwise(v, base, data, ckpt, cache, seed=exp.seed, tokenizer=tok, progress=progress,
                               data_info=info, parts=parts)
@@ -206,7 +225,8 @@ def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
         fewshot_as_multiturn=chat["fewshot_as_multiturn"], system_instruction=chat["system_instruction"],
         seed=sec.seed, base_url=sec.base_url,
         api_model=sec.api_model, num_concurrent=sec.num_concurrent,
-        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size)
+        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size,
+        extra_model_args=dict(sec.model_args))
     t0 = time.time()
     rec = L.run(path, only_entries(load_suite(sec.suite), sec.entries), rd.model_dir(label), opt, model_label=label)
     log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
@@ -304,9 +324,9 @@ def print_summary(exp: Experiment, rd: RunDir) -> None:
     labels = ["base"] + [v.name for v in exp.variants]
     for v in exp.variants:
         if rd.train_metadata(v.name).exists():
+            from .train.summary import logps_line
             s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
-            print(f"  train {v.name:<8}: mean chosen log-prob {s.get('chosen_start', float('nan')):.2f} -> "
-                  f"{s.get('chosen_end', float('nan')):.2f}  ({rd.checkpoint(v.name)})")
+            print(f"  train {v.name:<8}: mean log-prob {logps_line(s)}  ({rd.checkpoint(v.name)})")
     for m in labels:
         if rd.leaderboard(m).exists():
             rec = read_json(rd.leaderboard(m))

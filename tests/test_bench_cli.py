@@ -36,3 +36,23 @@ def test_bench_scripts_help_and_out_checks():
         else:
             assert code == 2 and "inside the checkout" in err, (name, code, err)
     assert not (REPO / "bench-out").exists()
+
+
+def test_benches_time_the_original_and_need_three_reps(tmp_path):
+    """The contamination bench times the original code itself (a checkout given with
+    --original; nothing of it is in evalkit), and both comparison benches refuse fewer than 3
+    repetitions."""
+    cases = [(str(REPO / "bench" / "contamination_vs_reference.py"), ["--out", str(tmp_path / "c")]),
+             (str(REPO / "bench" / "contamination_vs_reference.py"),
+              ["--out", str(tmp_path / "c"), "--original", str(tmp_path), "--reps", "2"]),
+             (str(REPO / "bench" / "contamination_vs_reference.py"), ["--out", str(tmp_path / "c"),
+                                                                      "--original", str(tmp_path)]),
+             (str(REPO / "bench" / "train_vs_trl.py"), ["--out", str(tmp_path / "t"), "--reps", "2"])]
+    res = subprocess.run([sys.executable, "-c", f"CASES = {cases!r}\n" + SCRIPT], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [eval(line) for line in res.stdout.splitlines() if line.startswith("(")]
+    assert [r[2] for r in rows[:2]] + [rows[3][2]] == [2, 2, 2]
+    assert "--original DIR" in rows[0][4] and "at least 3" in rows[1][4] and "at least 3" in rows[3][4]
+    assert "no src/run.py there" in str(rows[2][2])      # not a checkout of the original: said, nothing run
+    assert not (REPO / "src").exists()

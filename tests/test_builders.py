@@ -193,3 +193,64 @@ def test_pair_sources_validate(tmp_path):
                 {"generate": "arc_pairs", "hub": "h", "fewshot": -1}):
         with pytest.raises(ValueError):
             DataSource(**bad)
+
+
+REAL_GSM8K = [GSM8K.parent / "test_sample.jsonl", GSM8K]
+OPERAND = re.compile(r"\s*[-+*/x×÷]\s*\$?\s*\d")
+
+
+def changed_number(chosen: str, rejected: str) -> tuple[int, int]:
+    """The span, in chosen, of the first number that differs from rejected."""
+    i = next(k for k in range(min(len(chosen), len(rejected))) if chosen[k] != rejected[k])
+    a, b = i, i
+    while a > 0 and (chosen[a - 1].isdigit() or chosen[a - 1] in ".,"):
+        a -= 1
+    while b < len(chosen) and (chosen[b].isdigit() or chosen[b] in ".,"):
+        b += 1
+    return a, b
+
+
+def test_equals_rule_changes_a_result_never_an_operand():
+    """'= 240-40 = <<240-40=200>>200': 240 is an operand; only 200 is a result."""
+    text = "She gives away 40 so she has 240 = 240-40 = <<240-40=200>>200 left.\n#### 200"
+    assert [[text[a:b] for a, b in spans] for spans in intermediate_results(text)] == [["200", "200"]]
+    assert [[t[a:b] for a, b in s] for t in ["x = 3 * 4 = 12.", "so $47 = 47, and"]
+            for s in intermediate_results(t)] == [["12"], ["47"]]
+
+
+@pytest.mark.skipif(not all(p.exists() for p in REAL_GSM8K), reason="the shared GSM8K sample is not on this machine")
+def test_smaug_pairs_on_real_gsm8k_change_no_operand():
+    """All 900 real rows (300 test, 600 train): the number changed is never followed by an
+    operator and another operand (before the fix 11 pairs changed an operand, e.g.
+    'c = 280/4 = <<280/4=70>>70' became 'c = 270/4 = ...')."""
+    rows = [json.loads(x) for f in REAL_GSM8K for x in f.read_text().splitlines() if x.strip()]
+    pairs, skipped = math_row_pairs(rows, seed=0)
+    assert len(rows) == 900 and skipped == 0 and len(pairs) == 900
+    operands = []
+    for p in pairs:
+        a, b = changed_number(p["chosen"], p["rejected"])
+        if OPERAND.match(p["chosen"][b:]):
+            operands.append(p["chosen"][max(0, a - 30):b + 30])
+    assert operands == []
+
+
+def test_rows_skipped_building_pairs_count_in_n_skipped(tmp_path, tiny_model_dir, monkeypatch):
+    """A metamath_pairs dataset: two source rows with no marked result are skipped by the
+    builder, and evalkit.json's n_skipped says 2 (it said 0 while the log said 2)."""
+    from evalkit import cli
+    from evalkit.rundir import read_json
+    rows = [{"question": f"What is {i} + {i}?", "answer": f"{i} + {i} = <<{i}+{i}={2 * i}>>{2 * i} and then "
+             f"{2 * i} + 1 = <<{2 * i}+1={2 * i + 1}>>{2 * i + 1}\n#### {2 * i + 1}"} for i in range(1, 9)]
+    rows += [{"question": "Say hi.", "answer": "hi\n#### 0"}, {"question": "Name it.", "answer": "it\n#### 1"}]
+    src = tmp_path / "gsm.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "exp.yaml").write_text(
+        f"name: skips\nbase_model: {tiny_model_dir}\n"
+        f"datasets:\n  math: {{generate: metamath_pairs, path: {src}}}\n"
+        "variants:\n  - {name: dpo, data: math, loss: dpo, max_steps: 1, batch_size: 4, max_length: 96, "
+        "max_prompt_length: 32}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "exp.yaml"]) == 0
+    meta = read_json(tmp_path / "checkpoints" / "skips" / "dpo" / "evalkit.json")
+    assert meta["data"]["n_skipped"] == 2 and meta["data"]["n_skipped_building"] == 2
+    assert meta["data"]["n_pairs"] == 8

@@ -357,6 +357,37 @@ def test_calibrated_verdict_tells_memorised_from_unseen_on_real_gsm8k(tmp_path, 
     assert cells["clean twin on A"][1]["verdict"] == "not seen"
 
 
+def test_defaults_never_read_a_clean_in_domain_model_as_seen(tmp_path, gsm8k_models):
+    """Under the defaults (number twins, the reference as control) a model tuned on OTHER real
+    GSM8K items (the clean twin) must not read `seen` on items it never saw (the numbers alone
+    read seen: -0.058 nats, CI [-0.076, -0.043], p 0.0002); the memorised target's number twins
+    read `not seen` (-0.032 nats): number twins decide nothing, both are `undecided` with the
+    reason, and every result says what its n could detect. The default control is labelled a
+    sanity check."""
+    from evalkit.eval import contamination_run
+    m = gsm8k_models
+    bench = tmp_path / "A.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"a{i}", "text": t}) + "\n" for i, t in enumerate(m["A"])))
+    p = C.Params(n_examples=50, n_neighbours=4, generate_batch=200, bootstrap=1000)
+    assert p.twins == "numbers"
+    got = {}
+    for who in ("clean", "target"):
+        rec = contamination_run.run(str(m[who]), str(m["reference"]), [str(bench)], tmp_path / who, p, progress=False)
+        got[who] = rec["benchmarks"]["A"]
+        cal = got[who]["calibrated"]
+        print(f"\n{who}: {cal['verdict']} effect {cal['effect']:+.4f} CI [{cal['ci'][0]:+.4f}, {cal['ci'][1]:+.4f}] "
+              f"p={cal['p']:.4f} mde {cal['mde']:.3f} n_for_not_seen {cal['n_for_not_seen']}")
+    assert got["clean"]["verdict"] != "seen"
+    clean, target = got["clean"]["calibrated"], got["target"]["calibrated"]
+    assert clean["reading"] == "seen" and target["reading"] == "not seen"   # misleading both ways
+    for cal in (clean, target):
+        assert cal["verdict"] == "undecided" and "unseen set" in cal["reason"]
+    assert target["mde"] > 0 and "minimum detectable effect" in target["reason"]
+    assert rec["control_kind"].endswith("(sanity check only)")
+    assert got["target"]["control_verdict"] == "sanity check"
+    assert "sanity check only" in got["target"]["control_calibrated"]["reason"]
+
+
 def test_number_twins_keep_the_form():
     from evalkit.eval.calibrated import number_twin
     t = "Tom has 12 apples and buys 12 more, then 3 pears: 12 + 12 = 24."

@@ -6,7 +6,8 @@ import torch
 from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
-from evalkit.train.onpolicy import build_pairs, choice_reward, exact_match_reward, numeric_answer, offline_count
+from evalkit.train.onpolicy import (build_pairs, choice_reward, exact_match_reward, numeric_answer, offline_count,
+                                    offline_for_round)
 
 
 def test_verifier_parsing_including_malformed():
@@ -64,8 +65,19 @@ def _onpolicy_rounds(tmp_path, tiny_model_dir, judge_url):
     meta = read_json(rd.train_metadata("onpolicy"))
     rounds = meta["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]
-    for r in rounds:      # offline pairs are mixing_ratio of the round's data, not of the prompts
-        assert r["offline_mixed"] == offline_count(r["n_pairs"] or r["n_prompts"], 0.25)
+    on_run = off_run = 0
+    for r in rounds:      # offline pairs are mixing_ratio of the run's data, not of the prompts
+        assert r["offline_mixed"] == offline_for_round(r["n_pairs"], r["n_prompts"], on_run, off_run, 0.25)
+        if r["n_pairs"]:
+            on_run, off_run = on_run + r["n_pairs"], off_run + r["offline_mixed"]
+    # the top-level record covers the run, not its last round
+    trained = [r for r in rounds if r["trained"]]
+    assert meta["steps"] == sum(r["steps"] for r in trained) == 4 * len(trained)
+    assert meta["data"]["n_onpolicy"] == on_run and meta["data"]["n_offline"] == off_run == offline_count(on_run, 0.25)
+    assert meta["data"]["n_pairs"] == sum(r["n_pairs"] + r["offline_mixed"] for r in trained)
+    assert [x["round"] for x in meta["logps_summary"]["per_round"]] == [r["round"] for r in trained]
+    assert "chosen_start" not in meta["logps_summary"] and "whole_run" not in meta["logps_summary"]
+    assert meta["seconds"] >= sum(r["seconds"] for r in trained)
     assert all(0 <= r["mean_reward"] <= 1 for r in rounds)
     print("\non-policy rounds:", [(r["mean_reward"], r["n_pairs"], r["dropped"]) for r in rounds])
     for r in range(1, 3):
@@ -109,6 +121,20 @@ def test_mixing_ratio_is_exactly_the_share_of_offline_pairs():
             assert abs(k - float(exact)) <= 0.5
     assert offline_count(1, 0.25) == 0 and offline_count(3, 0.25) == 1 and offline_count(0, 0.5) == 0
     assert offline_count(6, 0.0) == 0
+
+
+def test_offline_share_is_the_nearest_row_over_the_run():
+    """17 + 17 on-policy pairs at 0.25: rounding each round gave 6 + 6 offline (12 of 46,
+    26.1%); the run draws 6 then 5 (11 of 45, 24.4%: the nearest whole row to 11.33)."""
+    first = offline_for_round(17, 20, 0, 0, 0.25)
+    second = offline_for_round(17, 20, 17, first, 0.25)
+    assert (first, second) == (6, 5)
+    on = off = 0
+    for n in (17, 13, 5, 1, 9, 22):
+        off += offline_for_round(n, 30, on, off, 0.25)
+        on += n
+        assert abs(off - on / 3) <= 0.5          # r n / (1 - r) = n / 3: never more than half a row off
+    assert offline_for_round(0, 12, on, off, 0.25) == 4     # nothing on-policy: a quarter of the prompts' worth
 
 
 def test_onpolicy_config_hash_is_keyed_on_content_not_paths(tmp_path, tiny_model_dir):

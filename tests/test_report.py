@@ -77,7 +77,7 @@ def test_every_section_with_the_fixture_numbers(report):
     assert "-30.00 &rarr; -45.50" in html and "-30.00 &rarr; -28.25" in html  # training summary
     assert "80.48" in html and "not measured here" in html                 # the published table
     # its protocol is stated; the fixture's runs used another one, so they are named, not put beside it
-    assert "Open LLM Leaderboard v1 (lm-evaluation-harness b281b09, batch size 1)" in html
+    assert "Open LLM Leaderboard v1 (assumed: lm-evaluation-harness b281b09, batch size 1)" in html
     assert "protocol: Open LLM Leaderboard v1 tasks, shots and metrics on lm-eval&#39;s built-in tasks" in html
     assert "Not shown beside these (another protocol): base (open_llm_v1_lmeval" in html
     assert "MT-Bench judgments could not be parsed" in html and "chosen fell" in html
@@ -196,7 +196,15 @@ def test_published_data_files_are_valid_and_tied_to_evalkit_results():
                 assert set(t["entries"].values()) <= set(BENCHMARKS)
     smaug = {t["kind"]: t for t in published_tables("smaug")}
     assert set(smaug) == {"leaderboard", "mtbench", "contamination"}
-    assert smaug["mtbench"]["rows"] == [["Smaug-72B", 8.18, 7.34, 7.76]] and smaug["mtbench"]["judge"] == "gpt-4"
+    assert smaug["mtbench"]["rows"] == [["Smaug-72B", 8.18, 7.34, 7.76]]
+    # only what the Smaug README says: it names no judge and no contamination settings, and its
+    # reference is "Llama7B" (not necessarily Llama-2-7B); every number sits in a quoted passage
+    assert smaug["mtbench"]["judge"] is None and smaug["contamination"]["parameters"] == {}
+    assert {r[1] for r in smaug["contamination"]["rows"]} == {"jondurbin/bagel-34b-v0.2", "Llama7B"}
+    for t in smaug.values():
+        quoted = "\n".join(t["quote"])
+        assert t["assumptions"] and all(f"{v:.2f}" in quoted for r in t["rows"] for v in r if not isinstance(v, str))
+        assert all(v in quoted for r in t["rows"] for v in r[1:] if isinstance(v, str))
     rows = {r[0]: r[2:] for r in smaug["contamination"]["rows"]}
     assert rows == {"Smaug-34B": [0.08, 0.38, 0.88], "Smaug-72B": [0.20, 0.45, 1.00],
                     "MoMo-72B-lora-1.8.7-DPO": [0.20, 0.39, 1.00], "Llama-2-70B": [0.22, 0.51, 0.89]}
@@ -227,11 +235,14 @@ def test_published_mtbench_and_contamination_rows_sit_beside_the_same_protocol_o
     mt = pub["mtbench"]["rows"]
     assert [r["cells"] for r in mt if not r["measured"]] == [["Smaug-72B", "8.18", "7.34", "7.76"]]
     # the fixture's single-mode results, each with its judge named and marked not comparable
-    assert [r["cells"] for r in mt if r["measured"]] == [["base (judge judge, not gpt-4: not comparable)", "5.50", "4.25", "4.88"],
-                                                         ["dpo (judge judge, not gpt-4: not comparable)", "6.00", "5.00", "5.50"]]
+    assert [r["cells"] for r in mt if r["measured"]] == [
+        ["base (judge judge; the published judge is not stated)", "5.50", "4.25", "4.88"],
+        ["dpo (judge judge; the published judge is not stated)", "6.00", "5.00", "5.50"]]
     ct = [r["cells"] for r in pub["contamination"]["rows"] if r["measured"]]
     # method shi2023, GSM8K only, run with 4 examples: its settings are named
-    assert ct[0][0] == "dpo (settings differ: n_examples 4 (published 100))" and ct[0][1:] == ["org/base-7b", "", "", "0.12"]
+    assert ct[0][0] == "dpo (settings differ: n_examples 4 (assumed for the published run: 100))"
+    assert ct[0][1:] == ["org/base-7b", "", "", "0.12"]
+    assert "Assumed, not stated by the source" in html and "Llama7B" in html
     assert "published, not measured here" in html and ">7.76<" in html and ">0.45<" in html
 
 

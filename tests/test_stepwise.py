@@ -35,6 +35,11 @@ def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir)
     assert (tmp_path / "c" / "sdpo.step1" / "evalkit.json").exists()
     assert read_json(rd.train_metadata("sdpo"))["stepwise"] == {"chunks": 2, "order": "as_given", "datasets": None}
     assert meta["reference_model"] == s2["reference_model"]     # the final model's reference, not the base
+    # the headline is per step: step 1's pairs under the base vs step 2's pairs under the final
+    # model would compare different pairs; no held-out set here, so no whole-run number
+    summary = meta["logps_summary"]
+    assert summary["per_step"] == [{"step": 1, **s1["logps_summary"]}, {"step": 2, **s2["logps_summary"]}]
+    assert "chosen_start" not in summary and "whole_run" not in summary
 
 
 def test_sdpo_steps_through_datasets_in_order_holding_out_one_set(tmp_path, tiny_model_dir, monkeypatch):
@@ -91,6 +96,9 @@ def test_sdpo_steps_through_datasets_in_order_holding_out_one_set(tmp_path, tiny
     for k in ("chosen", "rejected", "unseen"):
         assert s2["heldout"]["start"][k] == pytest.approx(s1["heldout"]["end"][k], abs=1e-4)
     assert meta["heldout"]["start"] == s1["heldout"]["start"] and meta["heldout"]["end"] == s2["heldout"]["end"]
+    # the one whole-run number is on that fixed set: the base before step 1, the final model after step 2
+    whole = meta["logps_summary"]["whole_run"]
+    assert (whole["chosen_start"], whole["chosen_end"]) == (s1["heldout"]["start"]["chosen"], s2["heldout"]["end"]["chosen"])
     # one curve over one set: every line measures it; the report's step 0 is the base
     rows = read_jsonl(rd.train_metrics("sdpo"))
     assert sorted(r["sdpo_step"] for r in rows) == [r["sdpo_step"] for r in rows] and rows[-1]["sdpo_step"] == 2

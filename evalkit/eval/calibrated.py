@@ -19,12 +19,22 @@ same replacement, same digit count; GSM8K and any numeric item); `<file.jsonl>` 
 user-given unseen set of the same kind ("text" field), compared unpaired (bootstrap of both
 groups, label permutation).
 
-Verdict: `seen` when p < alpha, the interval lies below 0 and the mean is below -margin;
-`not seen` when the interval's lower end is above -margin (any membership effect is smaller
-than the margin); otherwise `undecided`.
+Verdict: `seen` when p < alpha, the interval lies below 0 and the mean is below -margin, and
+the twins are an unseen set (a file); `not seen` when the interval's lower end is above -margin
+(any membership effect is smaller than the margin); otherwise `undecided`. Number twins give
+`undecided` whatever the numbers read (kept as `reading`), because they mislead both ways on real
+GSM8K: a model tuned on OTHER GSM8K items prefers real numbers to changed ones as much as a
+memorising one would (a false `seen`), and a model that memorised the items finds their number
+twins nearly as familiar (a false `not seen`). A verdict needs an unseen set of the same kind
+(twins: FILE.jsonl, e.g. another split no model trained on).
+
+Each result also states what the run could detect: the interval's half-width, the minimum
+detectable effect (one-sided test at alpha with 80% power, from the bootstrap standard error)
+and, when the interval is wider than the margin, about how many items a `not seen` would need.
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -136,6 +146,19 @@ def decide(test: dict[str, Any], vp: VerdictParams) -> str:
     return "undecided"
 
 
+def detectable(test: dict[str, Any], n: int, vp: VerdictParams) -> dict[str, Any]:
+    """What this n could tell: the 95% interval's half-width, the minimum detectable effect
+    (one-sided at alpha, 80% power; normal approximation with the bootstrap standard error)
+    and about how many items a `not seen` would need (its interval inside the margin)."""
+    from statistics import NormalDist
+    lo, hi = test["ci"]
+    se = (hi - lo) / (2 * 1.96)
+    z = NormalDist().inv_cdf
+    out = {"ci_half_width": (hi - lo) / 2, "mde": (z(1 - vp.alpha) + z(0.8)) * se}
+    out["n_for_not_seen"] = n if 1.96 * se < vp.margin else math.ceil(n * (1.96 * se / vp.margin) ** 2)
+    return out
+
+
 def verdict(item_target: list[float], item_ref: list[float], twin_target: list[float], twin_ref: list[float],
             paired: bool, vp: VerdictParams, n_items: int | None = None) -> dict[str, Any]:
     """The evidence and the verdict from per-text losses (twins aligned with items when paired)."""
@@ -148,10 +171,30 @@ def verdict(item_target: list[float], item_ref: list[float], twin_target: list[f
         return {**out, "verdict": "undecided", "effect": None, "ci": None, "p": None,
                 "reason": f"only {min(n, len(d_twins))} items have a twin (need {vp.min_pairs})"}
     test = paired_test(d_items - d_twins, vp) if paired else unpaired_test(d_items, d_twins, vp)
+    power = detectable(test, n, vp)
     v = decide(test, vp)
     lo, hi = test["ci"]
     words = {"seen": "items read as memorised: their loss relative to the reference is lower than their twins'",
              "not seen": f"items and unseen twins read alike (any effect is under {vp.margin} nats)",
              "undecided": "the evidence is not strong either way"}[v]
-    return {**out, **test, "verdict": v,
-            "reason": f"{words}: effect {test['effect']:+.3f} nats, 95% CI [{lo:+.3f}, {hi:+.3f}], p={test['p']:.4f}"}
+    reading = v
+    if vp.twins == "numbers":
+        v = "undecided"
+        words = (f"number twins read '{reading}', but they cannot decide: a model tuned on other text of the same "
+                 "kind also prefers real numbers, and one that memorised the items knows their twins too; "
+                 "a verdict needs an unseen set of the same kind (twins: FILE.jsonl, e.g. another split)")
+    evidence = f"effect {test['effect']:+.3f} nats, 95% CI [{lo:+.3f}, {hi:+.3f}], p={test['p']:.4f}"
+    limits = f"n={n}: interval +-{power['ci_half_width']:.3f}, minimum detectable effect {power['mde']:.3f} nats"
+    if power["n_for_not_seen"] > n:
+        limits += f"; 'not seen' (interval within {vp.margin}) needs about {power['n_for_not_seen']} items"
+    return {**out, **test, **power, "reading": reading, "verdict": v, "reason": f"{words}: {evidence} ({limits})"}
+
+
+CONTROL_SANITY = ("sanity check only: the reference scored against itself gives d(x) = d(twin) = 0 by "
+                  "construction, so it checks the plumbing, not how often a clean model reads 'seen'; "
+                  "pass a clean model (tuned on the same kind of data, never on the benchmark) as the control")
+
+
+def sanity_control(cal: dict[str, Any]) -> dict[str, Any]:
+    """The control verdict when the control is the reference itself: not evidence."""
+    return {**cal, "verdict": "sanity check", "reason": CONTROL_SANITY}

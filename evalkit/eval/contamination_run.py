@@ -102,7 +102,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
               "sampling": C.sampling_of(r_model if backend == "hf" else None, p.generation),
               "padding_side": {"target": C.layout(t_tok, p)[0], "control": C.layout(c_tok, p)[0]},
               "target": target, "reference": reference, "control": control,
-              "control_kind": "reference as target" if control == reference else "clean model",
+              "control_kind": "reference as target (sanity check only)" if control == reference else "clean model",
               "backend": backend, **(labels or {}), "benchmarks": {}}
     for bench in benchmarks:
         t0 = time.time()
@@ -143,6 +143,8 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
                                  paired, vp)
         cal_c = calibrated.verdict([run_c.example_nll[i] for i in idx], [ref_nll[i] for i in idx], tw_c, tw_r,
                                    paired, vp)
+        if control == reference:
+            cal_c = calibrated.sanity_control(cal_c)
         twin_of = {i: k for k, i in enumerate(idx)} if paired else {}
         rows = []
         for i, ex in enumerate(examples):

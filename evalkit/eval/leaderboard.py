@@ -56,19 +56,37 @@ class LeaderboardOptions:
     api_model: str | None = None
     tokenizer: str | None = None
     num_concurrent: int = 1
+    # lm-eval model arguments of this run (CLI --model-args, an experiment's model_args); over the
+    # suite's own (Suite.model_args)
     extra_model_args: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- lm-eval model arguments
 
-def model_spec(model: str, opt: LeaderboardOptions) -> tuple[str, dict[str, Any]]:
-    """(lm-eval model name, model_args) for a backend."""
+def model_spec(model: str, opt: LeaderboardOptions, suite: Suite | None = None) -> tuple[str, dict[str, Any]]:
+    """(lm-eval model name, model_args) for a backend: the suite's own model for the backend if it
+    names one, the suite's model arguments (archived v1: add_bos_token false), the run's over them."""
     from ..backends import lm_eval_model
-    return lm_eval_model(opt.backend, model, dtype=opt.dtype, device=opt.device,
-                         tensor_parallel_size=opt.tensor_parallel_size, data_parallel_size=opt.data_parallel_size,
-                         base_url=opt.base_url, api_model=opt.api_model, tokenizer=opt.tokenizer,
-                         num_concurrent=opt.num_concurrent, chat=opt.apply_chat_template,
-                         extra=opt.extra_model_args)
+    extra = {**(suite.model_args if suite is not None else {}), **opt.extra_model_args}
+    name, args = lm_eval_model(opt.backend, model, dtype=opt.dtype, device=opt.device,
+                               tensor_parallel_size=opt.tensor_parallel_size,
+                               data_parallel_size=opt.data_parallel_size, base_url=opt.base_url,
+                               api_model=opt.api_model, tokenizer=opt.tokenizer, num_concurrent=opt.num_concurrent,
+                               chat=opt.apply_chat_template, extra=extra)
+    own = (suite.lm_eval_models if suite is not None else {}).get(opt.backend)
+    if own:
+        from . import open_llm_v1_model  # noqa: F401  (registers evalkit's lm-eval models)
+        name = own
+    return name, args
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """`k=v,k2=v2` as lm-eval's own --model_args parser reads it (true/false, numbers typed)."""
+    from lm_eval.utils import simple_parse_args_string
+    try:
+        return simple_parse_args_string(text)
+    except IndexError:
+        raise UserError(f"--model-args {text!r}: give key=value pairs separated by commas") from None
 
 
 # ---------------------------------------------------------------- summarising
@@ -199,6 +217,9 @@ def incomparable_because(suite: Suite, opt: LeaderboardOptions, data_dir: Path |
         reasons.append(f"suite {suite.name} is not a packaged protocol")
     elif load_suite(suite.name).model_dump() != suite.model_dump():
         reasons.append(f"suite differs from the packaged {suite.name} (shots, tasks or metrics changed)")
+    changed = {k: v for k, v in opt.extra_model_args.items() if k in suite.model_args and v != suite.model_args[k]}
+    if changed:
+        reasons.append(f"model arguments override the protocol's ({', '.join(f'{k}={v}' for k, v in changed.items())})")
     return reasons
 
 
@@ -244,7 +265,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         raise UserError(f"--data-dir {opt.data_dir}: no such directory")
     chat = chat_settings(suite, opt)
     opt = dataclasses.replace(opt, apply_chat_template=chat.apply_chat_template)
-    lm_name, model_args = model_spec(model, opt)
+    lm_name, model_args = model_spec(model, opt, suite)
     if data_dir is None:
         from .suites import check_hub_data
         check_hub_data(suite)         # offline: every dataset cached, before any model loads
@@ -286,6 +307,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         "harness": harness_info(suite, version),
         "backend": opt.backend,
         "lm_eval_model": lm_name,
+        "lm_eval_model_args": model_args,
         "lm_eval_version": version,
         "model": model_label or model,
         "model_path": model,

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -67,6 +67,12 @@ class Suite(_Strict):
         None, description="default for models run on this suite; False: the protocol never applied one")
     fewshot_as_multiturn: Optional[bool] = Field(None, description="default; few-shot examples as chat turns")
     system_instruction: Optional[str] = Field(None, description="default system prompt (chat runs)")
+    model_args: dict[str, Any] = Field(
+        {}, description="lm-eval model arguments the protocol needs (archived v1: add_bos_token false); "
+                        "a run's own --model-args / model_args override them and mark the run not comparable")
+    lm_eval_models: dict[str, str] = Field(
+        {}, description="lm-eval model per backend where the protocol needs its own (archived v1, hf: "
+                        "evalkit-v1-hf, b281b09's generation length and long-context trimming)")
     normalise: bool = False
     entries: list[Entry]
 

@@ -2,10 +2,13 @@
 set them beside evalkit's own results of the SAME protocol only.
 
 A file holds `source` and `tables`; each table has `kind` (leaderboard | mtbench |
-contamination), `title`, `source`, `protocol`, `columns` (the first is `model`), `rows`, and
-what ties it to evalkit's results: leaderboard `suite` + `entries` (column -> entry); mtbench
-`mode`, `judge` + `entries` (column -> summary key); contamination `method`, `parameters` +
-`entries` (column -> benchmark). Every file is checked when read (`check_table`).
+contamination), `title`, `source`, `quote` (the source's own words for the table, verbatim),
+`protocol`, `columns` (the first is `model`), `rows`, `assumptions` (what the table states that
+the source does not), and what ties it to evalkit's results: leaderboard `suite` + `entries`
+(column -> entry); mtbench `mode`, `judge` (null: not stated by the source) + `entries` (column
+-> summary key); contamination `method`, `parameters` (the settings the source states) and
+`assumed_parameters` (settings assumed where it states none) + `entries` (column -> benchmark).
+Every file is checked when read (`check_table`).
 """
 from __future__ import annotations
 
@@ -36,9 +39,13 @@ def check_table(t: dict, where: str) -> dict:
     kind = t.get("kind", "leaderboard")
     if kind not in KINDS:
         raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-    for key in ("source", "protocol", "columns", "rows") + KINDS[kind]:
+    for key in ("source", "quote", "protocol", "columns", "rows") + KINDS[kind]:
         if key not in t:
             raise UserError(f"{where}: {kind} table has no {key!r}")
+    for key in ("quote", "assumptions"):
+        v = t.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v) or (key == "quote" and not v):
+            raise UserError(f"{where}: {key} must be a list of {'source passages' if key == 'quote' else 'statements'}")
     cols = t["columns"]
     if not isinstance(cols, list) or not cols or cols[0] != "model" or len(set(cols)) != len(cols):
         raise UserError(f"{where}: columns must be a list of distinct names starting with 'model' (got {cols!r})")
@@ -111,14 +118,17 @@ def published_mtbench_section(published: dict, runs: list[tuple[str, dict]]) -> 
     mode, judge = published.get("mode", "single"), published.get("judge")
     entries = published.get("entries") or {}
     rows = [{"cells": [c if isinstance(c, str) else _fmt(c) for c in r],
-             "protocol": f"{published.get('protocol')} (judge: {judge})", "measured": False} for r in published["rows"]]
+             "protocol": f"{published.get('protocol')}" + (f" (judge: {judge})" if judge else ""), "measured": False}
+            for r in published["rows"]]
     others = []
     for label, summary in runs:
         if summary.get("mode", "single") != mode:
             others.append(f"{label} ({summary.get('mode')} mode)")
             continue
-        same = summary.get("judge") == judge
-        note = "" if same else f" (judge {summary.get('judge')}, not {judge}: not comparable)"
+        if judge is None:              # the source names no judge: say so rather than assume one
+            note = f" (judge {summary.get('judge')}; the published judge is not stated)"
+        else:
+            note = "" if summary.get("judge") == judge else f" (judge {summary.get('judge')}, not {judge}: not comparable)"
         cells = [label + note] + [_fmt(summary.get(entries.get(c, c))) for c in published["columns"][1:]]
         rows.append({"cells": cells, "measured": True,
                      "protocol": f"MT-Bench {mode} mode, judge: {summary.get('judge')}"
@@ -131,6 +141,7 @@ def published_contamination_section(published: dict, runs: list[tuple[str, dict]
     """Published contamination rows beside evalkit's contamination results of the same method;
     a result run with other settings than the published ones says which."""
     method, params = published.get("method"), published.get("parameters") or {}
+    assumed = {k: v for k, v in (published.get("assumed_parameters") or {}).items() if k not in params}
     entries = published.get("entries") or {}
     rows = [{"cells": [c if isinstance(c, str) else _fmt(c) for c in r], "protocol": published.get("protocol"),
              "measured": False} for r in published["rows"]]
@@ -140,7 +151,8 @@ def published_contamination_section(published: dict, runs: list[tuple[str, dict]
         if mine.get("method") != method:
             others.append(f"{label} (method {mine.get('method') or rec.get('method')})")
             continue
-        differ = [f"{k} {mine.get(k)} (published {v})" for k, v in params.items() if mine.get(k) != v]
+        differ = [f"{k} {mine.get(k)} (published {v})" for k, v in params.items() if mine.get(k) != v] + \
+            [f"{k} {mine.get(k)} (assumed for the published run: {v})" for k, v in assumed.items() if mine.get(k) != v]
         cells = [label + (f" (settings differ: {', '.join(differ)})" if differ else "")]
         for col in published["columns"][1:]:
             if col == "reference":

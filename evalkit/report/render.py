@@ -203,6 +203,8 @@ def training_section(exp: Experiment) -> dict | None:
     for v, t in exp.training.items():
         m = t["meta"]
         s = m.get("logps_summary") or {}
+        # runs trained in parts (sDPO, on-policy) have a whole-run number only on a fixed pair set
+        s = s.get("whole_run") or {} if any(k.startswith("per_") for k in s) else s
         steps = m.get("steps")
         if isinstance(steps, list):  # sDPO: one entry per step
             steps = f"{sum(x.get('steps') or 0 for x in steps)} (sDPO, {len(steps)} steps)"

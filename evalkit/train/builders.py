@@ -21,7 +21,10 @@ from ..errors import UserError
 
 NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"     # 1,234.50: commas only between thousands
 NOTE = re.compile(r"<<([^<>=]*)=\s*(" + NUM + r")\s*>>(\$?)(" + NUM + r")?")
-EQUALS = re.compile(r"=\s*\$?\s*(" + NUM + r")")
+# "= n" marks a result only when n is not followed by an operator and another operand or a
+# calculator note: in "= 240-40 = <<240-40=200>>200" the 240 is an operand, 200 the result
+OPERATOR_NEXT = r"(?!\s*[-+*/×÷x^]\s*\$?\s*[\d(]|\s*<<|\d|[.,]\d)"
+EQUALS = re.compile(r"=\s*\$?\s*(" + NUM + r")" + OPERATOR_NEXT)
 FINAL = re.compile(r"(####|The answer is:?)\s*\$?\s*" + NUM)
 
 

@@ -7,8 +7,12 @@ choice, or an LLM judge), then train a few steps on what the objective keeps:
                whose reward gap is below min_gap dropped), with the base as the reference;
   filtered_bc  maximum likelihood (loss: sft) on the best sample(s) of each prompt whose
                reward reaches min_reward: filtered behaviour cloning, best-of-K.
-Offline rows make up exactly mixing_ratio of a round's data. The round's checkpoint becomes
-the next round's policy; every round's rewards and counts go into evalkit.json (`rounds`).
+Offline rows are mixed in so that they make up mixing_ratio of the RUN's data, to the nearest
+row: after each round the offline total is round(r * N / (1 - r)) for the N on-policy rows so
+far, and the round draws the difference (so one round's share moves around r, the run's total
+is the nearest whole row; exact when r * N / (1 - r) is whole). The round's checkpoint becomes
+the next round's policy; every round's rewards, counts, steps, seconds and log-probs go into
+evalkit.json (`rounds`), and the top-level record covers the whole run.
 
 The two objectives sample the same way, and samples are cached by content (the policy's
 weights, the prompts, K and every sampling setting, the seed), so two arms with the same
@@ -18,7 +22,9 @@ of contrastive and maximum-likelihood objectives on the same on-policy data.
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 import re
 import shutil
 from pathlib import Path
@@ -50,12 +56,25 @@ def numeric_answer(text: str) -> float | None:
 
 
 def offline_count(n_onpolicy: int, mixing_ratio: float) -> int:
-    """Offline pairs to add to n_onpolicy on-policy pairs so that they are mixing_ratio of
-    the round's data: k / (k + n) = r  =>  k = r n / (1 - r), rounded to the nearest pair
-    (exact whenever r n / (1 - r) is a whole number). No on-policy pairs: nothing to mix."""
+    """Offline rows to add to n_onpolicy on-policy rows so that they are mixing_ratio of
+    the whole: k / (k + n) = r  =>  k = r n / (1 - r), rounded half up to a whole row (exact
+    whenever r n / (1 - r) is a whole number; 17 rows at 0.25: 5.67 -> 6, a share of 26.1%).
+    No on-policy rows: nothing to mix."""
     if not mixing_ratio or n_onpolicy <= 0:
         return 0
-    return round(mixing_ratio * n_onpolicy / (1 - mixing_ratio))
+    return math.floor(mixing_ratio * n_onpolicy / (1 - mixing_ratio) + 0.5)
+
+
+def offline_for_round(n_used: int, n_prompts: int, run_onpolicy: int, run_offline: int, mixing_ratio: float) -> int:
+    """Offline rows a round draws: what brings the run's offline total (run_offline, from
+    rounds with on-policy rows) to offline_count(run's on-policy rows with this round's), so
+    the run's share is mixing_ratio to the nearest row (17 + 17 pairs at 0.25: 6 then 5, 11 of
+    45; drawing each round to its own nearest row gave 6 + 6, 12 of 46 = 26.1%). A round with
+    no on-policy rows trains on offline rows alone, as many as mixing_ratio of its prompts
+    would give (not counted in the run's share)."""
+    if not n_used:
+        return offline_count(n_prompts, mixing_ratio)
+    return max(0, offline_count(run_onpolicy + n_used, mixing_ratio) - run_offline)
 
 
 def exact_match_reward(completion: str, reference: str) -> float:
@@ -230,7 +249,8 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
                         f"(the reference answer the verifier checks)")
     # a round trains on all of its fresh pairs (no held-out split of them)
     per_round = variant.model_copy(update={"onpolicy": None, "max_steps": spec.steps_per_round, "heldout_pairs": 0})
-    policy, rounds, result, sample_files = base_model, [], None, {}
+    policy, rounds, result, sample_files, round_meta = base_model, [], None, {}, {}
+    n_onpolicy_run, n_offline_run, t_start = 0, 0, time.time()
     for r in range(1, spec.rounds + 1):
         batch = prompt_rng.sample(items, min(spec.prompts or len(items), len(items)))
         prompts, refs = [p for p, _ in batch], [c for _, c in batch]
@@ -244,11 +264,16 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
             used, dropped = select_bc(prompts, samples, rewards, spec.min_reward, spec.bc_per_prompt)
         else:
             used, _, dropped = build_pairs(prompts, refs, samples, spec.reward, spec.min_gap, rewards)
-        # offline rows make up exactly mixing_ratio of the round's data. A round whose policy
-        # found nothing to train on trains on offline rows alone (as many as mixing_ratio of
-        # its prompts would give), recorded as such, so a weak start still moves
-        n_off = offline_count(len(used) or len(prompts), spec.mixing_ratio)
+        # offline rows make up mixing_ratio of the run's rows to the nearest row: this round
+        # draws what brings the run's offline total to offline_count(on-policy rows so far). A
+        # round whose policy found nothing to train on trains on offline rows alone (as many as
+        # mixing_ratio of its prompts would give), recorded as such and outside the run's share,
+        # so a weak start still moves
+        n_off = offline_for_round(len(used), len(prompts), n_onpolicy_run, n_offline_run, spec.mixing_ratio)
         mixed = mix_rng.sample(offline, min(n_off, len(offline)))
+        if used:
+            n_onpolicy_run += len(used)
+            n_offline_run += len(mixed)
         what = "samples passed the filter" if bc else "pairs"
         if not used and mixed:
             log.warning("on-policy round %d: 0 %s; training on %d offline rows only", r, what, len(mixed))
@@ -275,6 +300,11 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         round_dir = out_dir.with_name(f"{out_dir.name}.round{r}")
         result = train_variant(per_round, policy, data, round_dir, cache, seed=seed + r, tokenizer=tokenizer,
                                progress=progress, reference_model=base_model, data_info=data_info)
+        m = result.metadata
+        round_meta[r] = m
+        info.update({"steps": m.get("steps"), "seconds": m.get("seconds"), "logps_summary": m.get("logps_summary"),
+                     "data_fingerprint": (m.get("data") or {}).get("fingerprint"),
+                     "train_tokens_per_second": m.get("train_tokens_per_second")})
         if is_main_process():
             atomic_write_json(round_dir / ("onpolicy_bc.json" if bc else "onpolicy_pairs.json"),
                               {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
@@ -289,6 +319,8 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
                  "onpolicy": spec.model_dump(), "rounds": rounds,
                  "hyperparameters": variant.model_dump(mode="json", by_alias=True),
                  "config_hash": onpolicy_config_hash(variant, base_model, rows)})
+    meta.update(run_record(list(round_meta.values()), rounds, data_info, n_onpolicy_run, n_offline_run,
+                           time.time() - t_start))
     if is_main_process():      # one process writes; the others wait below
         tmp = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -301,3 +333,39 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         swap_in(tmp, out_dir)
     wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics)
+
+
+def run_record(metas: list[dict], rounds: list[dict], data_info: dict | None, n_onpolicy: int, n_offline: int,
+               seconds: float) -> dict[str, Any]:
+    """The top-level fields of an on-policy evalkit.json, over every round that trained (the
+    last round's own record would describe that round only): steps and micro-batches summed,
+    the run's rows and offline share, log-probs per round (each round's own rows, start under
+    the policy that sampled them; no whole-run number, the rounds train on different rows),
+    seconds of the whole run (sampling included), warnings of every round. Throughput stays
+    per round (rounds[].train_tokens_per_second)."""
+    from .summary import summary_by_part
+    tokenization: dict[str, int] = {}
+    for m in metas:
+        for k, v in (m.get("tokenization") or {}).items():
+            tokenization[k] = tokenization.get(k, 0) + v
+    trained = [r for r in rounds if r.get("trained")]
+    return {
+        "steps": sum(m.get("steps") or 0 for m in metas),
+        "micro_batches": sum(m.get("micro_batches") or 0 for m in metas),
+        "data": {**(data_info or {}), "n_pairs": sum((m.get("data") or {}).get("n_pairs", 0) for m in metas),
+                 "n_onpolicy": n_onpolicy, "n_offline": n_offline,
+                 "offline_share": n_offline / (n_onpolicy + n_offline) if n_onpolicy + n_offline else 0.0,
+                 "n_offline_only_rounds": sum(1 for r in trained if not (r["n_pairs"] or r["n_bc"])),
+                 "n_heldout": 0, "n_skipped": sum((m.get("data") or {}).get("n_skipped", 0) for m in metas)
+                 + (data_info or {}).get("n_skipped_building", 0),
+                 "fingerprint": content_hash([(m.get("data") or {}).get("fingerprint") for m in metas], 16),
+                 "per_round": [{"round": r["round"], "fingerprint": r.get("data_fingerprint"),
+                                "n_pairs": r["n_pairs"] + r["n_bc"] + r["offline_mixed"]} for r in trained]},
+        "tokenization": tokenization,
+        "logps_summary": summary_by_part([r.get("logps_summary") for r in trained], "round",
+                                         [r["round"] for r in trained]),
+        "post_edit": {**(metas[-1].get("post_edit") or {}), "round": trained[-1]["round"]},
+        "warnings": [w for m in metas for w in (m.get("warnings") or [])],
+        "seconds": round(seconds, 2),
+        "train_tokens_per_second": None, "train_processed_tokens_per_second": None,
+    }

@@ -24,6 +24,7 @@ from ..rundir import atomic_write_json, atomic_write_text, is_main_process, read
 from .data import PreferenceData
 from .diagnostics import split_heldout
 from .reference import ReferenceCache, model_fingerprint
+from .summary import summary_by_part
 from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
 
@@ -113,7 +114,8 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                  "data": {**meta.get("data", {}), "fingerprint": data.fingerprint(), "n_pairs": len(data),
                           "n_heldout": len(held), "n_skipped": data.n_skipped,
                           "edit_distance": data.edit_distance_summary()},
-                 "logps_summary": _overall_summary(steps),
+                 "logps_summary": summary_by_part([st["logps_summary"] for st in steps], "step",
+                                                  fixed=_overall_heldout(steps)),
                  "heldout": _overall_heldout(steps),
                  "config_hash": variant_config_hash(variant, model_fingerprint(base_model), data.fingerprint())})
     if is_main_process():      # one process writes; the others wait below
@@ -132,13 +134,6 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
         swap_in(tmp, out_dir)
     wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics if result else [])
-
-
-def _overall_summary(steps: list[dict]) -> dict:
-    first, last = steps[0].get("logps_summary") or {}, steps[-1].get("logps_summary") or {}
-    return {"chosen_start": first.get("chosen_start"), "chosen_end": last.get("chosen_end"),
-            "rejected_start": first.get("rejected_start"), "rejected_end": last.get("rejected_end"),
-            "note": "start: step 1's pairs under the base; end: the last step's pairs under the final model"}
 
 
 def _overall_heldout(steps: list[dict]) -> dict | None:
