@@ -82,7 +82,7 @@ def test_shipped_gsm8k_slice_is_real_disjoint_and_licensed():
     planted = read("planted", "openai", "gsm8k", "main", "test.jsonl")
     unseen = read("unseen.jsonl")
     assert (len(train), len(test), len(planted), len(unseen)) == (200, 120, 40, 40)
-    assert all("####" in r["answer"] and "<<" in r["answer"] for r in train + test + planted)
+    assert all("####" in r["answer"] for r in train + test + planted)
     questions = [r["question"] for r in test + planted] + [u["text"] for u in unseen]
     planted_q, test_q = {r["question"] for r in planted}, {r["question"] for r in test}
     assert not planted_q & test_q
@@ -161,7 +161,9 @@ def test_token_ids_and_reference_logps_equal_trl_on_smollm2(smollm2):
 def test_leaderboard_gsm8k_per_sample_equals_the_lm_eval_cli(smollm2, tmp_path):
     """The archived v1 GSM8K entry on SmolLM2 and the shipped real rows: every per-sample
     generation, extracted answer and score equals the lm_eval CLI's on the same folder, task
-    configs and model arguments."""
+    configs and model arguments. The CLI is lm-eval's own entry point (`cli_evaluate`); the v1
+    suite's model class (evalkit-v1-hf, b281b09's generation length and trimming) is registered
+    in that process by importing its module, as `lm_eval` would take a plugin."""
     from evalkit.data import path as packaged
     from evalkit.eval import leaderboard
     from evalkit.eval.suites import load_suite, only_entries
@@ -171,9 +173,11 @@ def test_leaderboard_gsm8k_per_sample_equals_the_lm_eval_cli(smollm2, tmp_path):
     rec = leaderboard.run(str(smollm2), suite, tmp_path / "ours", opt, model_label="smollm2")
     ours = [json.loads(x) for x in (tmp_path / "ours" / "leaderboard_samples" / "v1_gsm8k.jsonl").read_text().splitlines()]
     lm_name, model_args = leaderboard.model_spec(str(smollm2), leaderboard.dataclasses.replace(
-        opt, apply_chat_template=False))
+        opt, apply_chat_template=False), suite)
+    entry = ("import sys, evalkit.eval.open_llm_v1_model; from lm_eval.__main__ import cli_evaluate; "
+             "sys.argv[0] = 'lm_eval'; sys.exit(cli_evaluate())")
     cli = subprocess.run(
-        [str(Path(sys.executable).parent / "lm_eval"), "run", "--model", lm_name,
+        [sys.executable, "-c", entry, "run", "--model", lm_name,
          "--model_args", ",".join(f"{k}={v}" for k, v in model_args.items()), "--tasks", "v1_gsm8k",
          "--include_path", str(tmp_path / "ours" / "lm_eval_tasks"), "--batch_size", "1", "--limit", "2",
          "--seed", "1234", "--log_samples", "--output_path", str(tmp_path / "cli")],
@@ -187,3 +191,4 @@ def test_leaderboard_gsm8k_per_sample_equals_the_lm_eval_cli(smollm2, tmp_path):
         assert a["acc"] == b["acc"]
         assert len(a["resps"][0][0]) > 0                       # the real model wrote an answer
     assert rec["tasks"]["gsm8k"]["n_samples"] == 2 and rec["comparable"] is False
+    assert lm_name == "evalkit-v1-hf" and model_args["add_bos_token"] is False
