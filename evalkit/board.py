@@ -20,7 +20,8 @@ from .errors import UserError
 from .rundir import atomic_write_text, naming
 
 FORMATS = ("html", "csv", "parquet", "json")
-FIXED = ["kind", "experiment", "model", "suite", "protocol", "average", "mtbench", "comparable", "report"]
+FIXED = ["kind", "experiment", "model", "suite", "protocol", "average", "mtbench", "mtbench_judge", "comparable",
+         "report"]
 
 
 def experiment_dirs(dirs: list[str | Path]) -> list[Path]:
@@ -45,7 +46,7 @@ def _is_experiment(d: Path) -> bool:
 def collect(dirs: list[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
     """(benchmark columns, rows); values x100, None where a model has no number."""
     from .report.data import load_experiment_dir
-    from .report.render import published_table
+    from .report.published import published_tables
     entries: list[str] = []
     rows: list[dict[str, Any]] = []
     published: dict[str, dict] = {}
@@ -61,6 +62,7 @@ def collect(dirs: list[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
                    "suite": rec.get("suite") if rec else None, "protocol": rec.get("protocol") if rec else None,
                    "average": _pct(rec.get("average")) if rec else None,
                    "mtbench": mt.get("overall") if mt.get("mode", "single") == "single" else None,
+                   "mtbench_judge": mt.get("judge") if mt.get("mode", "single") == "single" else None,
                    "comparable": bool(rec.get("comparable", True)) if rec else None,
                    "report": str(report) if report.exists() else None, "scores": {}}
             key = "normalised" if rec and rec.get("normalised") else "value"
@@ -69,16 +71,21 @@ def collect(dirs: list[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
                 row["scores"][e] = _pct(t.get(key))
             rows.append(row)
         name = ((exp.manifest.get("config") or {}).get("report") or {}).get("published")
-        if name and name not in published and (table := published_table(name)):
-            published[name] = table
-    for name, table in published.items():
-        cols = table["columns"]
-        for values in table["rows"]:
-            r = dict(zip(cols, values))
+        if name and name not in published:
+            published[name] = {t["kind"]: t for t in published_tables(name)}
+    for name, tables in published.items():
+        table, mt = tables.get("leaderboard"), tables.get("mtbench")
+        # a published MT-Bench score joins its model's row, with the judge the source names
+        mt_scores = {r[0]: dict(zip(mt["columns"], r)) for r in mt["rows"]} if mt else {}
+        for values in table["rows"] if table else []:
+            r = dict(zip(table["columns"], values))
+            overall = (mt_scores.get(r["model"]) or {}).get(next((lbl for lbl, k in (mt.get("entries") or {}).items()
+                                                                  if k == "overall"), "overall")) if mt else None
             rows.append({"kind": "published", "experiment": f"published: {name}", "model": r["model"],
                          "suite": table.get("suite"), "protocol": table.get("protocol"),
-                         "average": r.get("average"), "mtbench": None, "comparable": None, "report": None,
-                         "source": table.get("source"),
+                         "average": r.get("average"), "mtbench": overall,
+                         "mtbench_judge": (mt.get("judge") or "judge not stated") if overall is not None else None,
+                         "comparable": None, "report": None, "source": table.get("source"),
                          "scores": {e: r.get(label) for label, e in (table.get("entries") or {}).items()}})
             for e in (table.get("entries") or {}).values():
                 entries.append(e) if e not in entries else None
@@ -149,7 +156,9 @@ def render_html(entries: list[str], rows: list[dict[str, Any]], out: Path) -> st
         cells = [f"<td>{e(r['model'])}{note}</td>", f"<td>{exp_cell}</td>",
                  f"<td title=\"{e(r['protocol'] or '')}\">{e(r['suite'] or 'n/a')}</td>",
                  f"<td>{_num(r['average'])}</td>", *(f"<td>{_num(r['scores'].get(x))}</td>" for x in entries),
-                 f"<td>{_num(r['mtbench'])}</td>"]
+                 f"<td title=\"judge: {e(r.get('mtbench_judge') or 'n/a')}\">{_num(r['mtbench'])}"
+                 + (f' <span class="tag">({e(r["mtbench_judge"])})</span>' if pub and r.get("mtbench_judge") else "")
+                 + "</td>"]
         body.append(f'<tr class="{"published" if pub else "measured"}">{"".join(cells)}</tr>')
     n_exp = len({r["experiment"] for r in rows if r["kind"] == "measured"})
     return f"""<!doctype html>
@@ -167,9 +176,10 @@ tr.published{{background:#f6f8fa;font-style:italic}}.tag{{font-size:.8em;color:#
 </style></head><body>
 <h1>Leaderboard</h1>
 <p class="muted">{len(rows)} rows: every model of {n_exp} experiment(s), and the published reference rows their
-reports cite (shaded, not measured here). Values &times;100; "n/a" where a model has no number. Click a
-header to sort; an experiment's name links to its report. Rows of different suites or protocols
-(hover the suite) are not directly comparable.</p>
+reports cite (shaded, not measured here). Benchmark columns and the average: values &times;100. MT-Bench:
+the mean judge rating on its 1&ndash;10 scale, with the judge named (scores by different judges are not
+comparable). "n/a" where a model has no number. Click a header to sort; an experiment's name links to its
+report. Rows of different suites or protocols (hover the suite) are not directly comparable.</p>
 <table class="sortable board"><thead><tr>{head}</tr></thead>
 <tbody>
 {chr(10).join(body)}

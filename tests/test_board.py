@@ -38,6 +38,9 @@ def test_board_rows_across_experiments_and_published_marked(two_experiments, tmp
     published = [r for r in rows if r["kind"] == "published"]
     assert [r["model"] for r in published] == ["Smaug-72B", "Smaug-34B"]     # once, though both cite it
     assert published[0]["average"] == 80.48 and published[0]["scores"]["arc_challenge"] == 76.02
+    # the published MT-Bench score joins its model's row, with the judge as the source gives it
+    assert (published[0]["mtbench"], published[0]["mtbench_judge"]) == (7.76, "judge not stated")
+    assert (published[1]["mtbench"], published[1]["mtbench_judge"]) == (None, None)
     top = [r for r in rows if r["kind"] == "measured"][0]
     assert (top["experiment"], top["model"], top["average"]) == ("fx2", "dpo", 77.0)
     assert top["scores"]["arc_challenge"] == 90.0
@@ -65,6 +68,8 @@ def test_html_board_links_reports_and_escapes(two_experiments, tmp_path):
     assert hrefs and all((out.parent / h).resolve() == (two_experiments / "fx" / "report.html").resolve() for h in hrefs)
     assert '<a href' not in page.split(">fx2<")[0].rsplit("<td", 1)[-1], "fx2 has no report: no link"
     assert "published, not measured here" in page and 'class="sortable board"' in page
+    assert "7.76 <span class=\"tag\">(judge not stated)</span>" in page
+    assert "MT-Bench:\nthe mean judge rating on its 1&ndash;10 scale" in page   # not under "values x100"
     assert "Content-Security-Policy" in page and "'sha256-" in page
     assert XSS not in page and "<script>window" not in page
 

@@ -72,10 +72,16 @@ def leaderboard_section(exp: Experiment) -> dict | None:
                      "not_comparable": [] if rec.get("comparable", True) else
                      (rec.get("comparable_reasons") or ["not comparable"])})
     protocols = sorted({rec.get("protocol") or "not recorded" for rec in recs.values()})
+    # each distinct set of reasons is said once, under the table, with a mark on its rows
+    marks: dict[str, str] = {}
+    for r in rows:
+        if r["not_comparable"]:
+            marks.setdefault("; ".join(r["not_comparable"]), "*" * (len(marks) + 1))
     first = next(iter(recs.values()))["tasks"]
     deltas = {e: [(r["model"], c["delta"], c.get("ci")) for r in rows for c in [r["cells"][i]]
                   if c.get("delta") is not None] for i, e in enumerate(entries)}
     return {"entries": entries, "rows": rows, "suite": rows[0]["suite"], "protocols": protocols,
+            "not_comparable_marks": marks,
             "metrics": {e: metric_name(first[e]) for e in entries},
             "raw_metrics": {e: _metric_label(first[e]) for e in entries},
             "delta_chart": plots.delta_panels({e: d for e, d in deltas.items() if d}),
