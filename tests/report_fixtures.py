@@ -21,7 +21,10 @@ def leaderboard(model: str, arc: float, gsm: float, mmlu: tuple[float, float], l
     return {"schema_version": 1, "suite": "open_llm_v1_lmeval", "backend": "hf", "lm_eval_version": "0.4.13",
             "protocol": "Open LLM Leaderboard v1 tasks, shots and metrics on lm-eval's built-in tasks",
             "model": model, "dtype": "auto", "batch_size": "16", "apply_chat_template": False, "limit": limit,
-            "comparable": limit is None, "comparable_reasons": [f"limit: {limit} documents per task"] if limit else [],
+            # as a run on local data reads: a long absolute path in the reason
+            "comparable": False, "comparable_reasons": ([f"limit: {limit} documents per task"] if limit else []) + [
+                "local data (/home/someone/projects/evalkit-experiments/reports/demo/sample_data/leaderboard), "
+                "not the benchmark's published splits"],
             "normalised": False, "samples_dir": "leaderboard_samples",
             "tasks": {"arc_challenge": {"metric": "acc_norm", "value": arc, "stderr": 0.05, "n_shot": 25,
                                         "n_samples": 100, "version": 1.0, "aggregate": "single"},

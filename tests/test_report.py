@@ -253,3 +253,18 @@ def test_dispersion_and_post_edit_rows_in_the_training_section(report):
     assert rows["dpo"]["heldout"]["unseen"] == (-70.0, -66.5) and rows["dpo"]["n_heldout"] == 8
     assert "-0.412 &rarr; -0.875" in html and "-0.412 &rarr; -0.321" in html and "-70.00 &rarr; -66.50" in html
     assert "log pi(y_w), held-out pairs" in html and "responses (held-out)" in html   # the plot's panels
+
+
+def test_a_benchmark_every_model_scores_at_the_floor_is_flagged(tmp_path):
+    """Every model at 0.00 (or 100.00) on one benchmark: the page says the data cannot tell them
+    apart, instead of showing a column of equal numbers unexplained; other columns are not flagged."""
+    reports = build_fixture(tmp_path)
+    for f in reports.glob("*/leaderboard.json"):
+        rec = json.loads(f.read_text())
+        first = next(iter(rec["tasks"]))
+        rec["tasks"][first].update(value=0.0, stderr=0.0)
+        f.write_text(json.dumps(rec))
+    lb = build([reports])["experiments"][0]["leaderboard"]
+    assert len(lb["cannot_discriminate"]) == 1
+    assert lb["cannot_discriminate"][0].startswith(f"{first}: every model scores 0.00")
+    assert "cannot tell the models apart" in render([reports], tmp_path / "r.html").read_text()

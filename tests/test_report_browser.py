@@ -27,6 +27,24 @@ def test_report_in_headless_chromium(tmp_path):
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
         page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        # no table cell's content is wider than its column (it would spill or force a scroll)
+        overflowing = page.evaluate("""[...document.querySelectorAll('td, th')]
+            .filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.textContent.trim().slice(0, 60))""")
+        # a leaderboard cell holds value ± stderr and the delta: two lines at most, not 3-4 wrapped ones
+        tall_cells = page.evaluate("""[...document.querySelectorAll('table.leaderboard tbody td')].filter(c => {
+            const r = document.createRange(); r.selectNodeContents(c);
+            const bottoms = [...r.getClientRects()].map(x => x.bottom).sort((a, b) => a - b);
+            const lines = bottoms.filter((b, i) => i === 0 || b - bottoms[i - 1] > 6).length;   // one per line box
+            return lines > 2; }).map(c => c.textContent.replace(/\\s+/g, ' ').trim())""")
+        # no chart legend sits over a plotting area (an axes' background patch) of its figure
+        legends_over_axes = page.evaluate("""[...document.querySelectorAll('svg')].flatMap(svg => {
+            const legends = [...svg.querySelectorAll('g[id^="legend"]')].map(g => g.getBoundingClientRect());
+            const axes = [...svg.querySelectorAll('g[id^="axes"]')]
+                .map(a => a.querySelector('g[id^="patch"] path')).filter(Boolean).map(p => p.getBoundingClientRect());
+            const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+            return legends.flatMap(l => axes.filter(a => hit(l, a)).map(a => [l.left, l.top, a.left, a.top]));
+        })""")
+        n_legends = page.evaluate("document.querySelectorAll('svg g[id^=\"legend\"]').length")
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         xss = page.evaluate("typeof window.__xss")
@@ -53,6 +71,9 @@ def test_report_in_headless_chromium(tmp_path):
         xss_injected = page.evaluate("typeof window.__xss")
         browser.close()
     assert n_errors_before == 0, console
+    assert overflowing == [], overflowing
+    assert tall_cells == [], tall_cells
+    assert n_legends >= 3 and legends_over_axes == [], legends_over_axes
     assert before == ["base", "dpo", "dpop"] and ascending == ["base", "dpop", "dpo"], (before, ascending)
     assert descending == ["dpo", "dpop", "base"] and sort_state == "descending"
     assert xss_injected == "undefined"

@@ -54,8 +54,11 @@ def training_curves(training: dict[str, list[dict]], columns: int = 4) -> str | 
         ax.set_xlabel("step")
     for ax in flat[len(panels):]:
         ax.axis("off")
-    flat[0].legend(frameon=False)
     fig.tight_layout()
+    # one legend for every panel, below them: never over a curve
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(labels), columns) or 1)
     return to_svg(fig)
 
 
@@ -77,8 +80,12 @@ def contamination_bars(rows: list[dict]) -> str | None:
             ax.bar(x, val, width, color="#bbbbbb" if model == "control" else PALETTE[m_i % len(PALETTE)],
                    label=((model if model != "control" else "control (reference as target)") if b_i == 0 else None),
                    yerr=[[val - ci[0]], [ci[1] - val]], capsize=2)
-            # every bar carries its value, so a 0.00 (no bar to see) still reads as a result
+            # every bar carries its value, and a 0.00 gets a visible floor line, so a chart of
+            # zeros still shows one mark per result
             ax.text(x, max(val, ci[1]) + 0.02, f"{val:.2f}", ha="center", va="bottom", fontsize=6)
+            if val == 0:
+                ax.hlines(0.006, x - width / 2, x + width / 2, lw=2.5,
+                          color="#bbbbbb" if model == "control" else PALETTE[m_i % len(PALETTE)])
     ax.axhline(0.85, ls="--", lw=0.8, color="#c44e52", label="0.85: likely contaminated above")
     ax.set_xticks(range(len(benches)), benches)
     ax.set_ylim(0, 1.05)
@@ -97,7 +104,7 @@ def score_histograms(per_model: dict[str, list[float]], xlabel: str) -> str | No
     ax.axvline(0.1, ls="--", lw=0.8, color="#c44e52", label="s(x) < 0.1: flagged")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, never over data
     fig.tight_layout()
     return to_svg(fig)
 
@@ -115,7 +122,7 @@ def category_bars(per_model: dict[str, dict[str, float]]) -> str | None:
     ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
     ax.set_ylim(0, 10)
     ax.set_ylabel("mean score (1-10)")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))   # beside, never over data
     fig.tight_layout()
     return to_svg(fig)
 
@@ -130,7 +137,9 @@ def delta_panels(per_entry: dict[str, list[tuple[str, float, list | None]]]) -> 
                              squeeze=False)
     for ax, (entry, rows) in zip(axes[0], per_entry.items()):
         for i, (model, delta, ci) in enumerate(rows):
-            err = [[delta - ci[0]], [ci[1] - delta]] if ci else None
+            # an interval from per-document rows that does not hold the summary's delta (e.g. an
+            # entry averaged otherwise): drawn from the point, never a negative bar (matplotlib refuses)
+            err = [[max(0.0, delta - ci[0])], [max(0.0, ci[1] - delta)]] if ci else None
             ax.errorbar(delta, i, xerr=err, fmt="o", ms=4, capsize=2, color=PALETTE[i % len(PALETTE)])
         ax.axvline(0, lw=0.8, color="#777")
         ax.set_yticks(range(len(rows)), [r[0] for r in rows])

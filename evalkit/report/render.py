@@ -72,6 +72,15 @@ def leaderboard_section(exp: Experiment) -> dict | None:
                      "not_comparable": [] if rec.get("comparable", True) else
                      (rec.get("comparable_reasons") or ["not comparable"])})
     protocols = sorted({rec.get("protocol") or "not recorded" for rec in recs.values()})
+    # a benchmark on which every model scores the floor or the ceiling cannot tell them apart: say so
+    flat = []
+    for i, e in enumerate(entries):
+        vals = {c["value"] for r in rows for c in [r["cells"][i]] if c["value"] is not None}
+        n = next((t.get("n_samples") for t in (rec["tasks"].get(e) for rec in recs.values()) if t), None)
+        if len(rows) > 1 and len(vals) == 1 and next(iter(vals)) in (0.0, 100.0):
+            flat.append(f"{e}: every model scores {next(iter(vals)):.2f}" + (f" on these {n} documents" if n else "")
+                        + " (" + ("all wrong" if next(iter(vals)) == 0.0 else "all right")
+                        + "): this data cannot tell the models apart; use more or harder documents")
     # each distinct set of reasons is said once, under the table, with a mark on its rows
     marks: dict[str, str] = {}
     for r in rows:
@@ -81,7 +90,7 @@ def leaderboard_section(exp: Experiment) -> dict | None:
     deltas = {e: [(r["model"], c["delta"], c.get("ci")) for r in rows for c in [r["cells"][i]]
                   if c.get("delta") is not None] for i, e in enumerate(entries)}
     return {"entries": entries, "rows": rows, "suite": rows[0]["suite"], "protocols": protocols,
-            "not_comparable_marks": marks,
+            "not_comparable_marks": marks, "cannot_discriminate": flat,
             "metrics": {e: metric_name(first[e]) for e in entries},
             "raw_metrics": {e: _metric_label(first[e]) for e in entries},
             "delta_chart": plots.delta_panels({e: d for e, d in deltas.items() if d}),
