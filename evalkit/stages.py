@@ -30,13 +30,38 @@ def rundir_for(exp: Experiment, reports: str | Path | None = None) -> RunDir:
 def base_model(exp: Experiment, rd: RunDir) -> str:
     """The base model's hub id or local dir; builds the tiny model when the config asks."""
     if isinstance(exp.base_model, TinyBase):
-        from .models import build_tiny_model
         t0 = time.time()
-        path = build_tiny_model(rd.base_checkpoint(), exp.base_model.tiny.model_dump())
+        path = tiny_base(exp.base_model.tiny.model_dump(), rd.base_checkpoint())
         log.info("tiny base model ready at %s (%.1fs)", path, time.time() - t0)
         return str(path)
     from .models import resolve_model
     return resolve_model(exp.base_model)     # a known real model: its materialised folder
+
+
+def tiny_base(spec: dict, out: Path) -> Path:
+    """The tiny model of `spec` at `out`. It is pretrained once per machine: built in the shared
+    cache (EVALKIT_CACHE, keyed by the spec and the builder's code, as build_tiny_model checks)
+    and copied into the run's checkpoints, so another clone or run directory skips pretraining."""
+    import shutil
+    import tempfile
+
+    from .known_models import cache_root
+    from .models import build_tiny_model, spec_hash, tiny_builder_hash
+    from .rundir import swap_in
+    marker = out / "tiny_spec.json"
+    shared = cache_root() / "tiny" / f"tiny-{spec_hash(spec)}-{tiny_builder_hash()}"
+    build_tiny_model(shared, spec)
+    if marker.is_file() and marker.read_bytes() == (shared / "tiny_spec.json").read_bytes():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copytree(shared, tmp, dirs_exist_ok=True)
+        swap_in(tmp, out, main_only=False)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
 
 
 def dataset_rows(exp: Experiment, name: str, rd: RunDir):

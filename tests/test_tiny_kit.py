@@ -88,3 +88,21 @@ def test_cached_tiny_model_follows_its_builder_code(tmp_path):
     build_tiny_model(tmp_path / "m", spec, progress=False)
     assert json.loads((out / "tiny_spec.json").read_text())["builder"] == tiny_builder_hash()
     assert next(out.glob("*.safetensors")).stat().st_mtime_ns != weights, "other builder code: rebuilt"
+
+
+def test_a_second_run_directory_reuses_the_pretrained_tiny_base(tmp_path, monkeypatch):
+    """The demo's base is pretrained once per machine (the shared cache, keyed by spec and builder
+    code) and copied into each run's checkpoints: another clone or --out does not pretrain again."""
+    import torch
+
+    from evalkit.config import TinySpec
+    from evalkit.stages import tiny_base
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
+    spec = TinySpec(seed=3, n_documents=60, pretrain_steps=2, hidden_size=16, intermediate_size=32,
+                    vocab_size=300).model_dump()
+    first = tiny_base(spec, tmp_path / "a" / "base")
+    # pretraining builds an AdamW (patching the builder itself would change its code hash)
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *a, **k: (_ for _ in ()).throw(AssertionError("pretrained again")))
+    second = tiny_base(spec, tmp_path / "b" / "base")
+    assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
+    assert (second / "tiny_spec.json").read_bytes() == (first / "tiny_spec.json").read_bytes()
