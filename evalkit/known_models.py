@@ -115,7 +115,8 @@ def materialise(name: str) -> Path:
     out = cached_dir(name)
     m, src = KNOWN[name], gguf_path(name)
     t0 = time.time()
-    log.info("materialising %s from %s (dequantising %s; once per GGUF)", name, src, m.quantisation)
+    from .logs import CONSOLE
+    log.info("materialising %s from %s (dequantising %s; once per GGUF)", name, src, m.quantisation, extra=CONSOLE)
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,9 +1,10 @@
 """Where log lines go: evalkit's own on the console, every library's in run.log.
 
-A run prints one line per stage and one progress bar; lm-eval's "Task: ..." lines, datasets'
-"Generating ... split" bars, transformers' and lm-eval's warnings and Python warnings are
-written to the experiment's run.log (the runner attaches a file handler to the root logger)
-and not to the console. `--verbose` shows them on the console as well.
+A run prints one line per stage that has work to do, evalkit's warnings, and (on a terminal)
+progress bars; evalkit's other lines (up-to-date stages, per-stage results), lm-eval's "Task: ..."
+lines, datasets' "Generating ... split" bars, transformers' and lm-eval's warnings and Python
+warnings are written to the experiment's run.log (the runner attaches a file handler to the root
+logger) and not to the console. `--verbose` shows them on the console as well.
 
 The libraries install their own stderr handlers (datasets at import, lm-eval in
 setup_logging, transformers on first use) and some switch propagation off; `route()` takes
@@ -30,7 +31,15 @@ class _Console(logging.Formatter):
 
 
 def _ours(record: logging.LogRecord) -> bool:
-    return _verbose or record.name.startswith("evalkit")
+    """The console, unless --verbose: evalkit's warnings and errors, and the lines marked for it
+    (`extra=CONSOLE`: a stage starting). Every other line is in run.log only."""
+    if _verbose:
+        return True
+    return record.name.startswith("evalkit") and (record.levelno >= logging.WARNING
+                                                  or getattr(record, "console", False))
+
+
+CONSOLE = {"console": True}    # log.info(..., extra=CONSOLE): this line goes to the console too
 
 
 def setup(verbose: bool = False, debug: bool = False) -> None:

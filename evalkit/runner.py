@@ -294,7 +294,8 @@ class Runner:
                 if what == "skip":
                     log.info("[%d/%d] %s: up to date", i, len(plan), stage.name)
                     continue
-                log.info("[%d/%d] %s: running (%s; %s)", i, len(plan), stage.name, why, stage.estimate)
+                log.info("[%d/%d] %s: running (%s; %s)", i, len(plan), stage.name, why, stage.estimate,
+                         extra=logs.CONSOLE)
                 logs.route()        # a library imported by an earlier stage: its records go to run.log
                 if main:
                     fp = {"model_fingerprint": self._model_fingerprint(stage.model)} if stage.model else {}

@@ -95,9 +95,7 @@ def build_pairs(exp: Experiment, name: str) -> tuple[list[dict], int, str]:
         else:
             rows, skipped = builders.math_row_pairs([r.data for r in source], src.seed)
             what = "solutions with no marked intermediate result"
-        if src.n is not None and len(rows) > src.n:
-            log.info("dataset %s: the first %d of %d rows (n: %d)", name, src.n, len(rows), src.n)
-            rows = rows[:src.n]
+        rows = rows[:src.n] if src.n is not None else rows
         return rows, skipped, what
     if src.generate == "metamath_carried":
         return builders.metamath_carried_pairs(src.n or 200, src.seed), 0, ""

@@ -341,11 +341,24 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
 def _quiet_context_bars():
     """lm-eval draws an unlabelled bar per task while it builds contexts (62 a model on
     open_llm_v1), and bars for checking its request cache and tokenizing (two per request
-    type): the console keeps the bars of the requests being run, so those stay off."""
+    type): the console keeps the bars of the requests being run, so those stay off; and those too
+    when stderr is not a terminal (evalkit.progress: no redraw lines in a log)."""
+    import importlib
+    import sys
+
     import lm_eval.api.model as model_module
     import lm_eval.api.task as task_module
     from tqdm import tqdm
-    real = {m: m.tqdm for m in (task_module, model_module)}
+
+    from ..progress import disabled_by_env
+    modules = [task_module, model_module]
+    if not sys.stderr.isatty() or disabled_by_env():
+        for name in ("lm_eval.models.huggingface", "lm_eval.models.api_models", "lm_eval.models.vllm_causallms"):
+            try:
+                modules.append(importlib.import_module(name))
+            except ImportError:        # vllm's module needs vllm
+                pass
+    real = {m: m.tqdm for m in modules if hasattr(m, "tqdm")}
 
     def off(*args, **kwargs):          # lm-eval passes its own disable=: ours wins
         return tqdm(*args, **{**kwargs, "disable": True})
