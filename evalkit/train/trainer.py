@@ -368,9 +368,10 @@ def check_world_size(num_processes: int | None = None) -> None:
     world = os.environ.get("WORLD_SIZE")
     if world is None:
         return
-    if num_processes is None:
+    if num_processes is None:       # the process state Accelerator() would set up (a shared singleton)
         from accelerate import PartialState
-        num_processes = PartialState().num_processes
+        from accelerate.utils import parse_flag_from_env
+        num_processes = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
     if not world.strip().isdigit() or int(world) != num_processes:
         from ..errors import UserError
         raise UserError(f"WORLD_SIZE={world} but accelerate connects {num_processes} process(es): the processes "
