@@ -12,6 +12,7 @@ import pytest
 from evalkit.cli import main
 from evalkit.devserver import Script, ServerThread
 from evalkit.eval.serve import free_port
+from report_fixtures import build as build_report_fixture
 
 NOT_UTF8 = b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n'
 
@@ -84,6 +85,8 @@ def setup_files(root: Path) -> dict[str, list[str]]:
     pq = experiment(root / "pq", "../corrupt.parquet")
     pq.write_text(pq.read_text().replace("name: bad", "name: pq"))   # its own run folder
 
+    fx = build_report_fixture(root / "fxroot")    # a good result folder
+
     def with_eval(name: str, section: str) -> str:
         (root / name).mkdir()
         (root / name / "pairs.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
@@ -136,6 +139,7 @@ def setup_files(root: Path) -> dict[str, list[str]]:
         "contamination: second benchmark too short for a prefix": ["contamination", "x", "--reference", "y", "--benchmark", str(root / "bench5.jsonl"), "--benchmark", str(root / "short.jsonl"), "--n-examples", "2", "--out", str(root / "ct_out")],
         "pairs: --out in a read-only folder": ["pairs", "metamath", "--n", "2", "--out", "/sys/evalkit-p.jsonl"],
         "train: WORLD_SIZE=2 but accelerate connects one process": ["train", e],
+        "report: --out is a directory": ["report", str(fx), "--out", str(root / "outdir")],
     }
 
 
@@ -209,6 +213,7 @@ EXPECT = {  # a word of the one line each case must print
     "contamination: second benchmark too short for a prefix": "short.jsonl: example 0: text too short",
     "pairs: --out in a read-only folder": "error: /sys/evalkit-p.jsonl: ",
     "train: WORLD_SIZE=2 but accelerate connects one process": "WORLD_SIZE=2",
+    "report: --out is a directory": "outdir: Is a directory",
 }
 
 

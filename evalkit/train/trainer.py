@@ -34,7 +34,7 @@ from ..progress import bar as progress_bar
 
 from ..config import Variant
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, swap_in
+from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, naming, swap_in
 from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, split_heldout
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
@@ -337,12 +337,13 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
     state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
     if accelerator.is_main_process:
-        if variant.lora is not None:
-            unwrapped.merge_and_unload().save_pretrained(partial)
-        else:
-            unwrapped.save_pretrained(partial, state_dict=state_dict)
-        tok.save_pretrained(partial)
-        atomic_write_json(partial / "evalkit.json", meta)
+        with naming(partial):           # a full disk names the checkpoint being written
+            if variant.lora is not None:
+                unwrapped.merge_and_unload().save_pretrained(partial)
+            else:
+                unwrapped.save_pretrained(partial, state_dict=state_dict)
+            tok.save_pretrained(partial)
+            atomic_write_json(partial / "evalkit.json", meta)
         swap_in(partial, out_dir)
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, meta, history)
