@@ -354,7 +354,7 @@ class RunDir:
     def __init__(self, experiment: str, root: str | os.PathLike = ".",
                  reports: str | os.PathLike | None = None,
                  checkpoints: str | os.PathLike | None = None):
-        self.experiment = experiment
+        self.experiment = check_name(experiment, "experiment name")
         root = Path(root)
         self.reports = Path(reports) if reports else root / "reports" / experiment
         self.checkpoints = Path(checkpoints) if checkpoints else root / "checkpoints" / experiment

@@ -191,3 +191,18 @@ def test_non_finite_training_stops_and_keeps_the_previous_checkpoint(tmp_path, t
     after = {f.name: f.read_bytes() for f in rd.checkpoint("dpo").iterdir() if f.is_file()}
     assert after == before, "the previous checkpoint is kept byte for byte"
     assert sorted(x.name for x in rd.checkpoints.iterdir() if not x.name.startswith("_")) == ["dpo"]
+
+
+def test_one_rule_for_names_that_become_paths():
+    from evalkit.rundir import name_problem, path_component
+    for bad in ["../escape", "/etc/x", "a/b", "a\\b", "..", ".hidden", "-x", "", "x" * 129, "a\0b"]:
+        assert name_problem(bad), bad
+    for good in ["dpo", "math_pairs", "v1.2-b", "A" * 128]:
+        assert name_problem(good) is None, good
+    for outside in ["org/model", "../../x", "..", "/abs/model", "gpt-4o", "a b", ""]:   # hub ids, judge names
+        assert name_problem(path_component(outside)) is None, outside
+    assert path_component("org/model") == "org_model" and path_component("gpt-4o") == "gpt-4o"
+    rd = RunDir("r")
+    for where in (rd.generated_data, rd.checkpoint, rd.model_dir):
+        with pytest.raises(UserError, match="cannot name a file or folder"):
+            where("../../escape")

@@ -5,8 +5,9 @@ accelerate supplies the engine (device placement, bf16 autocast, and DDP / FSDP 
   1. tokenize the pairs; 2. reference log-probs from the shared cache, computed under the
   policy's precision (no reference model in memory while training); 3. one forward over
   chosen+rejected rows per micro-batch; 4. the loss from LOSSES; 5. metrics per logging
-  step; 6. a checkpoint that loads with AutoModelForCausalLM and lm-eval unchanged, written
-  into a temp folder and renamed.
+  step (a non-finite gradient norm stops the run in one line); 6. a checkpoint that loads with
+  AutoModelForCausalLM and lm-eval unchanged, written into a temp folder by the main process
+  and swapped in (rundir.swap_in).
 
 Batches, accumulation and the schedule are explicit here rather than left to accelerate,
 so that N processes train exactly what one process does with an N-times larger batch:
@@ -297,7 +298,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                    "rejected_start": ref["rejected_logps"][:n_eval].mean().item(),
                    "rejected_end": end["rejected_logps"].mean().item(), "reduction": "sum"}
 
-    # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
+    # 6. save: weights + tokenizer + evalkit.json into .partial, then swap it in
     accelerator.wait_for_everyone()
     if n_proc > 1:   # throughput of all processes together
         tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
