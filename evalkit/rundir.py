@@ -165,14 +165,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def naming(path: str | os.PathLike):
-    """An OSError raised while writing `path` names `path`, the file the user asked for, not
+    """An OSError raised while writing `path` names `path` (the file or folder asked for), not
     a hidden temp file beside it or nothing at all (a full disk fails write() and fsync(),
-    which carry no file name)."""
+    which carry no file name). An error naming a folder above `path` or a file inside it
+    is left as it is."""
     try:
         yield
     except OSError as e:
-        if e.filename is not None and Path(e.filename) in (Path(path), *Path(path).parents):
-            raise
+        named = Path(e.filename) if isinstance(e.filename, (str, os.PathLike)) else None
+        if named is not None and (named in (Path(path), *Path(path).parents) or Path(path) in named.parents):
+            raise                      # the path itself, a folder above it, or a file inside it
         raise type(e)(e.errno, e.strerror or str(e), str(path)) from e
 
 
@@ -352,7 +354,7 @@ class RunDir:
     def __init__(self, experiment: str, root: str | os.PathLike = ".",
                  reports: str | os.PathLike | None = None,
                  checkpoints: str | os.PathLike | None = None):
-        self.experiment = experiment
+        self.experiment = check_name(experiment, "experiment name")
         root = Path(root)
         self.reports = Path(reports) if reports else root / "reports" / experiment
         self.checkpoints = Path(checkpoints) if checkpoints else root / "checkpoints" / experiment

@@ -194,8 +194,12 @@ def test_bad_input(tmp_path, tiny):
     with pytest.raises(UserError, match=r"benchmark gsm8k: row 0 lacks the fields it needs"):
         load_examples("gsm8k", tmp_path)
     from evalkit.eval import contamination_run
-    with pytest.raises(UserError, match="no such model directory"):
-        contamination_run.run(str(tmp_path / "missing"), str(tmp_path / "missing"), ["gsm8k"], tmp_path)
+    (tmp_path / "openai/gsm8k/main/test.jsonl").write_text(
+        "".join(json.dumps({"question": f"How many is {i} and {i}?", "answer": f"It is {2 * i}. #### {2 * i}"})
+                + "\n" for i in range(2)))
+    with pytest.raises(UserError, match="no such model directory"):   # the inputs are fine: the model is not
+        contamination_run.run(str(tmp_path / "missing"), str(tmp_path / "missing"), ["gsm8k"], tmp_path,
+                              C.Params(n_examples=2), data_dir=str(tmp_path))
 
 
 # ---------------------------------------------------------------- method shi2023: the original, exactly

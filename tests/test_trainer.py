@@ -4,6 +4,7 @@ import textwrap
 
 import pytest
 import torch
+import yaml
 
 from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
@@ -15,6 +16,10 @@ METRIC_FIELDS = {"step", "loss", "logps_chosen", "logps_rejected", "rewards_chos
 
 
 def experiment(tmp_path, base, steps, extra="", seed=0, pairs="metamath_synthetic"):
+    # `extra` (", key: value, ...") replaces the defaults below: a key given twice is an error
+    dpo = {"name": "dpo", "data": "math", "loss": "dpo", "beta": 0.3, "learning_rate": 3.0e-4, "max_steps": steps,
+           "batch_size": 8, "max_length": 160, "max_prompt_length": 96, "logging_steps": 10}
+    dpo.update(yaml.safe_load("{" + extra.lstrip(", ") + "}") or {})
     text = textwrap.dedent(f"""\
         name: t
         base_model: {base}
@@ -22,8 +27,7 @@ def experiment(tmp_path, base, steps, extra="", seed=0, pairs="metamath_syntheti
         datasets:
           math: {{generate: {pairs}, n: 64, seed: 1}}
         variants:
-          - &dpo {{name: dpo, data: math, loss: dpo, beta: 0.3, learning_rate: 3.0e-4, max_steps: {steps},
-                  batch_size: 8, max_length: 160, max_prompt_length: 96, logging_steps: 10{extra}}}
+          - &dpo {yaml.safe_dump(dpo, default_flow_style=True, width=10_000).strip()}
           - {{<<: *dpo, name: dpop, loss: dpop, lambda: 50}}
         """)
     p = tmp_path / "exp.yaml"

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
 from ..rundir import path_component, read_jsonl_file, read_text
-from .contamination import Example
+
+@dataclass
+class Example:
+    """One benchmark example as the checks read it: an id and the text."""
+    id: str
+    text: str
+
 
 # name: (hub path, hub config, split, builder)
 def _arc(row, i):

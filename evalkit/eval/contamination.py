@@ -28,6 +28,7 @@ import torch
 
 from ..errors import UserError
 from ..progress import bar as progress_bar
+from .benchmark_texts import Example  # noqa: F401  (one benchmark example: id and text; used here and re-exported)
 
 log = logging.getLogger("evalkit")
 
@@ -51,11 +52,6 @@ class Params:
     margin: float = 0.05           # nats: a smaller membership effect reads "not seen"
     alpha: float = 0.01            # the permutation p-value a "seen" needs
 
-
-@dataclass
-class Example:
-    id: str
-    text: str
 
 
 # ---------------------------------------------------------------- scoring texts

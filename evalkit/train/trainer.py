@@ -5,8 +5,9 @@ accelerate supplies the engine (device placement, bf16 autocast, and DDP / FSDP 
   1. tokenize the pairs; 2. reference log-probs from the shared cache, computed under the
   policy's precision (no reference model in memory while training); 3. one forward over
   chosen+rejected rows per micro-batch; 4. the loss from LOSSES; 5. metrics per logging
-  step; 6. a checkpoint that loads with AutoModelForCausalLM and lm-eval unchanged, written
-  into a temp folder and renamed.
+  step (a non-finite gradient norm stops the run in one line); 6. a checkpoint that loads with
+  AutoModelForCausalLM and lm-eval unchanged, written into a temp folder by the main process
+  and swapped in (rundir.swap_in).
 
 Batches, accumulation and the schedule are explicit here rather than left to accelerate,
 so that N processes train exactly what one process does with an N-times larger batch:
@@ -34,7 +35,7 @@ from ..progress import bar as progress_bar
 
 from ..config import Variant
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, swap_in
+from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, naming, swap_in
 from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, split_heldout
 from .logps import autocast, batch_logps, install_completion_head, reduce_logps
@@ -297,7 +298,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                    "rejected_start": ref["rejected_logps"][:n_eval].mean().item(),
                    "rejected_end": end["rejected_logps"].mean().item(), "reduction": "sum"}
 
-    # 6. save: weights + tokenizer + evalkit.json into .partial, then rename into place
+    # 6. save: weights + tokenizer + evalkit.json into .partial, then swap it in
     accelerator.wait_for_everyone()
     if n_proc > 1:   # throughput of all processes together
         tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
@@ -337,12 +338,13 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
     state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
     if accelerator.is_main_process:
-        if variant.lora is not None:
-            unwrapped.merge_and_unload().save_pretrained(partial)
-        else:
-            unwrapped.save_pretrained(partial, state_dict=state_dict)
-        tok.save_pretrained(partial)
-        atomic_write_json(partial / "evalkit.json", meta)
+        with naming(partial):           # a full disk names the checkpoint being written
+            if variant.lora is not None:
+                unwrapped.merge_and_unload().save_pretrained(partial)
+            else:
+                unwrapped.save_pretrained(partial, state_dict=state_dict)
+            tok.save_pretrained(partial)
+            atomic_write_json(partial / "evalkit.json", meta)
         swap_in(partial, out_dir)
     accelerator.wait_for_everyone()
     return TrainResult(out_dir, meta, history)
@@ -368,9 +370,10 @@ def check_world_size(num_processes: int | None = None) -> None:
     world = os.environ.get("WORLD_SIZE")
     if world is None:
         return
-    if num_processes is None:
+    if num_processes is None:       # the process state Accelerator() would set up (a shared singleton)
         from accelerate import PartialState
-        num_processes = PartialState().num_processes
+        from accelerate.utils import parse_flag_from_env
+        num_processes = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).num_processes
     if not world.strip().isdigit() or int(world) != num_processes:
         from ..errors import UserError
         raise UserError(f"WORLD_SIZE={world} but accelerate connects {num_processes} process(es): the processes "
