@@ -112,11 +112,16 @@ class Runner:
         lb = exp.eval.leaderboard
         if lb is not None and lb.enabled:
             lb_inputs = _inputs_content(dump(lb), rd, "leaderboard", exp)
+            # a packaged suite is named, not given as a file: its bytes (the protocol's shots,
+            # model arguments, lm-eval model) are part of what a leaderboard stage depends on
+            from .eval.suites import SUITES_DIR
+            packaged_suite = file_hash(SUITES_DIR / f"{lb.suite}.yaml") \
+                if (SUITES_DIR / f"{lb.suite}.yaml").is_file() else None
             for m in exp.scored("leaderboard"):
                 d = rd.model_dir(m)
                 # one model's chat settings are part of its own stage only
                 lb_slice = {**{k: v for k, v in dump(lb).items() if k not in ("per_model", "models")},
-                            "chat": stages.chat_settings(lb, m), "inputs": lb_inputs}
+                            "chat": stages.chat_settings(lb, m), "inputs": lb_inputs, "suite": packaged_suite}
                 plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),

@@ -40,7 +40,7 @@ class LeaderboardRecord(TypedDict, total=False):
     protocol: str            # what produced the numbers, e.g. the archived Open LLM Leaderboard v1 task code
     harness: dict[str, str]  # lm_eval_version that ran the requests, task_code whose tasks built them
     backend: str             # hf | vllm | api
-    lm_eval_model: str       # lm-eval's model type (hf, vllm, local-completions, local-chat-completions)
+    lm_eval_model: str       # lm-eval's model type (hf, vllm, local-completions, local-chat-completions; evalkit-v1-hf: open_llm_v1 on hf)
     lm_eval_model_args: dict[str, Any]  # the model_args lm-eval was given (the suite's, e.g. add_bos_token, and the run's)
     lm_eval_version: str     # the lm-eval release that produced the numbers
     model: str               # the label (base, a variant's name, or the given model)

@@ -180,3 +180,24 @@ def test_stepwise_chunks_with_datasets_is_one_line(tmp_path, capsys):
     text = text.replace("    beta: 0.3", "    beta: 0.3\n    stepwise: {datasets: [pairs, more], chunks: 3}")
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, text)))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "chunks" in err, err
+
+
+def test_a_packaged_suite_edit_reruns_its_leaderboard_stages(tmp_path, monkeypatch):
+    """A packaged suite is named, not given as a file; its bytes (say open_llm_v1's
+    add_bos_token) still decide whether a finished leaderboard stage is up to date."""
+    import shutil
+
+    from evalkit.eval import suites
+    from evalkit.runner import Runner
+    from evalkit.rundir import RunDir
+    exp = load_experiment(write(tmp_path, GOOD + "eval:\n  leaderboard: {suite: open_llm_v1}\n"))
+    rd = RunDir("exp1", root=tmp_path)
+    before = Runner(exp, rd).hashes
+    copy = tmp_path / "suites"
+    shutil.copytree(suites.SUITES_DIR, copy)
+    text = (copy / "open_llm_v1.yaml").read_text()
+    (copy / "open_llm_v1.yaml").write_text(text.replace("model_args: {add_bos_token: false}", "model_args: {}"))
+    monkeypatch.setattr(suites, "SUITES_DIR", copy)
+    after = Runner(exp, rd).hashes
+    assert all(before[k] != after[k] for k in before if k.startswith("leaderboard:"))
+    assert all(before[k] == after[k] for k in before if k.startswith("train:"))

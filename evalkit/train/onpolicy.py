@@ -8,9 +8,9 @@ choice, or an LLM judge), then train a few steps on what the objective keeps:
   filtered_bc  maximum likelihood (loss: sft) on the best sample(s) of each prompt whose
                reward reaches min_reward: filtered behaviour cloning, best-of-K.
 Offline rows are mixed in so that they make up mixing_ratio of the RUN's data, to the nearest
-row: after each round the offline total is round(r * N / (1 - r)) for the N on-policy rows so
-far, and the round draws the difference (so one round's share moves around r, the run's total
-is the nearest whole row; exact when r * N / (1 - r) is whole). The round's checkpoint becomes
+row: after each round the offline total is r * N / (1 - r), rounded half up, for the N
+on-policy rows so far, and the round draws the difference (so one round's share moves around
+r; the run's total is the nearest whole row, exact when r * N / (1 - r) is whole). The round's checkpoint becomes
 the next round's policy; every round's rewards, counts, steps, seconds and log-probs go into
 evalkit.json (`rounds`), and the top-level record covers the whole run.
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
