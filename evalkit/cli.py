@@ -412,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("evalkit: interrupted; finished work is kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # `evalkit ... | head`: the reader left; no traceback, no error line
+        try:
+            sys.stdout = open(os.devnull, "w")   # Python flushes stdout again at exit
+        except OSError:
+            pass
+        return 141
     except OSError as e:  # a path the user gave that cannot be read or written
         if args.debug or not e.filename:
             if args.debug:

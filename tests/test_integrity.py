@@ -206,3 +206,14 @@ def test_one_rule_for_names_that_become_paths():
     for where in (rd.generated_data, rd.checkpoint, rd.model_dir):
         with pytest.raises(UserError, match="cannot name a file or folder"):
             where("../../escape")
+
+
+def test_a_reader_that_leaves_the_pipe_is_not_an_error(tmp_path):
+    """`evalkit run FILE --dry-run | head`: the reader closes the pipe early; no internal error line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    demo = Path(__file__).resolve().parent.parent / "evalkit" / "data" / "experiments" / "demo.yaml"
+    res = subprocess.run(f"{sys.executable} -m evalkit.cli run {demo} --dry-run | true", shell=True, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert "error" not in res.stderr and "Traceback" not in res.stderr, res.stderr
