@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,33 +258,26 @@ class Runner:
     # ------------------------------------------------------------ running
     def _release(self, remaining: list[Stage]) -> None:
         """Free what no stage still to run needs: loaded contamination models (a 7B model is
-        28 GB in fp32) and a judge server this run started."""
+        28 GB in fp32), a judge server this run started, and (a garbage collection after every
+        stage) models a finished stage left in reference cycles, such as lm-eval's."""
         import gc
         kinds = {s.kind for s in remaining}
-        freed = False
-        if "contamination" not in kinds and self.loaded:
+        if "contamination" not in kinds:
             self.loaded.clear()
-            freed = True
         elif self.loaded:
             # a target is needed by its own stage only; the reference and control by every one
-            keep = {self.model_path(s.model) for s in remaining if s.kind == "contamination"}
-            sec = self.exp.eval.contamination
             from .models import resolve_model
+            sec = self.exp.eval.contamination
+            keep = {self.model_path(s.model) for s in remaining if s.kind == "contamination"}
             keep |= {self.base(), *(resolve_model(m) for m in (sec.reference, sec.control) if m)}
             for key in [k for k in self.loaded if isinstance(k, str) and k not in keep]:
                 del self.loaded[key]
-                freed = True
         if "mtbench" not in kinds and self.judge_url is not None:
             self.judge_stack.close()          # stops a served judge
             self.judge_url = None
-        if freed:
-            gc.collect()
-            try:
-                import torch
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except ImportError:
-                pass
+        gc.collect()
+        if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+            sys.modules["torch"].cuda.empty_cache()
 
     def run(self, force: list[str] | None = None) -> dict[str, str]:
         force = force or []
