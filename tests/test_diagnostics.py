@@ -160,10 +160,10 @@ def test_post_edit_counts_only_the_tokens_after_the_first_differing_one(tiny_mod
 @pytest.mark.parametrize("pack", [False, True])
 @pytest.mark.parametrize("chunked", [False, True])
 def test_post_edit_from_the_summary_forwards_equals_its_own_padded_pass(tiny_model_dir, pack, chunked):
-    """The trainer reads the post-edit values off the logps_summary forwards (_final_logps);
-    they equal the separate pass it used to run (each selected side as (ids, prompt + skipped
-    tokens), two to a padded pseudo-pair), and the summary numbers equal a pass over the first
-    pairs alone."""
+    """The trainer reads the post-edit values off the logps_summary forwards (_final_logps) and,
+    at the start, off the reference pass; they equal the separate pass it used to run (each
+    selected side as (ids, prompt + skipped tokens), two to a padded pseudo-pair), and the
+    summary numbers equal a pass over the first pairs alone."""
     from transformers import AutoModelForCausalLM
 
     from evalkit.models import load_tokenizer
@@ -171,6 +171,7 @@ def test_post_edit_from_the_summary_forwards_equals_its_own_padded_pass(tiny_mod
     from evalkit.train.data import Row, make_batch
     from evalkit.train.diagnostics import pair_logps, sequence_logps
     from evalkit.train.logps import install_completion_head, reduce_logps
+    from evalkit.train.reference import compute_reference_logps
     from evalkit.train.trainer import _final_logps
     torch.set_num_threads(1)
     tok = load_tokenizer(str(tiny_model_dir))
@@ -193,6 +194,9 @@ def test_post_edit_from_the_summary_forwards_equals_its_own_padded_pass(tiny_mod
     assert abs(got["post_edit"]["chosen"] - per_token[:n].mean().item()) <= 1e-5
     assert abs(got["post_edit"]["rejected"] - per_token[n:].mean().item()) <= 1e-5
     assert diag.measure(model, tok.pad_token_id, cpu, 3, pack) == pytest.approx(got["post_edit"], abs=1e-5)
+    # the start value when the policy is the reference: off the reference pass (batched by length)
+    ref = compute_reference_logps(model, data, 3, progress=False, pack=pack, pad_id=tok.pad_token_id)
+    assert diag.values(ref, list(range(len(data)))) == pytest.approx(got["post_edit"], abs=1e-5)
 
     alone = pair_logps(model, data.pairs[:4], tok.pad_token_id, cpu, 3, pack)
     for side in ("chosen", "rejected"):

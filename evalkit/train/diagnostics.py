@@ -159,6 +159,12 @@ def first_difference(a: list[int], b: list[int]) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
+def post_edit_skip(p: TokenizedPair) -> int:
+    """The completion tokens the post-edit view leaves out of both sides of a pair: their
+    common start and the first differing token."""
+    return first_difference(p.chosen_ids[p.chosen_prompt_len:], p.rejected_ids[p.rejected_prompt_len:]) + 1
+
+
 def post_edit_pairs(pairs: list[TokenizedPair], max_relative_edit: float = POST_EDIT_MAX_RELATIVE_EDIT,
                     max_pairs: int = POST_EDIT_MAX_PAIRS) -> tuple[list[int], list[int], list[int]]:
     """(indices into `pairs`, tokens skipped, edit distances) of the first `max_pairs`
@@ -170,11 +176,11 @@ def post_edit_pairs(pairs: list[TokenizedPair], max_relative_edit: float = POST_
         c, r = p.chosen_ids[p.chosen_prompt_len:], p.rejected_ids[p.rejected_prompt_len:]
         if p.edit_distance > max_relative_edit * max(len(c), len(r)):
             continue
-        k = first_difference(c, r)
-        if k + 1 >= len(c) or k + 1 >= len(r):
+        n_skip = post_edit_skip(p)
+        if n_skip >= len(c) or n_skip >= len(r):
             continue
         index.append(i)
-        skip.append(k + 1)
+        skip.append(n_skip)
         dists.append(p.edit_distance)
         if len(index) >= max_pairs:
             break
@@ -230,8 +236,10 @@ class PostEdit:
 
     def values(self, scores: dict[str, torch.Tensor | None], order: list[int]) -> dict[str, float | None]:
         """{"chosen", "rejected"}: the mean over the selected pairs of the per-token log-prob after
-        the first differing token, from pair_logps() of the pairs `order` (indices into the
-        pairs, every selected one among them) with skip=self.skip_for(order)."""
+        the first differing token, from `scores`' chosen/rejected_tail_logps and _tail_lengths
+        of the pairs `order` (indices into the pairs, every selected one among them), whose
+        tails leave out self.skip[i] tokens: pair_logps() with skip=self.skip_for(order), or
+        compute_reference_logps() with order = every pair."""
         if not self.index:
             return {"chosen": None, "rejected": None}
         at = {i: k for k, i in enumerate(order)}

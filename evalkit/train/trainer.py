@@ -187,7 +187,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     heldout = HeldOut(heldout_pairs, variant.logp_reduction) if heldout_pairs else None
     if heldout is not None:
         heldout.start = heldout.measure(model, *diag_args)
-    if not reference_free:   # no start pass above (sft has one, and no post-edit pairs): the selected pairs alone
+    if policy_is_reference and not reference_free and "chosen_tail_logps" in ref:
+        # the reference pass (now or cached) scored the untrained policy's post-edit tails
+        post_edit.start = post_edit.values(ref, list(range(len(data))))
+    elif not reference_free:   # another reference, or a cache file without tails: the selected pairs alone
         post_edit.start = post_edit.measure(model, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
 
     loss_fn = LOSSES[variant.loss]
