@@ -68,7 +68,8 @@ def test_reference_cache_shared_and_outputs_complete(tmp_path, tiny_model_dir, m
         assert (rows[0]["penalty_active"] is None) == (name == "dpo")
         assert meta["post_edit"]["n_pairs"] > 0 and None not in meta["post_edit"]["start"].values()
     # the post-edit start values come off the reference pass: the second variant's from the cache
-    assert read_json(rd.train_metadata("dpo"))["post_edit"]["start"] == read_json(rd.train_metadata("dpop"))["post_edit"]["start"]
+    dpo_start, dpop_start = (read_json(rd.train_metadata(n))["post_edit"]["start"] for n in ("dpo", "dpop"))
+    assert dpo_start == dpop_start
     # a checkpoint loads unchanged with AutoModelForCausalLM / AutoTokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
     AutoModelForCausalLM.from_pretrained(rd.checkpoint("dpop"))

@@ -1,11 +1,13 @@
 """Sequence log-probs of completions: the one place a model's logits become numbers.
 
 Two paths give the same numbers. The plain one indexes the model's (rows, tokens, vocab)
-logits at the completion positions. The memory-lean one (`install_completion_head`, used by the trainer) never builds
-them: the backbone's hidden states at the positions that predict completion tokens go
-through the LM head in chunks of rows, keeping only each token's log-prob, and the backward
-recomputes each chunk's logits instead of storing them (as Liger-Kernel's fused linear
-preference losses do, here in plain torch so it runs on CPU and GPU alike).
+logits at the completion positions. The memory-lean one (`install_completion_head`, used by
+the trainer) never builds them: the backbone's hidden states at the positions that predict
+completion tokens go through the LM head in chunks of rows, keeping only each token's
+log-prob, and the backward recomputes each chunk's logits instead of storing them (as
+Liger-Kernel's fused linear preference losses do, here in plain torch so it runs on CPU and
+GPU alike). Both give per-token log-probs (completion_token_logps), summed per row in float64
+(row_sums).
 """
 from __future__ import annotations
 
