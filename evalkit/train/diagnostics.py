@@ -191,9 +191,10 @@ def post_edit_pairs(pairs: list[TokenizedPair], max_relative_edit: float = POST_
 def pair_logps(model, pairs: list[TokenizedPair], pad_id: int, device, batch_size: int, pack: bool,
                autocast_dtype=None, attn: str | None = None, skip: list[int] | None = None
                ) -> dict[str, torch.Tensor | None]:
-    """Summed completion log-probs of `pairs` (at least one), in their order, `batch_size` pairs to a forward
-    through the trainer's batch path (packed when `pack` and make_batch can), in eval mode:
-    chosen_logps and rejected_logps (None for chosen-only examples), float64.
+    """Summed completion log-probs of `pairs` (at least one), in their order, `batch_size`
+    pairs to a forward through the trainer's batch path (packed when `pack` and make_batch
+    can), in eval mode: chosen_logps and rejected_logps (None for chosen-only examples),
+    float64.
 
     With `skip` (one count per pair), from the same forwards: chosen_tail_logps,
     chosen_tail_lengths, rejected_tail_logps, rejected_tail_lengths, the sums and token
