@@ -10,7 +10,7 @@ from evalkit.config import load_experiment
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.runner import train_experiment
 from evalkit.train.data import PreferenceData, TokenizedPair, read_rows, tokenize_rows
-from evalkit.train.diagnostics import PostEdit, first_difference, post_edit_sequences, split_heldout
+from evalkit.train.diagnostics import PostEdit, first_difference, post_edit_pairs, split_heldout
 
 
 def _experiment(tmp_path, base, data_path, heldout):
@@ -143,15 +143,62 @@ def test_post_edit_counts_only_the_tokens_after_the_first_differing_one(tiny_mod
     low = _pair(prompt, chosen, rejected, "low", edit=2)
     high = _pair(prompt, [70, 71, 72, 73], [80, 81, 82, 83], "high", edit=4)     # every token differs
     tail_empty = _pair(prompt, [50, 51, 60], [50, 51, 61], "tail", edit=1)        # nothing after the edit
-    c, r, dists = post_edit_sequences([high, low, tail_empty])
-    assert dists == [2] and c == [(prompt + chosen, 4 + 3)] and r == [(prompt + rejected, 4 + 3)]
+    index, skip, dists = post_edit_pairs([high, low, tail_empty])
+    assert index == [1] and skip == [3] and dists == [2]
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     diag = PostEdit([high, low, tail_empty])
-    got = diag.measure(model, pad_id=0, device=torch.device("cpu"), batch_size=4)
+    got = diag.measure(model, pad_id=0, device=torch.device("cpu"), batch_size=4, pack=False)
     # after the edit: chosen's [52 .. 56] after [.., 60]; rejected's [62, 52 .. 56] after [.., 61]
     want_c = _completion_logps(model, prompt + chosen, 4, after=3) / 5
     want_r = _completion_logps(model, prompt + rejected, 4, after=3) / 6
     assert got["chosen"] == pytest.approx(want_c, abs=1e-4) and got["rejected"] == pytest.approx(want_r, abs=1e-4)
     s = diag.summary(got)
     assert s["n_pairs"] == 1 and s["edit_distance_median"] == 2 and s["end"] == got
+
+
+@pytest.mark.parametrize("pack", [False, True])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_post_edit_from_the_summary_forwards_equals_its_own_padded_pass(tiny_model_dir, pack, chunked):
+    """The trainer reads the post-edit values off the logps_summary forwards (_final_logps) and,
+    at the start, off the reference pass; they equal the separate pass it used to run (each
+    selected side as (ids, prompt + skipped tokens), two to a padded pseudo-pair), and the
+    summary numbers equal a pass over the first pairs alone."""
+    from transformers import AutoModelForCausalLM
+
+    from evalkit.models import load_tokenizer
+    from evalkit.train.builders import metamath_synthetic_pairs
+    from evalkit.train.data import Row, make_batch
+    from evalkit.train.diagnostics import pair_logps, sequence_logps
+    from evalkit.train.logps import install_completion_head, reduce_logps
+    from evalkit.train.reference import compute_reference_logps
+    from evalkit.train.trainer import _final_logps
+    torch.set_num_threads(1)
+    tok = load_tokenizer(str(tiny_model_dir))
+    data = tokenize_rows(tok, [Row(r, str(i)) for i, r in enumerate(metamath_synthetic_pairs(10, seed=3))], 160, 96)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    if chunked:
+        assert install_completion_head(model)
+    cpu = torch.device("cpu")
+    diag = PostEdit(data.pairs)
+    # selected pairs inside and beyond the first 4 (those scored along after them)
+    assert any(i < 4 for i in diag.index) and any(i >= 4 for i in diag.index), diag.index
+    assert ("allowed" in make_batch(data.pairs[:3], tok.pad_token_id, pack)) == pack
+    got = _final_logps(model, data, tok.pad_token_id, cpu, 3, pack, post_edit=diag, max_pairs=4)
+
+    chosen = [(data.pairs[i].chosen_ids, data.pairs[i].chosen_prompt_len + diag.skip[i]) for i in diag.index]
+    rejected = [(data.pairs[i].rejected_ids, data.pairs[i].rejected_prompt_len + diag.skip[i]) for i in diag.index]
+    sums, lengths = sequence_logps(model, chosen + rejected, tok.pad_token_id, cpu, 4)
+    per_token = reduce_logps(sums, lengths, "length_average")
+    n = len(diag.index)
+    assert abs(got["post_edit"]["chosen"] - per_token[:n].mean().item()) <= 1e-5
+    assert abs(got["post_edit"]["rejected"] - per_token[n:].mean().item()) <= 1e-5
+    assert diag.measure(model, tok.pad_token_id, cpu, 3, pack) == pytest.approx(got["post_edit"], abs=1e-5)
+    # the start value when the policy is the reference: off the reference pass (batched by length)
+    ref = compute_reference_logps(model, data, 3, progress=False, pack=pack, pad_id=tok.pad_token_id)
+    assert diag.values(ref, list(range(len(data)))) == pytest.approx(got["post_edit"], abs=1e-5)
+
+    alone = pair_logps(model, data.pairs[:4], tok.pad_token_id, cpu, 3, pack)
+    for side in ("chosen", "rejected"):
+        assert len(got[f"{side}_logps"]) == 4
+        assert torch.allclose(got[f"{side}_logps"], alone[f"{side}_logps"], atol=1e-5, rtol=0)

@@ -10,6 +10,7 @@ from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json, read_jsonl
 from evalkit.train import reference
+from evalkit.train.diagnostics import PostEdit
 
 METRIC_FIELDS = {"step", "loss", "logps_chosen", "logps_rejected", "rewards_chosen", "rewards_rejected",
                  "reward_margin", "reward_accuracy", "penalty_active", "lr", "grad_norm"}
@@ -39,9 +40,13 @@ def rundir(tmp_path):
     return RunDir("t", reports=tmp_path / "reports", checkpoints=tmp_path / "checkpoints")
 
 
-def test_reference_cache_shared_and_outputs_complete(tmp_path, tiny_model_dir):
+def test_reference_cache_shared_and_outputs_complete(tmp_path, tiny_model_dir, monkeypatch):
     exp = experiment(tmp_path, tiny_model_dir, steps=3, extra=", logging_steps: 1")
     rd = rundir(tmp_path)
+
+    def no_separate_pass(*args, **kwargs):
+        raise AssertionError("the post-edit values come off the reference and final passes")
+    monkeypatch.setattr(PostEdit, "measure", no_separate_pass)
     before = reference.FORWARD_PASSES
     train_variants(exp, only=["dpo"], rd=rd, progress=False)
     after_first = reference.FORWARD_PASSES
@@ -61,6 +66,10 @@ def test_reference_cache_shared_and_outputs_complete(tmp_path, tiny_model_dir):
         assert [r["step"] for r in rows] == [1, 2, 3]
         assert METRIC_FIELDS <= set(rows[0])
         assert (rows[0]["penalty_active"] is None) == (name == "dpo")
+        assert meta["post_edit"]["n_pairs"] > 0 and None not in meta["post_edit"]["start"].values()
+    # the post-edit start values come off the reference pass: the second variant's from the cache
+    dpo_start, dpop_start = (read_json(rd.train_metadata(n))["post_edit"]["start"] for n in ("dpo", "dpop"))
+    assert dpo_start == dpop_start
     # a checkpoint loads unchanged with AutoModelForCausalLM / AutoTokenizer
     from transformers import AutoModelForCausalLM, AutoTokenizer
     AutoModelForCausalLM.from_pretrained(rd.checkpoint("dpop"))

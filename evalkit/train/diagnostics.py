@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .data import PreferenceData, TokenizedPair, make_batch
-from .logps import autocast, batch_logps, reduce_logps
+from .logps import autocast, batch_logps, batch_rows, completion_token_logps, reduce_logps, row_sums
 
 log = logging.getLogger("evalkit")
 
@@ -159,46 +159,110 @@ def first_difference(a: list[int], b: list[int]) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
-def post_edit_sequences(pairs: list[TokenizedPair], max_relative_edit: float = POST_EDIT_MAX_RELATIVE_EDIT,
-                        max_pairs: int = POST_EDIT_MAX_PAIRS) -> tuple[list, list, list[int]]:
-    """(chosen, rejected, edit distances) of the low-edit-distance pairs: each side as (ids,
-    n_masked), n_masked covering the prompt, the completion's common start and the first
-    differing token, so only the tokens after it count. Pairs with nothing after it on either
-    side are left out."""
-    chosen, rejected, dists = [], [], []
-    for p in pairs:
+def post_edit_skip(p: TokenizedPair) -> int:
+    """The completion tokens the post-edit view leaves out of both sides of a pair: their
+    common start and the first differing token."""
+    return first_difference(p.chosen_ids[p.chosen_prompt_len:], p.rejected_ids[p.rejected_prompt_len:]) + 1
+
+
+def post_edit_pairs(pairs: list[TokenizedPair], max_relative_edit: float = POST_EDIT_MAX_RELATIVE_EDIT,
+                    max_pairs: int = POST_EDIT_MAX_PAIRS) -> tuple[list[int], list[int], list[int]]:
+    """(indices into `pairs`, tokens skipped, edit distances) of the first `max_pairs`
+    low-edit-distance pairs. The skipped tokens, the same count on both sides, are the
+    completions' common start and the first differing token, so only the tokens after it
+    count. Pairs with nothing after it on either side are left out."""
+    index, skip, dists = [], [], []
+    for i, p in enumerate(pairs):
         c, r = p.chosen_ids[p.chosen_prompt_len:], p.rejected_ids[p.rejected_prompt_len:]
         if p.edit_distance > max_relative_edit * max(len(c), len(r)):
             continue
-        k = first_difference(c, r)
-        if k + 1 >= len(c) or k + 1 >= len(r):
+        n_skip = post_edit_skip(p)
+        if n_skip >= len(c) or n_skip >= len(r):
             continue
-        chosen.append((p.chosen_ids, p.chosen_prompt_len + k + 1))
-        rejected.append((p.rejected_ids, p.rejected_prompt_len + k + 1))
+        index.append(i)
+        skip.append(n_skip)
         dists.append(p.edit_distance)
-        if len(chosen) >= max_pairs:
+        if len(index) >= max_pairs:
             break
-    return chosen, rejected, dists
+    return index, skip, dists
+
+
+@torch.no_grad()
+def pair_logps(model, pairs: list[TokenizedPair], pad_id: int, device, batch_size: int, pack: bool,
+               autocast_dtype=None, attn: str | None = None, skip: list[int] | None = None
+               ) -> dict[str, torch.Tensor | None]:
+    """Summed completion log-probs of `pairs` (at least one), in their order, `batch_size`
+    pairs to a forward through the trainer's batch path (packed when `pack` and make_batch
+    can), in eval mode: chosen_logps and rejected_logps (None for chosen-only examples),
+    float64.
+
+    With `skip` (one count per pair), from the same forwards: chosen_tail_logps,
+    chosen_tail_lengths, rejected_tail_logps, rejected_tail_lengths, the sums and token
+    counts leaving out each completion's first skip[i] tokens.
+    """
+    was = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s:s + batch_size]
+        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items()
+                 if k not in ("n_tokens", "n_processed")}
+        with autocast(device, autocast_dtype):
+            token_logps, rows = completion_token_logps(model, batch, attn)
+        n_rows, b = batch_rows(batch), len(chunk)
+        sums, _ = row_sums(token_logps, rows, n_rows)
+        found = {"chosen_logps": sums[:b], "rejected_logps": sums[b:]}
+        if skip is not None:
+            cut = torch.tensor(skip[s:s + b], device=rows.device).repeat(n_rows // b)
+            tail, tail_lengths = row_sums(token_logps, rows, n_rows, cut)
+            found.update(chosen_tail_logps=tail[:b], rejected_tail_logps=tail[b:],
+                         chosen_tail_lengths=tail_lengths[:b], rejected_tail_lengths=tail_lengths[b:])
+        for k, v in found.items():
+            parts.setdefault(k, []).append(v.cpu())
+    model.train(was)
+    out = {k: torch.cat(v) for k, v in parts.items()}
+    if pairs[0].chosen_only:
+        out = {k: None if k.startswith("rejected") else v for k, v in out.items()}
+    return out
 
 
 class PostEdit:
     """Smaug's token-level view on the first low-edit-distance training pairs."""
 
     def __init__(self, pairs: list[TokenizedPair]):
-        self.chosen, self.rejected, self.dists = post_edit_sequences(pairs)
-        self.start: dict[str, float] | None = None
+        self.pairs = pairs
+        self.index, skip, self.dists = post_edit_pairs(pairs)
+        self.skip = dict(zip(self.index, skip))      # pair index -> completion tokens left out
+        self.start: dict[str, float | None] | None = None
 
-    def measure(self, model, pad_id, device, batch_size, autocast_dtype=None, attn=None) -> dict[str, float | None]:
-        if not self.chosen:
+    def values(self, scores: dict[str, torch.Tensor | None], order: list[int]) -> dict[str, float | None]:
+        """{"chosen", "rejected"}: the mean over the selected pairs of the per-token log-prob after
+        the first differing token, from `scores`' chosen/rejected_tail_logps and _tail_lengths
+        of the pairs `order` (indices into the pairs, every selected one among them), whose
+        tails leave out self.skip[i] tokens: pair_logps() with skip=self.skip_for(order), or
+        compute_reference_logps() with order = every pair."""
+        if not self.index:
             return {"chosen": None, "rejected": None}
-        sums, lengths = sequence_logps(model, self.chosen + self.rejected, pad_id, device, batch_size,
-                                       autocast_dtype, attn)
-        per_token = reduce_logps(sums, lengths, "length_average")
-        n = len(self.chosen)
-        return {"chosen": per_token[:n].mean().item(), "rejected": per_token[n:].mean().item()}
+        at = {i: k for k, i in enumerate(order)}
+        rows = torch.tensor([at[i] for i in self.index])
+        return {side: reduce_logps(scores[f"{side}_tail_logps"][rows], scores[f"{side}_tail_lengths"][rows],
+                                   "length_average").mean().item() for side in ("chosen", "rejected")}
+
+    def skip_for(self, order: list[int]) -> list[int]:
+        """The tokens to leave out of each pair in `order` (0 for a pair not selected)."""
+        return [self.skip.get(i, 0) for i in order]
+
+    def measure(self, model, pad_id, device, batch_size, pack, autocast_dtype=None, attn=None
+                ) -> dict[str, float | None]:
+        """values() from forwards over the selected pairs alone (no forward when there are none)."""
+        if not self.index:
+            return self.values({}, [])
+        scores = pair_logps(model, [self.pairs[i] for i in self.index], pad_id, device, batch_size, pack,
+                            autocast_dtype, attn, self.skip_for(self.index))
+        return self.values(scores, self.index)
 
     def summary(self, end: dict[str, float | None]) -> dict[str, Any]:
-        return {"n_pairs": len(self.chosen), "max_relative_edit": POST_EDIT_MAX_RELATIVE_EDIT,
+        return {"n_pairs": len(self.index), "max_relative_edit": POST_EDIT_MAX_RELATIVE_EDIT,
                 "edit_distance_median": statistics.median(self.dists) if self.dists else None,
                 "reduction": "mean per token after the first differing token",
                 "start": self.start or {"chosen": None, "rejected": None}, "end": end}

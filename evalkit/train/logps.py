@@ -1,11 +1,13 @@
 """Sequence log-probs of completions: the one place a model's logits become numbers.
 
-Two paths give the same numbers. The plain one takes the model's (rows, tokens, vocab)
-logits. The memory-lean one (`install_completion_head`, used by the trainer) never builds
-them: the backbone's hidden states at the positions that predict completion tokens go
-through the LM head in chunks of rows, keeping only each token's log-prob, and the backward
-recomputes each chunk's logits instead of storing them (as Liger-Kernel's fused linear
-preference losses do, here in plain torch so it runs on CPU and GPU alike).
+Two paths give the same numbers. The plain one indexes the model's (rows, tokens, vocab)
+logits at the completion positions. The memory-lean one (`install_completion_head`, used by
+the trainer) never builds them: the backbone's hidden states at the positions that predict
+completion tokens go through the LM head in chunks of rows, keeping only each token's
+log-prob, and the backward recomputes each chunk's logits instead of storing them (as
+Liger-Kernel's fused linear preference losses do, here in plain torch so it runs on CPU and
+GPU alike). Both give per-token log-probs (completion_token_logps), summed per row in float64
+(row_sums).
 """
 from __future__ import annotations
 
@@ -13,22 +15,6 @@ import contextlib
 import types
 
 import torch
-
-
-def sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum of completion-token log-probs and the completion token count, per row.
-
-    logits (N, T, V) predict input_ids shifted by one; loss_mask (N, T) marks the tokens
-    that count. log p(token) = logit[token] - logsumexp(logits), which avoids holding a
-    full (N, T, V) log-softmax.
-    """
-    logits = logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    mask = loss_mask[:, 1:]
-    picked = torch.gather(logits, 2, targets.unsqueeze(-1)).squeeze(-1)
-    token_logps = (picked - torch.logsumexp(logits, dim=-1)) * mask
-    return token_logps.sum(-1), mask.sum(-1)
 
 
 def autocast(device, dtype: torch.dtype | None):
@@ -149,63 +135,90 @@ def has_completion_head(model) -> bool:
     return False
 
 
-def batch_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One forward over a batch; returns (sums, lengths) for the B chosen then the B rejected.
+def completion_token_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over a batch; (token_logps, rows): the log-prob of every completion token,
+    flat, and the row it belongs to: 0..B-1 the B chosen, B..2B-1 the B rejected (0..B-1 alone
+    for a batch of chosen-only examples). Rows come in ascending order and each row's tokens in
+    completion order, so a row's k-th entry is its completion's k-th token.
 
     Accepts collate() batches (2B padded rows) and collate_packed() batches (B rows, the
-    prompt encoded once). `attn_implementation` defaults to the model's (pass it for a model
-    wrapped by DDP, which hides the config).
+    prompt encoded once). With the completion head (install_completion_head) only the selected
+    positions go through the LM head, chunked; without it the model's full logits are indexed.
+    `attn_implementation` defaults to the model's (pass it for a model wrapped by DDP, which
+    hides the config).
     """
-    chunked = has_completion_head(model)
     if "allowed" not in batch:
-        if not chunked:
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-            return sequence_logps(out.logits, batch["input_ids"], batch["loss_mask"])
         mask = batch["loss_mask"][:, 1:]
-        rows, pos = mask.nonzero(as_tuple=True)                 # position pos predicts token pos + 1
-        token_logps = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            logps_rows=rows, logps_positions=pos, logps_targets=batch["input_ids"][rows, pos + 1])
-        # summed in float64: a sequence of a few hundred tokens sums to hundreds of nats,
-        # where float32's spacing is ~1e-4
-        sums = torch.zeros(mask.shape[0], dtype=torch.float64, device=token_logps.device)
-        return sums.index_add(0, rows, token_logps.double()), mask.sum(-1)
+        rows, positions = mask.nonzero(as_tuple=True)          # position pos predicts token pos + 1
+        targets = batch["input_ids"][rows, positions + 1]
+        out_rows = rows
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    else:
+        picks = []
+        for side in ("chosen", "rejected"):
+            r, k = batch[f"{side}_valid"].nonzero(as_tuple=True)
+            picks.append((r, batch[f"{side}_pred"][r, k], batch["input_ids"][r, batch[f"{side}_target"][r, k]]))
+        rows, positions, targets = (torch.cat([p[i] for p in picks]) for i in range(3))
+        out_rows = torch.cat([picks[0][0], picks[1][0] + batch["input_ids"].shape[0]])
+        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+                  "attention_mask": _packed_mask(model, batch["allowed"], attn_implementation)}
+    if has_completion_head(model):
+        token_logps = model(**inputs, logps_rows=rows, logps_positions=positions, logps_targets=targets)
+    else:
+        # log p(token) = logit[token] - logsumexp(logits), at the selected positions only
+        logits = model(**inputs, use_cache=False).logits[rows, positions].float()
+        token_logps = logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)
+    return token_logps, out_rows
+
+
+def _packed_mask(model, allowed: torch.Tensor, attn_implementation: str | None) -> torch.Tensor:
+    """The (B, 1, W, W) attention mask of a packed batch, in the form the attention takes."""
     if attn_implementation is None:
         attn_implementation = getattr(model.config, "_attn_implementation", None)
     if attn_implementation == "sdpa":
-        mask = batch["allowed"][:, None]          # SDPA takes a boolean mask: True = may attend
-    else:                                         # eager adds the mask to the scores
-        dtype = next(model.parameters()).dtype
-        if torch.is_autocast_enabled(batch["allowed"].device.type):   # scores are in the autocast dtype
-            dtype = torch.get_autocast_dtype(batch["allowed"].device.type)
-        mask = torch.zeros(batch["allowed"].shape, dtype=dtype, device=batch["allowed"].device)
-        mask.masked_fill_(~batch["allowed"], torch.finfo(dtype).min)
-        mask = mask[:, None]
-    if chunked:
-        picks = []
-        for side in ("chosen", "rejected"):
-            rows, k = batch[f"{side}_valid"].nonzero(as_tuple=True)
-            picks.append((rows, batch[f"{side}_pred"][rows, k], batch["input_ids"][rows, batch[f"{side}_target"][rows, k]]))
-        rows, pred, targets = (torch.cat([p[i] for p in picks]) for i in range(3))
-        token_logps = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=mask,
-                            logps_rows=rows, logps_positions=pred, logps_targets=targets)
-        b, n_chosen = batch["input_ids"].shape[0], len(picks[0][0])
-        sums = [torch.zeros(b, dtype=torch.float64, device=token_logps.device).index_add(0, r, t.double())
-                for r, t in ((picks[0][0], token_logps[:n_chosen]), (picks[1][0], token_logps[n_chosen:]))]
-        return torch.cat(sums), torch.cat([batch["chosen_valid"].sum(-1), batch["rejected_valid"].sum(-1)])
-    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                attention_mask=mask, use_cache=False)
-    logits = out.logits.float()
-    lse = torch.logsumexp(logits, dim=-1)                              # (B, W)
-    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    sums, lengths = [], []
-    for side in ("chosen", "rejected"):
-        target, pred, valid = batch[f"{side}_target"], batch[f"{side}_pred"], batch[f"{side}_valid"]
-        tokens = batch["input_ids"][rows, target]
-        token_logps = (logits[rows, pred, tokens] - lse[rows, pred]) * valid
-        sums.append(token_logps.sum(-1))
-        lengths.append(valid.sum(-1))
-    return torch.cat(sums), torch.cat(lengths)
+        return allowed[:, None]                   # SDPA takes a boolean mask: True = may attend
+    dtype = next(model.parameters()).dtype        # eager adds the mask to the scores
+    if torch.is_autocast_enabled(allowed.device.type):   # scores are in the autocast dtype
+        dtype = torch.get_autocast_dtype(allowed.device.type)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def row_sums(token_logps: torch.Tensor, rows: torch.Tensor, n_rows: int, skip: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of completion_token_logps' output: the sum of its token log-probs (float64)
+    and how many tokens were summed. `skip` (n_rows,): leave out each row's first skip[row]
+    tokens.
+
+    Summed in float64: a sequence of a few hundred tokens sums to hundreds of nats, where
+    float32's spacing is ~1e-4.
+    """
+    if skip is not None:
+        counts = torch.bincount(rows, minlength=n_rows)
+        first = torch.cumsum(counts, 0) - counts                       # each row's first entry
+        index = torch.arange(len(rows), device=rows.device) - first[rows]   # k: the row's k-th token
+        keep = index >= skip.to(rows.device)[rows]
+        token_logps, rows = token_logps[keep], rows[keep]
+    sums = torch.zeros(n_rows, dtype=torch.float64, device=token_logps.device)
+    return sums.index_add(0, rows, token_logps.double()), torch.bincount(rows, minlength=n_rows)
+
+
+def batch_rows(batch: dict[str, torch.Tensor]) -> int:
+    """Rows of completion_token_logps' output for this batch: 2B for pairs, B chosen-only."""
+    if "allowed" in batch:
+        return 2 * batch["input_ids"].shape[0]
+    return batch["loss_mask"].shape[0]
+
+
+def batch_logps(model, batch: dict[str, torch.Tensor], attn_implementation: str | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over a batch; returns (sums, lengths) for the B chosen then the B rejected
+    (the B chosen alone for chosen-only examples): each completion's summed token log-probs
+    (float64) and its token count. Batches as completion_token_logps takes them."""
+    token_logps, rows = completion_token_logps(model, batch, attn_implementation)
+    return row_sums(token_logps, rows, batch_rows(batch))
 
 
 def reduce_logps(logp_sums: torch.Tensor, lengths: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -3,7 +3,7 @@
 Every preference loss takes four tensors of shape (B,), the policy and reference log-probs
 of the chosen (y_w) and rejected (y_l) completions, and returns a LossOutput whose first
 element is the per-pair loss (B,). Sequence log-probs are SUMS over completion tokens unless
-the caller chose `logp_reduction: length_average` (trainer side: see `sequence_logps`).
+the caller chose `logp_reduction: length_average` (trainer side: see `logps.batch_logps` and `reduce_logps`).
 The one maximum-likelihood loss, `sft`, takes the chosen completions' summed log-probs and
 token counts instead (no rejected completion, no reference model: see REFERENCE_FREE).
 

@@ -20,7 +20,8 @@ import torch
 from ..progress import bar as progress_bar
 
 from .data import PreferenceData, make_batch, supports_packing
-from .logps import autocast, batch_logps
+from .diagnostics import post_edit_skip
+from .logps import autocast, batch_rows, completion_token_logps, row_sums
 
 log = logging.getLogger("evalkit")
 
@@ -126,7 +127,11 @@ def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, de
                             pad_id: int | None = None, attn_implementation: str | None = None
                             ) -> dict[str, torch.Tensor]:
     """Summed completion log-probs of every pair under `model`, batched by length, under
-    torch.autocast(autocast_dtype) when given (the policy's mixed precision).
+    torch.autocast(autocast_dtype) when given (the policy's mixed precision): chosen_logps,
+    rejected_logps, chosen_lengths, rejected_lengths. From the same forwards, for the post-edit
+    diagnostic: chosen_tail_logps, rejected_tail_logps, chosen_tail_lengths,
+    rejected_tail_lengths, the same sums and counts leaving out each pair's first
+    post_edit_skip() completion tokens (not for chosen-only examples).
 
     With an `accelerator` and a prepared (DDP / FSDP / ZeRO-3) model, every process scores
     its share of the batches through the sharded model, all running the same number of
@@ -144,27 +149,35 @@ def compute_reference_logps(model, data: PreferenceData, batch_size: int = 8, de
     pad = pad_id if pad_id is not None else _pad_id(model)
     if pack == "auto":
         pack = supports_packing(model)
+    keys = ["chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths"]
+    skip = None if data.chosen_only else torch.tensor([post_edit_skip(p) for p in data.pairs])
+    if skip is not None:
+        keys += ["chosen_tail_logps", "rejected_tail_logps", "chosen_tail_lengths", "rejected_tail_lengths"]
     scored = []
     for k in progress_bar(range(rounds), desc="reference log-probs", enabled=progress):
         idx = mine[k] if k < len(mine) else batches[0]   # a stand-in keeps the forwards in step
         batch = {key: v.to(device) for key, v in make_batch([data.pairs[i] for i in idx], pad, bool(pack)).items()
                  if key not in ("n_tokens", "n_processed")}
         with autocast(device, autocast_dtype):
-            sums, lengths = batch_logps(model, batch, attn_implementation)
+            token_logps, rows = completion_token_logps(model, batch, attn_implementation)
         FORWARD_PASSES += 1
         if k < len(mine):
-            b = len(idx)
-            scored.append((idx, sums[:b].double().cpu(), sums[b:].double().cpu(), lengths[:b].cpu(), lengths[b:].cpu()))
+            b, n_rows = len(idx), batch_rows(batch)
+            sums, lengths = row_sums(token_logps, rows, n_rows)
+            found = [sums[:b], sums[b:], lengths[:b], lengths[b:]]
+            if skip is not None:
+                tail, tail_lengths = row_sums(token_logps, rows, n_rows, skip[idx].repeat(2))
+                found += [tail[:b], tail[b:], tail_lengths[:b], tail_lengths[b:]]
+            scored.append((idx, [v.cpu() for v in found]))
     model.train(was_training)
     if n_proc > 1:
         from accelerate.utils import gather_object
         scored = gather_object(scored)
-    out = {k: torch.zeros(n, dtype=torch.float64 if "logps" in k else torch.long)
-           for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")}
-    for idx, c, r, cl, rl in scored:
+    out = {k: torch.zeros(n, dtype=torch.float64 if "logps" in k else torch.long) for k in keys}
+    for idx, found in scored:
         ids = torch.tensor(idx)
-        out["chosen_logps"][ids], out["rejected_logps"][ids] = c, r
-        out["chosen_lengths"][ids], out["rejected_lengths"][ids] = cl, rl
+        for key, v in zip(keys, found):
+            out[key][ids] = v
     return out
 
 

@@ -37,8 +37,8 @@ from ..config import Variant
 from .. import schema
 from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, naming, swap_in
 from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
-from .diagnostics import HeldOut, PostEdit, split_heldout
-from .logps import autocast, batch_logps, install_completion_head, reduce_logps
+from .diagnostics import HeldOut, PostEdit, pair_logps, split_heldout
+from .logps import batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
 from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
 
@@ -170,8 +170,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                               num_training_steps=total_steps)
     # the scheduler is not prepared: accelerate would step it once per process per step
     model, optimizer = accelerator.prepare(model, optimizer)
+    post_edit = PostEdit([] if data.chosen_only else data.pairs)
     if reference_free:   # where log pi(y_w) starts, for the summary (no reference: the policy before training)
-        start = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+        start = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn, post_edit)
+        post_edit.start = start["post_edit"]
     elif ref is None:   # the policy is the reference: score it now, sharded like training
         ref = compute_reference_logps(model, data, 2 * variant.batch_size, str(device),
                                       progress and accelerator.is_main_process, pack, autocast_dtype,
@@ -185,8 +187,11 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     heldout = HeldOut(heldout_pairs, variant.logp_reduction) if heldout_pairs else None
     if heldout is not None:
         heldout.start = heldout.measure(model, *diag_args)
-    post_edit = PostEdit([] if data.chosen_only else data.pairs)
-    post_edit.start = post_edit.measure(model, *diag_args)
+    if policy_is_reference and not reference_free and "chosen_tail_logps" in ref:
+        # the reference pass (now or cached) scored the untrained policy's post-edit tails
+        post_edit.start = post_edit.values(ref, list(range(len(data))))
+    elif not reference_free:   # another reference, or a cache file without tails: the selected pairs alone
+        post_edit.start = post_edit.measure(model, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
 
     loss_fn = LOSSES[variant.loss]
     loss_kwargs = loss_kwargs_for(variant)
@@ -283,10 +288,10 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
 
     # 5. where the chosen log-prob ended, against where it started (the reference)
     # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
-    end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+    # the post-edit diagnostic comes from the same forwards
+    end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn, post_edit)
     if not torch.isfinite(end["chosen_logps"]).all():     # the same pairs on every process
         _stop_non_finite(variant, f"log-probs after step {step}", partial, accelerator, None)
-    post_edit_end = post_edit.measure(model, *diag_args)
     unwrapped = accelerator.unwrap_model(model)
     n_eval = len(end["chosen_logps"])
     if reference_free:
@@ -322,7 +327,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         "tokenization": dataclasses.asdict(data.counts),
         "logps_summary": summary,
         "heldout": heldout.summary(history[-1]) if heldout is not None else None,
-        "post_edit": post_edit.summary(post_edit_end),
+        "post_edit": post_edit.summary(end["post_edit"]),
         "warnings": warnings,
         "seconds": round(time.time() - t_start, 2),
         # pair tokens (prompt counted for both sides, as padded batches hold them) and the
@@ -487,22 +492,19 @@ class Metrics:
         return {k: (s / c).item() for k, s, c in zip(self.NAMES, sums, counts) if c > 0}
 
 
-@torch.no_grad()
 def _final_logps(model, data: PreferenceData, pad_id: int, device, batch_size: int, pack: bool,
-                 autocast_dtype=None, attn: str | None = None, max_pairs: int = 64):
-    """Summed log-probs of the first `max_pairs` pairs under the trained model (rejected:
-    None for chosen-only examples)."""
-    was = model.training
-    model.eval()
-    chosen, rejected = [], []
-    pairs = data.pairs[:max_pairs]
-    for s in range(0, len(pairs), batch_size):
-        chunk = pairs[s:s + batch_size]
-        batch = {k: v.to(device) for k, v in make_batch(chunk, pad_id, pack).items()
-                 if k not in ("n_tokens", "n_processed")}
-        with autocast(device, autocast_dtype):
-            sums, _ = batch_logps(model, batch, attn)
-        chosen.append(sums[:len(chunk)].double().cpu())
-        rejected.append(sums[len(chunk):].double().cpu())
-    model.train(was)
-    return {"chosen_logps": torch.cat(chosen), "rejected_logps": None if data.chosen_only else torch.cat(rejected)}
+                 autocast_dtype=None, attn: str | None = None, post_edit: PostEdit | None = None,
+                 max_pairs: int = 64) -> dict[str, Any]:
+    """Summed log-probs of the first `max_pairs` pairs (chosen_logps; rejected_logps, None for
+    chosen-only examples) and post_edit's values (post_edit; None without one) from the same
+    forwards: post_edit's pairs beyond the first `max_pairs` are scored along, after them.
+    `post_edit` must have been built on data.pairs."""
+    first = list(range(min(max_pairs, len(data))))
+    order = first + ([i for i in post_edit.index if i >= max_pairs] if post_edit is not None else [])
+    skip = post_edit.skip_for(order) if post_edit is not None else None
+    scores = pair_logps(model, [data.pairs[i] for i in order], pad_id, device, batch_size, pack, autocast_dtype,
+                        attn, skip)
+    n = len(first)
+    return {"chosen_logps": scores["chosen_logps"][:n],
+            "rejected_logps": None if data.chosen_only else scores["rejected_logps"][:n],
+            "post_edit": post_edit.values(scores, order) if post_edit is not None else None}
