@@ -52,11 +52,11 @@ def one_run(kind: str, steps: int, threads: int) -> dict:
                                             "train.jsonl").read_text().splitlines()[:4]]
     pairs, _ = math_row_pairs(rows, seed=0)
     data = tokenize_rows(tok, [Row(p, str(i)) for i, p in enumerate(pairs)], 384, 160)
+    install_completion_head(model)          # before LoRA wraps the model, as the trainer does
     if kind == "lora":
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LORA_TARGETS,
                                                  task_type="CAUSAL_LM"))
-    install_completion_head(model)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-6)
