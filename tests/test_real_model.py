@@ -177,8 +177,8 @@ def test_leaderboard_gsm8k_per_sample_equals_the_lm_eval_cli(smollm2, tmp_path):
     entry = ("import sys, evalkit.eval.open_llm_v1_model; from lm_eval.__main__ import cli_evaluate; "
              "sys.argv[0] = 'lm_eval'; sys.exit(cli_evaluate())")
     cli = subprocess.run(
-        [sys.executable, "-c", entry, "run", "--model", lm_name,
-         "--model_args", ",".join(f"{k}={v}" for k, v in model_args.items()), "--tasks", "v1_gsm8k",
+        [sys.executable, "-c", entry, "run", "--model", lm_name, "--device", model_args["device"],
+         "--model_args", ",".join(f"{k}={v}" for k, v in model_args.items() if k != "device"), "--tasks", "v1_gsm8k",
          "--include_path", str(tmp_path / "ours" / "lm_eval_tasks"), "--batch_size", "1", "--limit", "2",
          "--seed", "1234", "--log_samples", "--output_path", str(tmp_path / "cli")],
         capture_output=True, text=True, timeout=900)
