@@ -255,6 +255,17 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
     return out_dir
 
 
+def tiny_is_built(out_dir: str | Path, spec: dict[str, Any]) -> bool:
+    """out_dir holds the tiny model of `spec` made by today's builder code (what
+    build_tiny_model checks before rebuilding), read without importing torch."""
+    from .config import TinySpec
+    try:
+        recorded = json.loads((Path(out_dir) / "tiny_spec.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded.get("spec") == TinySpec(**spec).model_dump() and recorded.get("builder") == tiny_builder_hash()
+
+
 def tiny_builder_hash() -> str:
     """The tiny model's builder code by content (the functions that make its corpus,
     tokenizer and weights, the chat template, and the corpus generator module): an edit to
