@@ -328,7 +328,8 @@ def _mtbench(args: argparse.Namespace) -> int:
     with judge_endpoint(args.judge_serve, args.judge_base_url) as base_url:
         from .models import resolve_model
         opt = mtbench.JudgeOptions(J.ClientOptions(model=resolve_model(args.judge_serve) if args.judge_serve
-                                                   else args.judge, base_url=base_url,
+                                                   else args.judge, name=args.judge_serve or args.judge,
+                                                   base_url=base_url,
                                                    api_key_env=args.api_key_env, concurrency=args.concurrency,
                                                    timeout=args.timeout, max_retries=args.max_retries,
                                                    logprobs=args.logprobs),

@@ -322,9 +322,11 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
                               batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
     files = {m: M.answer_path(rd.mtbench_dir(m), m) for m in paths}
     answers = {m: generate.generate_answers(p, data.questions, files[m], gen, model_id=m) for m, p in paths.items()}
-    # a server we start is pinned to the model it serves: requests must name that model
+    # a server we start is pinned to the model it serves: requests must name that model (a
+    # served known model: its materialised folder); records and file names use the name given
     from .models import resolve_model
-    client = J.ClientOptions(model=resolve_model(j.serve) if j.serve else j.model, base_url=judge_url, api_key_env=j.api_key_env,
+    client = J.ClientOptions(model=resolve_model(j.serve) if j.serve else j.model, name=j.serve or j.model,
+                             base_url=judge_url, api_key_env=j.api_key_env,
                              concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
                              logprobs=j.logprobs)
     opt = M.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens, price_per_million=j.price_per_million)

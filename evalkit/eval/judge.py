@@ -103,7 +103,7 @@ def request_hash(**parts: Any) -> str:
 
 @dataclass
 class ClientOptions:
-    model: str
+    model: str                    # what requests name (a served model: the folder it serves)
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
@@ -112,6 +112,11 @@ class ClientOptions:
     backoff: float = 0.5          # first retry waits about this long, doubling, with jitter
     max_backoff: float = 30.0
     logprobs: bool = False
+    name: str | None = None       # the judge's name in records and file names (default: model)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
 
 
 @dataclass

@@ -136,7 +136,7 @@ def _single_request(data: Data, opt: "JudgeOptions", q: dict, ans: dict, turn: i
     else:
         user = prompt["prompt_template"].format(question=q["turns"][0], answer=a[0], **kw)
     messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
-    record = {"question_id": q["question_id"], "model": ans["model_id"], "judge": [opt.client.model, name],
+    record = {"question_id": q["question_id"], "model": ans["model_id"], "judge": [opt.client.label, name],
               "user_prompt": user, "turn": turn}
     return J.JudgeRequest(_key(opt, messages, "single", model=ans["model_id"]), messages, record, "single")
 
@@ -163,7 +163,7 @@ def _pair_requests(data: Data, opt: "JudgeOptions", q: dict, a1: dict, a2: dict,
         key = _key(opt, messages, "pair", model_1=a1["model_id"], model_2=a2["model_id"], game=game)
         out.append(J.JudgeRequest(key, messages,
                                   {"question_id": q["question_id"], "model_1": a1["model_id"], "model_2": a2["model_id"],
-                                   "game": game, "judge": [opt.client.model, name], "user_prompt": user, "turn": turn},
+                                   "game": game, "judge": [opt.client.label, name], "user_prompt": user, "turn": turn},
                                   "pair"))
     return out
 
@@ -210,7 +210,7 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
     out_dir = Path(out_dir)
     if opt.mode not in ("single", "pairwise"):
         raise UserError(f"unknown judge mode {opt.mode!r} (single or pairwise)")
-    paths = Paths(out_dir, opt.client.model, "single" if opt.mode == "single" else "pair")
+    paths = Paths(out_dir, opt.client.label, "single" if opt.mode == "single" else "pair")
     paths.judgments.parent.mkdir(parents=True, exist_ok=True)
     qs = {q["question_id"]: q for q in data.questions}
     atomic_write_text(out_dir / "questions.jsonl", "".join(json.dumps(q) + "\n" for q in data.questions))
@@ -245,7 +245,7 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
     todo = list({r.key: r for r in requests if r.key not in done}.values())
     calls_made = 0
     if todo:
-        log.info("judging %d requests with %s (%d already done)", len(todo), opt.client.model, len(requests) - len(todo))
+        log.info("judging %d requests with %s (%d already done)", len(todo), opt.client.label, len(requests) - len(todo))
         bar = progress_bar(total=len(todo), desc="judge", enabled=progress)
 
         async def go():
@@ -329,7 +329,7 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
     usage = {"prompt": sum(c.get("usage", {}).get("prompt_tokens", 0) for c in calls),
              "completion": sum(c.get("usage", {}).get("completion_tokens", 0) for c in calls)}
     out: dict[str, Any] = {"schema_version": schema.version("mtbench_summary"), "mode": opt.mode,
-                           "judge": opt.client.model, "questions": data.source, "n_requests": len(wanted),
+                           "judge": opt.client.label, "questions": data.source, "n_requests": len(wanted),
                            "n_judged": len(done_keys), "errors": len(wanted - done_keys),
                            "error_examples": sorted({e["error"] for e in errors})[:5],
                            "calls_this_run": calls_made, "tokens": usage,
@@ -367,8 +367,8 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
         if price else None
     # summary.json: this run's numbers at the top, every judge and mode's under "runs"
     old = schema.read(out_dir / "summary.json", "mtbench_summary") if (out_dir / "summary.json").exists() else {}
-    runs = {k: v for k, v in (old.get("runs") or {}).items() if k != f"{file_safe(opt.client.model)}_{paths.kind}"}
-    runs[f"{file_safe(opt.client.model)}_{paths.kind}"] = dict(out)
+    runs = {k: v for k, v in (old.get("runs") or {}).items() if k != f"{file_safe(opt.client.label)}_{paths.kind}"}
+    runs[f"{file_safe(opt.client.label)}_{paths.kind}"] = dict(out)
     out["runs"] = runs
     atomic_write_json(out_dir / "summary.json", out)
     return out

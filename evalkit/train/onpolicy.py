@@ -103,7 +103,9 @@ def judge_rewards(judge, prompts: list[str], samples: list[list[str]]) -> list[l
     from ..backends import judge_endpoint
     template = load_data("sample").prompts["single-v1"]
     with judge_endpoint(judge.serve, judge.base_url) as url:
-        opt = J.ClientOptions(model=judge.serve or judge.model, base_url=url, api_key_env=judge.api_key_env,
+        from ..models import resolve_model
+        opt = J.ClientOptions(model=resolve_model(judge.serve) if judge.serve else judge.model,
+                              name=judge.serve or judge.model, base_url=url, api_key_env=judge.api_key_env,
                               concurrency=judge.concurrency, timeout=judge.timeout, max_retries=judge.max_retries)
 
         async def go():
