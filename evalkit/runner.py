@@ -322,19 +322,19 @@ class Runner:
                     if stage.model:
                         extra["model_fingerprint"] = self._model_fingerprint(stage.model)
                     self.rd.set_stage(stage.name, "incomplete" if missing else "done", hash=self.hashes[stage.name],
-                                      seconds=round(time.time() - t0, 2), peak_rss_mb=peak_rss_mb()[0], **extra)
+                                      seconds=round(time.time() - t0, 2), peak_rss_mb=peak_rss_mb(), **extra)
                 results[stage.name] = f"{time.time() - t0:.1f}s"
                 self.ran.append(stage.name)
         return results
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """(this process's peak resident memory, the largest waited-for child's), in MiB."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB (ru_maxrss). A served judge is a process of its
+    own and is not counted (the children's figure would be no help: a child forked from evalkit
+    starts with evalkit's pages)."""
     import resource
     kib = 1024 if os.uname().sysname == "Darwin" else 1     # ru_maxrss: bytes on macOS, KiB on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib / 1024
-    return round(own, 1), round(child, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib / 1024, 1)
 
 
 def _data_content(src) -> str | None:
@@ -439,10 +439,10 @@ def _run_locked(exp: Experiment, rd: RunDir, runner: Runner, force: list[str] | 
         t0, started = time.time(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
         done = runner.run(force)
         if done:
-            own, child = peak_rss_mb()
+            own = peak_rss_mb()
             if is_main_process():
                 rd.record_run({"started": started, "seconds": round(time.time() - t0, 1), "stages_run": list(done),
-                               "peak_rss_mb": own, "children_peak_rss_mb": child})
+                               "peak_rss_mb": own})
             print(f"{exp.name}: ran {len(done)} stage(s) in {time.time() - t0:.1f}s (peak memory {own:.0f} MiB); "
                   f"results in {rd.reports}")
     finally:

@@ -208,8 +208,7 @@ class RunRecord(TypedDict, total=False):
     started: str
     seconds: float           # wall time
     stages_run: list[str]
-    peak_rss_mb: float       # evalkit's process (ru_maxrss)
-    children_peak_rss_mb: float   # the largest child process it waited for (e.g. a served judge)
+    peak_rss_mb: float       # evalkit's process (ru_maxrss; a served judge runs in a process of its own)
 
 
 # ---------------------------------------------------------------- mtbench/summary.json
