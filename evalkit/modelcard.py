@@ -12,7 +12,6 @@ other stage, so a changed result rewrites the cards with the report. Nothing is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from . import known_models
 from .rundir import RunDir, atomic_write_text, read_json

@@ -7,7 +7,6 @@ import os
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from evalkit.cli import main
 from evalkit.devserver import Script, ServerThread

@@ -3,7 +3,6 @@ judgments that follow every change of judge, mode, prompt or settings."""
 import argparse
 import contextlib
 import io
-import json
 import re
 import sys
 import time

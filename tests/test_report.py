@@ -8,7 +8,6 @@ import pytest
 
 from evalkit.report.render import build, render
 from evalkit.report.stats import paired_bootstrap
-from report_fixtures import XSS
 from report_fixtures import build as build_fixture
 
 GOLDEN = Path(__file__).parent / "golden" / "report_structure.json"

@@ -45,7 +45,6 @@ def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir)
 def test_sdpo_steps_through_datasets_in_order_holding_out_one_set(tmp_path, tiny_model_dir, monkeypatch):
     """Two datasets, one a step, with heldout_pairs 4: the held-out pairs are split once from
     both datasets, no step trains on them, and both steps measure the same set."""
-    import math
 
     import pytest
 
