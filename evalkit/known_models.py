@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .rundir import swap_in
 
 log = logging.getLogger("evalkit")
 
@@ -97,6 +98,12 @@ def gguf_sha256(name: str) -> str:
     return stat_file_hash(gguf_path(name))
 
 
+def content_key(name: str) -> str:
+    """What determines a known model's folder: its GGUF's bytes and the conversion recipe."""
+    from .rundir import content_hash
+    return content_hash({"gguf": gguf_sha256(name), "recipe": RECIPE})
+
+
 def cached_dir(name: str) -> Path:
     return cache_root() / "models" / f"{name}-{gguf_sha256(name)[:16]}-r{RECIPE}"
 
@@ -148,9 +155,7 @@ def materialise(name: str) -> Path:
                         f"{m.original}: scores differ from the published model's"}
         (tmp / "evalkit_model.json").write_text(json.dumps(card, indent=1) + "\n")
         (tmp / "README.md").write_text(_card_text(card))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        swap_in(tmp, out, main_only=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -366,7 +366,7 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None,
                 walk(x)
         elif isinstance(v, str) and v not in found:
             if known_models.is_known(v) and not Path(v).exists():   # a known real model: its GGUF's bytes
-                found[v] = content_hash({"gguf": known_models.gguf_sha256(v), "recipe": known_models.RECIPE})
+                found[v] = known_models.content_key(v)
                 return
             if v == "sample" and sample_kind and exp is not None:
                 found[v] = stages.sample_key(exp, sample_kind)
@@ -391,7 +391,7 @@ def _model_content(name: str) -> str | None:
     """A local base model's files, so replacing its weights invalidates what used it; a
     known real model's GGUF bytes and conversion recipe."""
     if known_models.is_known(name) and not Path(name).exists():
-        return content_hash({"gguf": known_models.gguf_sha256(name), "recipe": known_models.RECIPE})
+        return known_models.content_key(name)
     if Path(name).expanduser().is_dir():
         from .train.reference import model_fingerprint
         return model_fingerprint(name)
