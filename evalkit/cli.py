@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "validate":
         from .config import dump_resolved, load_experiment
+        from .runner import check_inputs
         exp = load_experiment(args.experiment, args.overrides)
+        check_inputs(exp)
         sys.stdout.write(dump_resolved(exp))
         return 0
     if args.verb == "demo":

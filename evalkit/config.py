@@ -489,12 +489,20 @@ class Experiment(Strict):
         refs = {"base_model": self.base_model, "eval.contamination.reference": ct.reference if ct else None,
                 "eval.contamination.control": ct.control if ct else None,
                 "eval.mtbench.judge.serve": mt.judge.serve if mt and mt.judge else None}
+        import difflib
         for key, ref in refs.items():
-            if known_models.is_known(ref) and not Path(ref).exists():
+            if not isinstance(ref, str) or Path(ref).expanduser().exists():
+                continue
+            if known_models.is_known(ref):
                 try:
                     known_models.check(ref)
                 except UserError as e:
                     raise ValueError(f"{key}: {e}") from None
+            elif "/" not in ref and (close := difflib.get_close_matches(ref, list(known_models.KNOWN), n=1,
+                                                                         cutoff=0.75)):
+                # a bare name that is no folder and close to a known model's: a typo, not a hub id
+                raise ValueError(f"{key}: {ref!r} is neither a local folder nor a known model; did you mean "
+                                 f"{close[0]!r}? (`evalkit models` lists them)")
         return self
 
     def scored(self, section: str) -> list[str]:

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -128,8 +129,20 @@ def materialise(name: str) -> Path:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    # transformers' "de-quantizing" bar only on a terminal (evalkit.progress's rule): its module's
+    # tqdm is swapped for the time of the load (tqdm reads TQDM_DISABLE only when imported)
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from .progress import disabled_by_env
+    bar = gguf_utils.tqdm
+    if not sys.stderr.isatty() or disabled_by_env():
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+        loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    finally:
+        gguf_utils.tqdm = bar
     # save_pretrained refuses a GGUF-loaded model: copy its weights into a fresh one, whose
     # config no longer says "quantized with gguf" (the weights are plain float32 now; a
     # trainer's save_pretrained of a model loaded from it would refuse otherwise)

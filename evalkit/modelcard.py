@@ -23,13 +23,13 @@ DATASETS = {"arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test"), "hell
             "winogrande": ("allenai/winogrande", "winogrande_xl", "validation"), "gsm8k": ("openai/gsm8k", "main", "test")}
 
 
-def eval_results(rd: RunDir, model: str) -> list:
+def eval_results(rd: RunDir, model: str, leaderboard: bool = True) -> list:
     from huggingface_hub import EvalResult
 
     from .report.render import metric_name
     out = []
     lb_path = rd.leaderboard(model)
-    if lb_path.exists():
+    if leaderboard and lb_path.exists():
         lb = read_json(lb_path)
         key = "normalised" if lb.get("normalised") else "value"
         for entry, t in lb["tasks"].items():
@@ -50,9 +50,9 @@ def eval_results(rd: RunDir, model: str) -> list:
     return out
 
 
-def _contamination_lines(rd: RunDir, model: str) -> list[str]:
+def _contamination_lines(rd: RunDir, model: str, checked: bool = True) -> list[str]:
     path = rd.contamination(model)
-    if not path.exists():
+    if not checked or not path.exists():
         return ["Not checked."]
     rec = read_json(path)
     lines = [f"Reference-based check (Shi 2023), reference `{rec.get('reference')}`; result = share of examples "
@@ -65,10 +65,13 @@ def _contamination_lines(rd: RunDir, model: str) -> list[str]:
     return lines
 
 
-def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
+def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str, scored: frozenset = frozenset(
+        ("leaderboard", "contamination"))) -> str:
+    """The card; `scored`: the eval sections that score this variant now (a result left from a
+    section that no longer does may be of weights retrained since: not shown)."""
     from huggingface_hub import ModelCard, ModelCardData
     meta = read_json(rd.train_metadata(variant))
-    results = eval_results(rd, variant)
+    results = eval_results(rd, variant, "leaderboard" in scored)
     data = ModelCardData(base_model=base_model if "/" in base_model and not Path(base_model).exists() else None,
                          library_name="transformers", pipeline_tag="text-generation",
                          tags=["evalkit", meta.get("loss", "dpo"), "preference-tuning"],
@@ -95,7 +98,7 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
               if (c := known_models.card(meta.get("base_model") or "")) else []), "",
             "## Evaluation", ""]
     lb_path = rd.leaderboard(variant)
-    if lb_path.exists():
+    if "leaderboard" in scored and lb_path.exists():
         lb = read_json(lb_path)
         body.append(f"Leaderboard suite `{lb.get('suite')}` ({lb.get('protocol')}), values x100."
                     + ("" if lb.get("comparable", True) else " Not comparable with published numbers: "
@@ -106,7 +109,7 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str) -> str:
         body += [f"| {r.task_name} | {r.metric_name} | {r.metric_value:.2f} |" for r in results]
     else:
         body.append("Not evaluated.")
-    body += ["", "## Contamination", "", *_contamination_lines(rd, variant), ""]
+    body += ["", "## Contamination", "", *_contamination_lines(rd, variant, "contamination" in scored), ""]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(body)).content
 
 
@@ -118,6 +121,8 @@ def write_cards(rd: RunDir, exp) -> list[Path]:
         if not rd.train_metadata(v.name).exists():
             continue
         path = rd.checkpoint(v.name) / "README.md"
-        atomic_write_text(path, card_text(rd, exp.name, v.name, base))
+        scored = frozenset(k for k in ("leaderboard", "contamination")
+                           if getattr(exp.eval, k) is not None and v.name in exp.scored(k))
+        atomic_write_text(path, card_text(rd, exp.name, v.name, base, scored))
         out.append(path)
     return out

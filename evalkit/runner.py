@@ -230,16 +230,7 @@ class Runner:
         leaderboard suite's task names (a misspelt task fails in seconds, not after training), the
         MT-Bench questions."""
         self.check_force(force)
-        status = self.status(force)
-        if any(s.kind == "mtbench" and what == "run" for s, what, _ in status):
-            from .eval.mtbench import load_data
-            mt = self.exp.eval.mtbench
-            load_data(mt.questions, mt.data_dir, mt.reference_answers, mt.question_ids)
-        if any(s.kind == "leaderboard" and what == "run" for s, what, _ in status):
-            from .eval.suites import builtin_yaml, load_suite, only_entries
-            suite = only_entries(load_suite(self.exp.eval.leaderboard.suite), self.exp.eval.leaderboard.entries)
-            for _, ref in suite.task_refs():
-                builtin_yaml(ref, suite.task_source)
+        check_inputs(self.exp)
 
     def check_force(self, force: list[str]) -> None:
         known = {s.name for s in self.stages} | {s.kind for s in self.stages}
@@ -328,6 +319,32 @@ class Runner:
         return results
 
 
+def check_inputs(exp: Experiment) -> None:
+    """What the eval stages read that needs no model, checked before any work (`validate`,
+    `run --dry-run`, `run`): the leaderboard suite, its entries and task names; the MT-Bench
+    questions (question_ids included); the contamination benchmarks in a local data_dir (sizes,
+    prefixes, twins). `sample` data is made by the stage itself; hub data is checked by the stage
+    before its models load."""
+    lb, mt, ct = exp.eval.leaderboard, exp.eval.mtbench, exp.eval.contamination
+    if lb is not None and lb.enabled:
+        from .eval.suites import builtin_yaml, load_suite, only_entries
+        suite = only_entries(load_suite(lb.suite), lb.entries)
+        for _, ref in suite.task_refs():
+            builtin_yaml(ref, suite.task_source)
+    if mt is not None and mt.enabled:
+        from .eval.mtbench import load_data
+        try:
+            load_data(mt.questions, mt.data_dir, mt.reference_answers, mt.question_ids)
+        except UserError as e:
+            raise UserError(f"eval.mtbench: {e}") from None
+    if ct is not None and ct.enabled and ct.data_dir not in (None, "sample"):
+        from .eval import contamination_run
+        try:
+            contamination_run.prepare(ct.benchmarks, stages.contamination_params(ct), ct.data_dir)
+        except UserError as e:
+            raise UserError(f"eval.contamination: {e}") from None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (ru_maxrss). A served judge is a process of its
     own and is not counted (the children's figure would be no help: a child forked from evalkit
@@ -413,6 +430,7 @@ def run_experiment(exp: Experiment, rd: RunDir | None = None, force: list[str] |
     runner = Runner(exp, rd, only=only, progress=progress)
     runner.check_force(force or [])
     if dry_run:
+        check_inputs(exp)
         print_plan(runner, force or [])
         return runner
     runner.preflight(force or [])

@@ -258,16 +258,21 @@ def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
     return rec
 
 
+def contamination_params(sec):
+    """The check's parameters from an experiment's contamination section."""
+    from .eval import contamination as C
+    return C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
+                    threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed, method=sec.method,
+                    dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
+                    alpha=sec.alpha)
+
+
 def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str, loaded: dict | None = None) -> dict:
     """One target against the reference (default: the base), with a control beside it."""
-    from .eval import contamination as C
     from .eval import contamination_run
 
     sec = exp.eval.contamination
-    p = C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
-                 threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed, method=sec.method,
-                 dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
-                 alpha=sec.alpha)
+    p = contamination_params(sec)
     from .models import resolve_model
     return contamination_run.run(path, resolve_model(sec.reference) if sec.reference else base, sec.benchmarks,
                                  rd.model_dir(label), p, control=resolve_model(sec.control) if sec.control else None,
@@ -355,14 +360,15 @@ def print_summary(exp: Experiment, rd: RunDir) -> None:
             s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
             print(f"  train {v.name:<8}: mean log-prob {logps_line(s)}  ({rd.checkpoint(v.name)})")
     for m in labels:
-        if rd.leaderboard(m).exists():
+        shown = lambda kind: getattr(exp.eval, kind) is not None and m in exp.scored(kind)  # noqa: E731
+        if shown("leaderboard") and rd.leaderboard(m).exists():
             rec = read_json(rd.leaderboard(m))
             print(f"  leaderboard {m:<8}: average {100 * rec['average']:.2f} on {rec['suite']}")
-        if (rd.mtbench_dir(m) / "summary.json").exists():
+        if shown("mtbench") and (rd.mtbench_dir(m) / "summary.json").exists():
             s = read_json(rd.mtbench_dir(m) / "summary.json")
             print(f"  mt-bench {m:<8}: overall {_fmt(s.get('overall'))} ({s.get('failed_parses', 0)} failed parses, "
                   f"{s.get('errors', 0)} errors; judge {s.get('judge')})")
-        if rd.contamination(m).exists():
+        if shown("contamination") and rd.contamination(m).exists():
             rec = read_json(rd.contamination(m))
             cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
             print(f"  contamination {m:<8}: {cells}")

@@ -215,8 +215,14 @@ def incomparable_because(suite: Suite, opt: LeaderboardOptions, data_dir: Path |
         reasons.append(f"local data ({data_dir}), not the benchmark's published splits")
     if suite.name not in available_suites():
         reasons.append(f"suite {suite.name} is not a packaged protocol")
-    elif load_suite(suite.name).model_dump() != suite.model_dump():
-        reasons.append(f"suite differs from the packaged {suite.name} (shots, tasks or metrics changed)")
+    else:
+        packaged = load_suite(suite.name)
+        kept = [e for e in packaged.entries if e.name in {x.name for x in suite.entries}]
+        if packaged.model_copy(update={"entries": kept}).model_dump() != suite.model_dump():
+            reasons.append(f"suite differs from the packaged {suite.name} (shots, tasks or metrics changed)")
+        elif len(kept) < len(packaged.entries):     # each entry as packaged; the average covers these only
+            reasons.append(f"entries {', '.join(e.name for e in kept)} of {suite.name} only: the average is theirs, "
+                           f"not the suite's")
     changed = {k: v for k, v in opt.extra_model_args.items() if k in suite.model_args and v != suite.model_args[k]}
     if changed:
         reasons.append(f"model arguments override the protocol's ({', '.join(f'{k}={v}' for k, v in changed.items())})")

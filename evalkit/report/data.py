@@ -64,16 +64,21 @@ def load_experiment_dir(path: str | Path) -> Experiment:
         (p / "leaderboard.json").exists() or (p / "contamination.json").exists() or (p / "mtbench").is_dir()))
     order = ["base"] + variants
     exp.models = [m for m in order if m in found or m in variants] + [m for m in found if m not in order]
+    # a section's `models:` says which models it scores now: a result left from a model it no
+    # longer scores was made on weights that may have been retrained since, so it is not shown
+    sections = ((manifest.get("config") or {}).get("eval") or {})
+    scored = lambda kind, m: not isinstance((sections.get(kind) or {}).get("models"), list) \
+        or m in sections[kind]["models"]  # noqa: E731
     for m in exp.models:
         d = path / m
-        if (rec := _load_json(d / "leaderboard.json", "leaderboard")) is not None:
+        if scored("leaderboard", m) and (rec := _load_json(d / "leaderboard.json", "leaderboard")) is not None:
             exp.leaderboard[m] = rec
-        if (rec := _load_json(d / "contamination.json", "contamination")) is not None:
+        if scored("contamination", m) and (rec := _load_json(d / "contamination.json", "contamination")) is not None:
             exp.contamination[m] = rec
             exp.contamination_rows[m] = {b: _jsonl(d / info.get("per_example", f"contamination_{b}.jsonl"))
                                          for b, info in rec.get("benchmarks", {}).items()}
         mt = d / "mtbench"
-        if (summary := _load_json(mt / "summary.json", "mtbench_summary")) is not None:
+        if scored("mtbench", m) and (summary := _load_json(mt / "summary.json", "mtbench_summary")) is not None:
             judgments = mt / summary.get("judgments_file", "judgments.jsonl")
             answers = mt / summary["answers_file"] if summary.get("answers_file") else None
             exp.mtbench[m] = {"summary": summary, "judgments": _jsonl(judgments) if judgments.exists() else [],
