@@ -23,7 +23,7 @@ DATASETS = {"arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", "test"), "hell
             "winogrande": ("allenai/winogrande", "winogrande_xl", "validation"), "gsm8k": ("openai/gsm8k", "main", "test")}
 
 
-def eval_results(rd: RunDir, model: str, leaderboard: bool = True) -> list:
+def eval_results(rd: RunDir, model: str, leaderboard: bool = True, mtbench: bool = True) -> list:
     from huggingface_hub import EvalResult
 
     from .report.render import metric_name
@@ -40,7 +40,7 @@ def eval_results(rd: RunDir, model: str, leaderboard: bool = True) -> list:
                                   metric_type=t["metric"], metric_name=metric_name(t),
                                   metric_value=round(100 * t[key], 4)))
     mt_path = rd.mtbench_dir(model) / "summary.json"
-    if mt_path.exists():
+    if mtbench and mt_path.exists():
         mt = read_json(mt_path)
         if mt.get("mode", "single") == "single" and mt.get("overall") is not None:
             out.append(EvalResult(task_type="text-generation", task_name="MT-Bench", dataset_type="lmsys/mt_bench_human_judgments",
@@ -66,12 +66,12 @@ def _contamination_lines(rd: RunDir, model: str, checked: bool = True) -> list[s
 
 
 def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str, scored: frozenset = frozenset(
-        ("leaderboard", "contamination"))) -> str:
+        ("leaderboard", "mtbench", "contamination"))) -> str:
     """The card; `scored`: the eval sections that score this variant now (a result left from a
     section that no longer does may be of weights retrained since: not shown)."""
     from huggingface_hub import ModelCard, ModelCardData
     meta = read_json(rd.train_metadata(variant))
-    results = eval_results(rd, variant, "leaderboard" in scored)
+    results = eval_results(rd, variant, "leaderboard" in scored, "mtbench" in scored)
     data = ModelCardData(base_model=base_model if "/" in base_model and not Path(base_model).exists() else None,
                          library_name="transformers", pipeline_tag="text-generation",
                          tags=["evalkit", meta.get("loss", "dpo"), "preference-tuning"],
@@ -121,7 +121,7 @@ def write_cards(rd: RunDir, exp) -> list[Path]:
         if not rd.train_metadata(v.name).exists():
             continue
         path = rd.checkpoint(v.name) / "README.md"
-        scored = frozenset(k for k in ("leaderboard", "contamination")
+        scored = frozenset(k for k in ("leaderboard", "mtbench", "contamination")
                            if getattr(exp.eval, k) is not None and v.name in exp.scored(k))
         atomic_write_text(path, card_text(rd, exp.name, v.name, base, scored))
         out.append(path)

@@ -1,6 +1,5 @@
 """Model cards: every trained checkpoint gets a README.md whose model-index equals the results."""
 import json
-from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -13,8 +12,11 @@ from report_fixtures import build as build_fixture
 def test_cards_parse_and_model_index_equals_leaderboard_json(tmp_path):
     reports = build_fixture(tmp_path)
     rd = RunDir("fx", root=tmp_path)
-    exp = SimpleNamespace(name="fx", base_model="org/base-7b", variants=[SimpleNamespace(name="dpo"),
-                                                                        SimpleNamespace(name="dpop")])
+    from evalkit.config import Experiment
+    exp = Experiment.model_validate({
+        "name": "fx", "base_model": "org/base-7b", "datasets": {"d": {"generate": "metamath_synthetic"}},
+        "variants": [{"name": "dpo", "data": "d"}, {"name": "dpop", "data": "d", "loss": "dpop"}],
+        "eval": {"leaderboard": {}, "mtbench": {}, "contamination": {}}})
     paths = write_cards(rd, exp)
     assert [p.parent.name for p in paths] == ["dpo", "dpop"]
     for p in paths:
@@ -40,3 +42,23 @@ def test_cards_parse_and_model_index_equals_leaderboard_json(tmp_path):
     from huggingface_hub import ModelCard
     card = ModelCard.load(paths[0])
     assert card.data.eval_results[0].metric_value == pytest.approx(60.0)
+
+
+def test_a_result_of_a_model_the_section_no_longer_scores_is_not_shown(tmp_path):
+    """models: [base] in the leaderboard section: dpo's old leaderboard.json (maybe of weights
+    retrained since) stays on disk but leaves its card, the report and the board."""
+    from evalkit.config import Experiment
+    from evalkit.report.data import load_experiment_dir
+    reports = build_fixture(tmp_path)
+    rd = RunDir("fx", root=tmp_path)
+    exp = Experiment.model_validate({
+        "name": "fx", "base_model": "org/base-7b", "datasets": {"d": {"generate": "metamath_synthetic"}},
+        "variants": [{"name": "dpo", "data": "d"}, {"name": "dpop", "data": "d", "loss": "dpop"}],
+        "eval": {"leaderboard": {"models": ["base", "dpop"]}, "contamination": {}}})
+    dpo_card = write_cards(rd, exp)[0].read_text()
+    assert "model-index" not in dpo_card and "Leaderboard suite" not in dpo_card
+    assert (reports / "dpo" / "leaderboard.json").exists()
+    man = json.loads((reports / "manifest.json").read_text())
+    man["config"]["eval"] = {"leaderboard": {"models": ["base", "dpop"]}}
+    (reports / "manifest.json").write_text(json.dumps(man))
+    assert set(load_experiment_dir(reports).leaderboard) == {"base", "dpop"}
