@@ -431,6 +431,7 @@ class RunDir:
             "config": config,
             **environment(),
             "stages": old.get("stages", {}),
+            **({"last_run": old["last_run"]} if "last_run" in old else {}),   # a run with nothing to do keeps it
             **extra,
         }
         atomic_write_json(self.manifest_path, manifest)

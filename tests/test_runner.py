@@ -209,3 +209,6 @@ def test_manifest_records_the_runs_peak_memory(tmp_path, tiny_model_dir):
     assert man["last_run"]["peak_rss_mb"] > 50 and man["last_run"]["stages_run"] == ["base", "data:d"]
     assert man["stages"]["data:d"]["peak_rss_mb"] > 50
     assert assert_matches_schema(tmp_path) >= 1
+    # a rerun with nothing to do keeps the record of the last run that had work
+    run_experiment(load_experiment(exp), rd, progress=False)
+    assert rd.load_manifest()["last_run"] == man["last_run"]
