@@ -41,11 +41,13 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from bench._common import out_dir  # noqa: E402
+from evalkit.backends.models import load_model  # noqa: E402
+from evalkit.backends.scoring import score_texts  # noqa: E402
+from evalkit.backends.tiny import build_tiny_model, spec_hash  # noqa: E402
 from evalkit.eval import contamination as C  # noqa: E402
 from evalkit.eval.benchmark_texts import load_examples  # noqa: E402
 from evalkit.eval.contamination_run import select  # noqa: E402
 from evalkit.eval.sample_data import write_open_llm_v1  # noqa: E402
-from evalkit.models import build_tiny_model, load_model, spec_hash  # noqa: E402
 
 N_EXAMPLES, N_NEIGHBOURS = 40, 100      # the original samples 100 neighbours, always
 
@@ -95,8 +97,8 @@ def evalkit_side(target, t_tok, reference, r_tok, examples, seed, keep=None):
     run, _ = C.score_target(target, t_tok, examples, neighbours, p, details=True)
     t_side, (t_bs, _) = C.layout(t_tok, p)
     r_side, (r_bs, _) = C.layout(r_tok, p)
-    C.score_texts(target, t_tok, [e.text.lower() for e in examples], padding_side=t_side, batch_size=t_bs)
-    C.score_texts(reference, r_tok, [e.text for e in examples], padding_side=r_side, batch_size=r_bs)
+    score_texts(target, t_tok, [e.text.lower() for e in examples], padding_side=t_side, batch_size=t_bs)
+    score_texts(reference, r_tok, [e.text for e in examples], padding_side=r_side, batch_size=r_bs)
     if keep is not None:
         keep.append((neighbours, run.scores))
     return run.scores

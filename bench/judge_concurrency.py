@@ -24,8 +24,8 @@ import httpx  # noqa: E402
 from bench._common import out_dir, write_figures  # noqa: E402
 import subprocess  # noqa: E402
 
-from evalkit.eval.serve import free_port  # noqa: E402
-from evalkit.eval import judge as J  # noqa: E402
+from evalkit.backends.client import ClientOptions  # noqa: E402
+from evalkit.backends.serve import free_port  # noqa: E402
 from evalkit.eval import mtbench  # noqa: E402
 
 N_QUESTIONS, LATENCY, CONCURRENCY = 80, 0.2, 16   # 80 questions x 2 turns = 160 calls
@@ -55,7 +55,7 @@ def main(argv=None):
                     break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            opt = mtbench.JudgeOptions(J.ClientOptions(model="scripted", base_url=f"{base}/v1",
+            opt = mtbench.JudgeOptions(ClientOptions(model="scripted", base_url=f"{base}/v1",
                                                        concurrency=CONCURRENCY, timeout=10))
             import openai  # noqa: F401  the SDK's import (~1.8 s here) is process start-up, not judging
             t = time.time()

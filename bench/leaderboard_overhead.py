@@ -25,9 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._common import out_dir, write_figures  # noqa: E402
+from evalkit.backends.tiny import build_tiny_model, spec_hash  # noqa: E402
 from evalkit.eval.sample_data import write_open_llm_v1  # noqa: E402
 from evalkit.eval.suites import load_suite, write_task_yamls  # noqa: E402
-from evalkit.models import build_tiny_model, spec_hash  # noqa: E402
 
 SUITE = """name: bench
 entries:

@@ -40,8 +40,8 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 def one_run(kind: str, steps: int, threads: int) -> dict:
     import torch
 
+    from evalkit.backends.models import load_model
     from evalkit.data import path as packaged
-    from evalkit.models import load_model
     from evalkit.train.builders import math_row_pairs
     from evalkit.train.data import Row, make_batch, tokenize_rows
     from evalkit.train.logps import batch_logps, install_completion_head

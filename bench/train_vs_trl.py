@@ -54,7 +54,7 @@ MODES = ("trl", "trl-precompute", "evalkit")
 # ---------------------------------------------------------------- models and data
 
 def llama_dir(out: Path) -> Path:
-    from evalkit.models import build_tiny_model, spec_hash
+    from evalkit.backends.tiny import build_tiny_model, spec_hash
     return build_tiny_model(out / "models" / f"llama10m-{spec_hash(LLAMA_SPEC)}", LLAMA_SPEC, progress=False)
 
 
@@ -118,8 +118,8 @@ def trl_args(out: Path, n_pairs: int, gc: bool, **kw):
 # ---------------------------------------------------------------- one configuration per process
 
 def run_evalkit(name: str, out: Path, n_pairs: int, gc: bool) -> dict:
+    from evalkit.backends.models import load_tokenizer
     from evalkit.config import Variant
-    from evalkit.models import load_tokenizer
     from evalkit.train.data import Row, tokenize_rows
     from evalkit.train.reference import ReferenceCache
     from evalkit.train.trainer import train_variant

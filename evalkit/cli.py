@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"board: {write(args.dirs, args.out, args.format)}")
         return 0
     if args.verb == "models":
-        from . import known_models
+        from .backends import known_models
         if args.action == "list":
             print(known_models.describe())
             return 0
@@ -243,7 +243,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     if not args.model:
         raise UserError("leaderboard: give a MODEL (hub id or local directory), or --show")
     if args.backend == "api":
-        from .backends import check_endpoint
+        from .backends.serve import check_endpoint
         if not args.base_url:
             raise UserError("leaderboard --backend api needs --base-url (an OpenAI-compatible server)")
         check_endpoint(args.base_url, "--base-url")      # before lm-eval loads anything
@@ -257,7 +257,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
         tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
         extra_model_args=leaderboard.parse_model_args(args.model_args))
     out = args.out or f"reports/leaderboard/{path_component(args.model)}"
-    from .models import resolve_model
+    from .backends.models import resolve_model
     rec = leaderboard.run(resolve_model(args.model) if args.backend != "api" else args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
     print(f"results: {out}/leaderboard.json")
@@ -286,7 +286,7 @@ def _contamination(args: argparse.Namespace) -> int:
     except UserError as e:
         raise UserError(f"contamination: {e}".replace("n_examples", "--n-examples", 1)) from None
     out = args.out or f"reports/contamination/{path_component(args.target)}"
-    from .models import resolve_model
+    from .backends.models import resolve_model
     rec = contamination_run.run(resolve_model(args.target), resolve_model(args.reference), args.benchmark, out, p,
                                 control=resolve_model(args.control) if args.control else None,
                                 data_dir=args.data_dir)
@@ -299,9 +299,9 @@ def _mtbench(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .backends import check_endpoint, judge_endpoint
+    from .backends.client import judge_client
+    from .backends.serve import check_endpoint, judge_endpoint
     from .eval import generate, mtbench
-    from .eval import judge as J
     for flag, value, ok, want in (("--concurrency", args.concurrency, args.concurrency >= 1, "at least 1"),
                                   ("--timeout", args.timeout, args.timeout > 0, "above 0 seconds"),
                                   ("--max-retries", args.max_retries, args.max_retries >= 0, "at least 0"),
@@ -319,7 +319,7 @@ def _mtbench(args: argparse.Namespace) -> int:
     else:
         model_id = Path(args.model.rstrip("/")).name
         answers_file = mtbench.answer_path(out, model_id)
-        from .models import resolve_model
+        from .backends.models import resolve_model
         answers = generate.generate_answers(resolve_model(args.model), data.questions, answers_file,
                                             generate.GenOptions(backend=args.backend, base_url=args.base_url,
                                                                 max_new_tokens=args.max_new_tokens,
@@ -328,13 +328,10 @@ def _mtbench(args: argparse.Namespace) -> int:
     if args.judge_base_url and not args.judge_serve:
         check_endpoint(args.judge_base_url, "--judge-base-url")   # before any answer is generated
     with judge_endpoint(args.judge_serve, args.judge_base_url) as base_url:
-        from .models import resolve_model
-        opt = mtbench.JudgeOptions(J.ClientOptions(model=resolve_model(args.judge_serve) if args.judge_serve
-                                                   else args.judge, name=args.judge_serve or args.judge,
-                                                   base_url=base_url,
-                                                   api_key_env=args.api_key_env, concurrency=args.concurrency,
-                                                   timeout=args.timeout, max_retries=args.max_retries,
-                                                   logprobs=args.logprobs),
+        opt = mtbench.JudgeOptions(judge_client(args.judge, args.judge_serve, base_url,
+                                                api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                                timeout=args.timeout, max_retries=args.max_retries,
+                                                logprobs=args.logprobs),
                                    mode=args.mode)
         summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline, answers_file=answers_file)
     if summary["errors"]:
@@ -380,7 +377,7 @@ def _pairs(args: argparse.Namespace) -> int:
         rows, skipped = builders.metamath_synthetic_pairs(args.n, args.seed), 0
     atomic_write_text(args.out, "".join(json.dumps(r) + "\n" for r in rows))
     if args.tokenizer:
-        from .models import load_tokenizer
+        from .backends.models import load_tokenizer
         tok = load_tokenizer(args.tokenizer)
         enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     else:

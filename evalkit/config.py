@@ -14,6 +14,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
                       model_validator)
 
+from .backends.tiny import TinySpec
 from .errors import UserError
 from .rundir import NAME_RE, name_problem
 
@@ -32,24 +33,6 @@ def _existing_dir(value: Optional[str]) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- models
-
-class TinySpec(Strict):
-    """The offline tiny Llama built in-process (see models.build_tiny_model)."""
-    seed: int = 0
-    vocab_size: int = Field(1024, ge=300, le=32000)
-    hidden_size: int = Field(64, ge=8)
-    intermediate_size: int = Field(256, ge=8)
-    num_layers: int = Field(2, ge=1)
-    num_heads: int = Field(4, ge=1)
-    max_length: int = Field(256, ge=32, description="pretraining window")
-    max_position_embeddings: int = Field(2048, ge=32, description="context the model accepts (RoPE)")
-    n_documents: int = Field(3000, ge=10)
-    judge_documents: int = Field(0, ge=0, description="extra chats teaching the MT-Bench judge format "
-                                                      "(\"Rating: [[N]]\"); changes every number the model gives")
-    pretrain_steps: int = Field(300, ge=0)
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(3e-3, gt=0)
-
 
 class TinyBase(Strict):
     tiny: TinySpec
@@ -483,8 +466,8 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _known_models_installed(self):
-        """A known real model (evalkit.known_models) needs its package: say so before any work."""
-        from . import known_models
+        """A known real model (evalkit.backends.known_models) needs its package: say so before any work."""
+        from .backends import known_models
         ct, mt = self.eval.contamination, self.eval.mtbench
         refs = {"base_model": self.base_model, "eval.contamination.reference": ct.reference if ct else None,
                 "eval.contamination.control": ct.control if ct else None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import known_models
+from .backends import known_models
 from .rundir import RunDir, atomic_write_text, read_json
 from .train.summary import logps_line
 

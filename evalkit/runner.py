@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, known_models, logs, stages
+from . import __version__, logs, stages
+from .backends import known_models
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
@@ -85,7 +86,7 @@ class Runner:
         dump = lambda m: m.model_dump(mode="json", by_alias=True) if m is not None else None  # noqa: E731
         tiny = isinstance(exp.base_model, TinyBase)
         # a tiny base is its spec and its builder's code (an edit to the builder rebuilds it)
-        from .models import tiny_builder_hash
+        from .backends.tiny import tiny_builder_hash
         base_slice = {"tiny": dump(exp.base_model), "builder": tiny_builder_hash()} if tiny else \
             ({"files": files} if (files := _model_content(exp.base_model)) else {"model": exp.base_model})
         plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
@@ -178,7 +179,7 @@ class Runner:
 
     def _model_fingerprint(self, label: str) -> str | None:
         """Content fingerprint of a model on disk (None while it does not exist yet)."""
-        from .train.reference import model_fingerprint
+        from .backends.fingerprint import model_fingerprint
         path = self.rd.checkpoint(label) if label != "base" else None
         if path is not None and not path.is_dir():
             return None
@@ -192,7 +193,7 @@ class Runner:
         return self._fingerprints[label]
 
     def _mtbench(self, label: str):
-        from .backends import judge_endpoint
+        from .backends.serve import judge_endpoint
         mt = self.exp.eval.mtbench
         if mt.judge is None:
             raise UserError("eval.mtbench.judge: required key missing (model, and base_url or serve)")
@@ -256,7 +257,7 @@ class Runner:
             self.loaded.clear()
         elif self.loaded:
             # a target is needed by its own stage only; the reference and control by every one
-            from .models import resolve_model
+            from .backends.models import resolve_model
             sec = self.exp.eval.contamination
             keep = {self.model_path(s.model) for s in remaining if s.kind == "contamination"}
             keep |= {self.base(), *(resolve_model(m) for m in (sec.reference, sec.control) if m)}
@@ -393,7 +394,7 @@ def _inputs_content(section: Any, rd: RunDir, sample_kind: str | None = None,
                 if p.is_file():
                     found[v] = file_hash(p)
                 elif (p / "config.json").is_file():      # a model: its weights, config and tokenizer
-                    from .train.reference import model_fingerprint
+                    from .backends.fingerprint import model_fingerprint
                     found[v] = model_fingerprint(str(p))
                 elif p.is_dir():
                     found[v] = content_hash(sorted((str(f.relative_to(p)), stat_file_hash(f))
@@ -409,7 +410,7 @@ def _model_content(name: str) -> str | None:
     if known_models.is_known(name):
         return known_models.content_key(name)
     if Path(name).expanduser().is_dir():
-        from .train.reference import model_fingerprint
+        from .backends.fingerprint import model_fingerprint
         return model_fingerprint(name)
     return None
 

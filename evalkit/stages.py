@@ -34,7 +34,7 @@ def base_model(exp: Experiment, rd: RunDir) -> str:
         path = tiny_base(exp.base_model.tiny.model_dump(), rd.base_checkpoint())
         log.info("tiny base model ready at %s (%.1fs)", path, time.time() - t0)
         return str(path)
-    from .models import resolve_model
+    from .backends.models import resolve_model
     return resolve_model(exp.base_model)     # a known real model: its materialised folder
 
 
@@ -44,8 +44,8 @@ def tiny_base(spec: dict, out: Path) -> Path:
     and copied into the run's checkpoints, so another clone or run directory skips pretraining."""
     import tempfile
 
-    from .known_models import cache_root
-    from .models import build_tiny_model, spec_hash, tiny_builder_hash, tiny_is_built
+    from .backends.known_models import cache_root
+    from .backends.tiny import build_tiny_model, spec_hash, tiny_builder_hash, tiny_is_built
     if tiny_is_built(out, spec):       # up to date: no torch import, no copy (an up-to-date rerun is quick)
         return out
     shared = cache_root() / "tiny" / f"tiny-{spec_hash(spec)}-{tiny_builder_hash()}"
@@ -129,7 +129,7 @@ def data(exp: Experiment, rd: RunDir, name: str) -> int:
 
 def train(exp: Experiment, rd: RunDir, name: str, base: str, progress: bool = True) -> Path:
     """Train one variant from `base`; the checkpoint is built beside and swapped in."""
-    from .models import load_tokenizer
+    from .backends.models import load_tokenizer
     from .train.reference import ReferenceCache
 
     v = exp.variant(name)
@@ -268,7 +268,7 @@ def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str,
 
     sec = exp.eval.contamination
     p = contamination_params(sec)
-    from .models import resolve_model
+    from .backends.models import resolve_model
     return contamination_run.run(path, resolve_model(sec.reference) if sec.reference else base, sec.benchmarks,
                                  rd.model_dir(label), p, control=resolve_model(sec.control) if sec.control else None,
                                  data_dir=sample_data_dir(exp, rd, sec.data_dir, "contamination"),
@@ -312,8 +312,8 @@ def _row_text(data: dict) -> str:
 
 def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judge_url: str | None) -> dict:
     """Answers for `label` (and the pairwise baseline), then the judge at `judge_url`."""
+    from .backends.client import judge_client
     from .eval import generate, mtbench as M
-    from .eval import judge as J
 
     sec = exp.eval.mtbench
     j = sec.judge
@@ -322,13 +322,8 @@ def mtbench(exp: Experiment, rd: RunDir, label: str, paths: dict[str, str], judg
                               batch_size=sec.batch_size, base_url=sec.base_url, seed=exp.seed)
     files = {m: M.answer_path(rd.mtbench_dir(m), m) for m in paths}
     answers = {m: generate.generate_answers(p, data.questions, files[m], gen, model_id=m) for m, p in paths.items()}
-    # a server we start is pinned to the model it serves: requests must name that model (a
-    # served known model: its materialised folder); records and file names use the name given
-    from .models import resolve_model
-    client = J.ClientOptions(model=resolve_model(j.serve) if j.serve else j.model, name=j.serve or j.model,
-                             base_url=judge_url, api_key_env=j.api_key_env,
-                             concurrency=j.concurrency, timeout=j.timeout, max_retries=j.max_retries,
-                             logprobs=j.logprobs)
+    client = judge_client(j.model, j.serve, judge_url, api_key_env=j.api_key_env, concurrency=j.concurrency,
+                          timeout=j.timeout, max_retries=j.max_retries, logprobs=j.logprobs)
     opt = M.JudgeOptions(client, mode=sec.mode, max_tokens=j.max_tokens, price_per_million=j.price_per_million)
     baseline = answers.get(sec.baseline) if sec.mode == "pairwise" else None
     return M.judge_answers(data, answers[label], rd.mtbench_dir(label), opt, baseline=baseline,

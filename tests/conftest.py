@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 # Tiny models are cached by spec under checkpoints/.test-cache (git-ignored) so reruns are fast.
 TEST_CACHE = REPO / "checkpoints" / ".test-cache"
-# real models materialised by evalkit.known_models (tests/test_real_model.py) go there too, never to ~/.cache
+# real models materialised by evalkit.backends.known_models (tests/test_real_model.py) go there too, never to ~/.cache
 os.environ["EVALKIT_CACHE"] = str(TEST_CACHE / "evalkit-cache")
 
 # ---------------------------------------------------------------- the socket guard
@@ -75,12 +75,12 @@ JUDGE_SPEC = {**SMALL_SPEC, "judge_documents": 300}
 
 @pytest.fixture(scope="session")
 def tiny_judge_dir() -> Path:
-    from evalkit.models import build_tiny_model, spec_hash
+    from evalkit.backends.tiny import build_tiny_model, spec_hash
     return build_tiny_model(TEST_CACHE / f"tiny-{spec_hash(JUDGE_SPEC)}", JUDGE_SPEC, progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """A small pretrained tiny Llama shared by the session (built once, cached by spec)."""
-    from evalkit.models import build_tiny_model, spec_hash
+    from evalkit.backends.tiny import build_tiny_model, spec_hash
     return build_tiny_model(TEST_CACHE / f"tiny-{spec_hash(SMALL_SPEC)}", SMALL_SPEC, progress=False)

@@ -1,2 +1,2 @@
 """Real local servers for tests (re-exported from evalkit so the pipeline uses the same code)."""
-from evalkit.eval.serve import free_port, transformers_serve  # noqa: F401
+from evalkit.backends.serve import free_port, transformers_serve  # noqa: F401

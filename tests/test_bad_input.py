@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 
+from evalkit.backends.serve import free_port
 from evalkit.cli import main
 from evalkit.devserver import Script, ServerThread
-from evalkit.eval.serve import free_port
 from report_fixtures import build as build_report_fixture
 
 NOT_UTF8 = b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n'

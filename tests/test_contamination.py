@@ -8,11 +8,12 @@ import torch
 from torch.nn import CrossEntropyLoss
 
 from evalkit import synth
+from evalkit.backends.models import load_model
+from evalkit.backends.scoring import score_groups_shared, score_texts
 from evalkit.errors import UserError
 from evalkit.eval import contamination as C
 from evalkit.eval.benchmark_texts import load_examples
 from evalkit.eval.ngram import overlap
-from evalkit.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def original_evaluate_model(model, tok, batch_texts, max_length=150, batch_size=
 def test_text_losses_match_the_original_formula(tiny):
     model, tok = tiny
     sample = texts(70) + ["word " * 200]  # one text longer than the 150-token truncation
-    ours = C.score_texts(model, tok, sample, max_tokens=150, batch_tokens=4096).mean_nll
+    ours = score_texts(model, tok, sample, max_tokens=150, batch_tokens=4096).mean_nll
     ref = original_evaluate_model(model, tok, sample)
     assert torch.allclose(torch.tensor(ours), ref.double().float(), atol=1e-5)
     # the example loss: model(ids, labels=ids).loss on the untruncated text
@@ -56,7 +57,7 @@ def test_text_losses_match_the_original_formula(tiny):
     ids = torch.tensor([tok(one)["input_ids"]])
     with torch.no_grad():
         loss = model(ids, labels=ids).loss.item()
-    assert C.score_texts(model, tok, [one]).mean_nll[0] == pytest.approx(loss, abs=1e-5)
+    assert score_texts(model, tok, [one]).mean_nll[0] == pytest.approx(loss, abs=1e-5)
 
 
 def test_scores_and_result_with_fixed_neighbours(tiny):
@@ -266,7 +267,7 @@ def test_shi2023_matches_the_original_on_saved_neighbours(tmp_path, tiny_model_d
         assert r["score"] == sum(z < x for z in zs) / len(zs)
     assert worst < 1e-5
     if side == "left":  # the layout matters: right-padded, length-sorted scoring does not reproduce it
-        right = [C.score_texts(model, tok, r["neighbours"], 150).mean_nll for r in rows]
+        right = [score_texts(model, tok, r["neighbours"], 150).mean_nll for r in rows]
         assert max(abs(a - b) for r, rr in zip(rows, right) for a, b in zip(r["neighbour_nll"], rr)) > 1e-3
     assert rec["benchmarks"]["items"]["result"] == sum(r["score"] < 0.1 for r in rows) / len(rows)
 
@@ -289,7 +290,7 @@ def _cached_finetune(cache, key, start_dir, tok, train_texts, steps):
     cached by content (start, recipe and data) under `cache`."""
     import hashlib
 
-    from evalkit.models import directory_fingerprint
+    from evalkit.backends.fingerprint import directory_fingerprint
     h = hashlib.sha256(json.dumps([directory_fingerprint(start_dir), key, steps, train_texts]).encode()).hexdigest()[:16]
     out = cache / f"gsm8k-{key}-{h}"
     if not (out / "config.json").exists():
@@ -410,8 +411,8 @@ def test_shared_prefix_generation_matches_plain_generate(tiny_model_dir):
     With top_k=1 every sample is the greedy continuation, so each must equal what a plain
     one-prompt generate() writes; prompts of different lengths share a left-padded batch."""
     import torch
-    from evalkit.backends import GenOptions, HFGenerator, Sampling
-    from evalkit.models import load_model
+    from evalkit.backends.generate import GenOptions, HFGenerator, Sampling
+    from evalkit.backends.models import load_model
     torch.set_num_threads(1)
     model, tok = load_model(str(tiny_model_dir), dtype="float32")
     prompts = ["Natalia sold clips to 48 of her friends in April", "A cat", "Weng earns $12 an hour for babysitting."]
@@ -440,14 +441,14 @@ def test_shared_prefix_scoring_equals_scoring_each_text_whole(tiny_model_dir):
     the rest per text. Each loss must equal score_texts' whole-text loss (float rounding only),
     including texts cut at max_tokens and a group whose texts share almost nothing."""
     import torch
-    from evalkit.models import load_model
+    from evalkit.backends.models import load_model
     torch.set_num_threads(1)
     model, tok = load_model(str(tiny_model_dir), dtype="float32")
     stem = "Natalia sold clips to 48 of her friends in April, and then she sold"
     groups = [[stem + tail for tail in (" half as many clips in May.", " 24 more.", " them all", " x" * 40)],
               ["Weng earns $12 an hour.", "Betty is saving money for a new wallet.", "Q"]]
-    shared = C.score_groups_shared(model, tok, groups, max_tokens=40, batch_tokens=64)
+    shared = score_groups_shared(model, tok, groups, max_tokens=40, batch_tokens=64)
     assert shared is not None
     for texts, got in zip(groups, shared):
-        want = C.score_texts(model, tok, texts, 40).mean_nll
+        want = score_texts(model, tok, texts, 40).mean_nll
         assert got == pytest.approx(want, abs=1e-5), (texts, got, want)

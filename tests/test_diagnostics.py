@@ -40,7 +40,7 @@ def _completion_logps(model, ids: list[int], n_prompt: int, after: int = 0) -> f
 def test_heldout_logged_equal_an_independent_computation_and_never_trained(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from evalkit.models import load_tokenizer
+    from evalkit.backends.models import load_tokenizer
     from evalkit.train.builders import metamath_synthetic_pairs
     torch.set_num_threads(1)
     full = tmp_path / "full.jsonl"
@@ -166,7 +166,7 @@ def test_post_edit_from_the_summary_forwards_equals_its_own_padded_pass(tiny_mod
     summary numbers equal a pass over the first pairs alone."""
     from transformers import AutoModelForCausalLM
 
-    from evalkit.models import load_tokenizer
+    from evalkit.backends.models import load_tokenizer
     from evalkit.train.builders import metamath_synthetic_pairs
     from evalkit.train.data import Row, make_batch
     from evalkit.train.diagnostics import pair_logps, sequence_logps

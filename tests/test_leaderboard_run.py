@@ -224,7 +224,7 @@ def test_archived_v1_suite_runs_and_says_so(tiny_model_dir, sample_dir, tmp_path
 def test_chat_template_run_is_applied_and_recorded(tiny_model_dir, sample_dir, tmp_path, monkeypatch):
     """v2-style: the model's chat template, few-shot examples as turns, a system prompt."""
     from lm_eval.models.huggingface import HFLM
-    from evalkit.models import BOS
+    from evalkit.backends.tiny import BOS
     contexts = []
     real = HFLM.loglikelihood
 

@@ -28,7 +28,7 @@ def test_model_with_completion_head_equals_full_logits(tiny_model_dir, pack):
     """Same tiny model, same batch: sums, lengths and every parameter's gradient agree."""
     from transformers import AutoModelForCausalLM
 
-    from evalkit.models import load_tokenizer
+    from evalkit.backends.models import load_tokenizer
     from evalkit.train.builders import metamath_synthetic_pairs
     from evalkit.train.data import Row, make_batch, tokenize_rows
     torch.set_num_threads(1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.backends.client import ClientOptions
 from evalkit.devserver import Script, ServerThread
 from evalkit.eval import generate, mtbench
 from evalkit.eval import judge as J
@@ -52,7 +53,7 @@ def answers_file(tmp_path: Path, n: int) -> Path:
 
 
 def judge_opts(url, **kw):
-    return mtbench.JudgeOptions(J.ClientOptions(model="scripted", base_url=url, timeout=kw.pop("timeout", 1.0),
+    return mtbench.JudgeOptions(ClientOptions(model="scripted", base_url=url, timeout=kw.pop("timeout", 1.0),
                                                 backoff=0.02, max_backoff=0.2, **kw))
 
 
@@ -141,7 +142,7 @@ def test_pairwise_mode_writes_fastchat_pair_records(tmp_path):
     base = [dict(a, model_id="base", choices=[{"index": 0, "turns": ["x", "y"]}]) for a in answers]
     with ServerThread(Script()) as srv:
         s = mtbench.judge_answers(data, answers, tmp_path / "p", mtbench.JudgeOptions(
-            J.ClientOptions(model="scripted", base_url=srv.base_url), mode="pairwise"), baseline=base, progress=False)
+            ClientOptions(model="scripted", base_url=srv.base_url), mode="pairwise"), baseline=base, progress=False)
     rows = read_jsonl(tmp_path / "p" / "model_judgment" / "scripted_pair.jsonl")
     assert len(rows) == 6 and s["n_pairs"] == 6
     for r in rows:
@@ -160,7 +161,7 @@ def test_end_to_end_against_transformers_serve(tiny_model_dir, tiny_judge_dir, t
     assert len(answers) == 4 and all(len(a["choices"][0]["turns"]) == 2 for a in answers)
     with transformers_serve(tiny_judge_dir) as url:
         s = mtbench.judge_answers(data, answers, tmp_path, mtbench.JudgeOptions(
-            J.ClientOptions(model=str(tiny_judge_dir), base_url=url, timeout=60), max_tokens=24), progress=False)
+            ClientOptions(model=str(tiny_judge_dir), base_url=url, timeout=60), max_tokens=24), progress=False)
     assert s["errors"] == 0 and s["n_judged"] == 8
     judged = read_jsonl(tmp_path / "model_judgment" / f"{mtbench.file_safe(str(tiny_judge_dir))}_single.jsonl")
     assert all(isinstance(j["judgment"], str) for j in judged)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.backends.client import ClientOptions
 from evalkit.devserver import Script, ServerThread
 from evalkit.eval import mtbench
-from evalkit.eval import judge as J
 from evalkit.rundir import read_jsonl
 from test_mtbench import answers_file, questions_file
 
@@ -54,7 +54,7 @@ def fastchat_numbers(mode: str, input_file: Path, baseline: str | None = None) -
 
 def opts(url, model="scripted", **kw):
     mode = kw.pop("mode", "single")
-    return mtbench.JudgeOptions(J.ClientOptions(model=model, base_url=url, timeout=2.0, backoff=0.01, max_backoff=0.05,
+    return mtbench.JudgeOptions(ClientOptions(model=model, base_url=url, timeout=2.0, backoff=0.01, max_backoff=0.05,
                                                 **kw), mode=mode)
 
 
@@ -150,10 +150,10 @@ def test_weighted_rating_reads_ten_from_split_digits_and_empty_replies_are_retri
 
 
 def test_hf_answers_are_on_disk_per_finished_batch(tmp_path, tiny_model_dir, monkeypatch):
-    from evalkit import backends
+    from evalkit.backends.generate import HFGenerator
     from evalkit.eval import generate
     data = mtbench.load_data("sample")
-    real_chat, calls = backends.HFGenerator.chat, []
+    real_chat, calls = HFGenerator.chat, []
 
     def failing_after_first_batch(self, convs, params, **kw):
         calls.append(len(convs))
@@ -161,13 +161,13 @@ def test_hf_answers_are_on_disk_per_finished_batch(tmp_path, tiny_model_dir, mon
             raise KeyboardInterrupt("killed")
         return real_chat(self, convs, params, **kw)
 
-    monkeypatch.setattr(backends.HFGenerator, "chat", failing_after_first_batch)
+    monkeypatch.setattr(HFGenerator, "chat", failing_after_first_batch)
     out = mtbench.answer_path(tmp_path, "tiny")
     with pytest.raises(KeyboardInterrupt):
         generate.generate_answers(str(tiny_model_dir), data.questions, out,
                                   generate.GenOptions(max_new_tokens=4, batch_size=2), model_id="tiny", progress=False)
     assert len(read_jsonl(out)) == 2, "the first batch's answers are kept"
-    monkeypatch.setattr(backends.HFGenerator, "chat", real_chat)
+    monkeypatch.setattr(HFGenerator, "chat", real_chat)
     done = generate.generate_answers(str(tiny_model_dir), data.questions, out,
                                      generate.GenOptions(max_new_tokens=4, batch_size=2), model_id="tiny",
                                      progress=False)
@@ -175,8 +175,8 @@ def test_hf_answers_are_on_disk_per_finished_batch(tmp_path, tiny_model_dir, mon
 
 
 def test_cli_dead_judge_url_and_empty_answers_are_one_line_errors(tmp_path, capsys):
+    from evalkit.backends.serve import free_port
     from evalkit.cli import main
-    from evalkit.eval.serve import free_port
     q = questions_file(tmp_path, 2)
     t0 = time.time()
     code = main(["mtbench", str(answers_file(tmp_path, 2)), "--judge", "j", "--questions", str(q),

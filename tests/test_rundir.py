@@ -65,7 +65,7 @@ def test_hub_model_fingerprint_is_its_commit_before_and_after_download(tmp_path,
 
     from huggingface_hub import constants
 
-    from evalkit.train.reference import model_fingerprint
+    from evalkit.backends.fingerprint import model_fingerprint
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     name = "some-org/some-model"

@@ -133,7 +133,7 @@ def test_a_served_judge_dies_with_the_process_that_started_it(tmp_path):
     import subprocess
     import sys
     import time
-    code = ("import subprocess, sys; from evalkit.eval.serve import _die_with_parent; "
+    code = ("import subprocess, sys; from evalkit.backends.serve import _die_with_parent; "
             "p = subprocess.Popen(['sleep', '120'], preexec_fn=_die_with_parent); print(p.pid, flush=True); "
             "import time; time.sleep(120)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -1,9 +1,9 @@
 import textwrap
 
+from evalkit.backends.fingerprint import model_fingerprint
 from evalkit.config import load_experiment
-from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
-from evalkit.train.reference import model_fingerprint
+from evalkit.runner import train_experiment as train_variants
 
 
 def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir):

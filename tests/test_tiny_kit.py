@@ -2,7 +2,9 @@ import json
 
 import torch
 
-from evalkit.models import build_tiny_model, load_model
+from evalkit.backends.tiny import build_tiny_model
+
+from evalkit.backends.models import load_model
 
 FAST = {"seed": 3, "n_documents": 200, "pretrain_steps": 5, "vocab_size": 400}
 
@@ -76,7 +78,7 @@ def test_scores_with_lm_eval_hflm(tiny_model_dir, tmp_path):
 def test_cached_tiny_model_follows_its_builder_code(tmp_path):
     """A cached tiny model is reused only for the same spec AND the same builder code: a
     marker written by other builder code (an edit to models.py or synth.py) rebuilds it."""
-    from evalkit.models import build_tiny_model, tiny_builder_hash
+    from evalkit.backends.tiny import build_tiny_model, tiny_builder_hash
     spec = {"seed": 7, "n_documents": 40, "pretrain_steps": 2}
     out = build_tiny_model(tmp_path / "m", spec, progress=False)
     marker = json.loads((out / "tiny_spec.json").read_text())
@@ -95,7 +97,7 @@ def test_a_second_run_directory_reuses_the_pretrained_tiny_base(tmp_path, monkey
     code) and copied into each run's checkpoints: another clone or --out does not pretrain again."""
     import torch
 
-    from evalkit.config import TinySpec
+    from evalkit.backends.tiny import TinySpec
     from evalkit.stages import tiny_base
     monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
     spec = TinySpec(seed=3, n_documents=60, pretrain_steps=2, hidden_size=16, intermediate_size=32,

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from evalkit.backends.models import load_tokenizer
 from evalkit.errors import UserError
-from evalkit.models import load_tokenizer
 from evalkit.train.data import collate, read_rows, tokenize_rows
 
 

@@ -6,8 +6,8 @@ import torch
 import yaml
 
 from evalkit.config import load_experiment
-from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json, read_jsonl
+from evalkit.runner import train_experiment as train_variants
 from evalkit.train import reference
 from evalkit.train.diagnostics import PostEdit
 
@@ -219,7 +219,7 @@ def test_reference_precision_is_applied_and_keyed(tmp_path, tiny_model_dir):
     """The reference runs under the policy's autocast, and the cache keeps fp32 and bf16 apart."""
     from transformers import AutoModelForCausalLM
 
-    from evalkit.models import load_tokenizer
+    from evalkit.backends.models import load_tokenizer
     from evalkit.train.builders import metamath_synthetic_pairs
     from evalkit.train.data import Row, tokenize_rows
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from chat_templates import TEMPLATES, base_pairs, no_template_tokenizer, pairs, random_model, template_tokenizer
+from evalkit.backends.fingerprint import state_dict_fingerprint
 from evalkit.train.data import Row, tokenize_rows
-from evalkit.train.reference import compute_reference_logps, state_dict_fingerprint
+from evalkit.train.reference import compute_reference_logps
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "trl_logps.json").read_text())
 NAMES = list(TEMPLATES) + ["none"]

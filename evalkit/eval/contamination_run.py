@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+from ..backends.scoring import score_texts
 from ..errors import UserError
 from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text
 from . import contamination as C
@@ -82,7 +83,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
     """Check `target` against `reference` on each benchmark; `control` (default: the reference
     itself as the target) runs beside it. `models` may pass already loaded (model, tok) pairs
     keyed by path, to share them across calls."""
-    from ..models import load_model
+    from ..backends.models import load_model
     p = p or C.Params()
     out_dir = Path(out_dir)
     models = models if models is not None else {}
@@ -123,10 +124,10 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
         fixed = cache.setdefault(("fixed", control, name), {})
         if "control" not in fixed:
             fixed["control"], _ = C.score_target(c_model, c_tok, examples, neighbours, p, details=False)
-            fixed["ref_nll"] = C.score_texts(r_model, r_tok, [e.text for e in examples], padding_side=r_side,
+            fixed["ref_nll"] = score_texts(r_model, r_tok, [e.text for e in examples], padding_side=r_side,
                                              batch_size=r_bs).mean_nll
         run_c, ref_nll = fixed["control"], fixed["ref_nll"]
-        lower = C.score_texts(t_model, t_tok, [e.text.lower() for e in examples], padding_side=t_side,
+        lower = score_texts(t_model, t_tok, [e.text.lower() for e in examples], padding_side=t_side,
                               batch_size=t_bs).mean_nll
         # the calibrated verdict: items vs unseen twins, target and control each against the reference
         vp = calibrated.VerdictParams(twins=p.twins, margin=p.margin, alpha=p.alpha, bootstrap=max(p.bootstrap, 1000),
@@ -134,10 +135,10 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
         twin_texts, paired = calibrated.twins_of([e.text for e in examples], vp)
         idx = [i for i, t in enumerate(twin_texts) if t] if paired else list(range(len(examples)))
         tw = [twin_texts[i] for i in idx] if paired else [t for t in twin_texts if t]
-        tw_t = C.score_texts(t_model, t_tok, tw, padding_side=t_side, batch_size=t_bs).mean_nll
+        tw_t = score_texts(t_model, t_tok, tw, padding_side=t_side, batch_size=t_bs).mean_nll
         if "twins" not in fixed or fixed["twins"][0] != tw:
-            fixed["twins"] = (tw, C.score_texts(r_model, r_tok, tw, padding_side=r_side, batch_size=r_bs).mean_nll,
-                              C.score_texts(c_model, c_tok, tw, padding_side=c_side, batch_size=c_bs).mean_nll)
+            fixed["twins"] = (tw, score_texts(r_model, r_tok, tw, padding_side=r_side, batch_size=r_bs).mean_nll,
+                              score_texts(c_model, c_tok, tw, padding_side=c_side, batch_size=c_bs).mean_nll)
         _, tw_r, tw_c = fixed["twins"]
         cal = calibrated.verdict([run_t.example_nll[i] for i in idx], [ref_nll[i] for i in idx], tw_t, tw_r,
                                  paired, vp)

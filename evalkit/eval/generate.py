@@ -57,7 +57,7 @@ def answer_record(question: dict, model_id: str, answers: list[str]) -> dict:
 def _identity(model: str, opt: GenOptions) -> dict:
     """What determines the answers: the model's files (a local dir) or its name, and the
     generation settings."""
-    from ..train.reference import model_fingerprint
+    from ..backends.fingerprint import model_fingerprint
     return {"model": model_fingerprint(model) if opt.backend != "api" else f"api:{opt.api_model or model}",
             "backend": opt.backend, "max_new_tokens": opt.max_new_tokens, "system_prompt": opt.system_prompt,
             "seed": opt.seed, "dtype": opt.dtype, "temperatures": TEMPERATURE}
@@ -80,7 +80,7 @@ def _forget_if_stale(out_path: Path, identity: dict) -> None:
 def generate_answers(model: str, questions: list[dict], out_path: str | Path, opt: GenOptions,
                      model_id: str | None = None, progress: bool = True) -> list[dict]:
     """Answer every question not yet in out_path; returns all answers in question order."""
-    from ..backends import GenOptions as BackendOptions, Sampling, generator
+    from ..backends.generate import GenOptions as BackendOptions, Sampling, generator
     out_path = Path(out_path)
     model_id = model_id or Path(model).name
     _forget_if_stale(out_path, _identity(model, opt))

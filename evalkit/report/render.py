@@ -321,7 +321,7 @@ def summary_section(exp: Experiment) -> dict:
         base = (f"offline tiny Llama (seed {t.get('seed')}, {t.get('num_layers')} layers, hidden "
                 f"{t.get('hidden_size')}, vocab {t.get('vocab_size')})")
     else:
-        from ..known_models import KNOWN
+        from ..backends.known_models import KNOWN
         if isinstance(base, str) and base in KNOWN:
             m = KNOWN[base]
             base = (f"{base}: {m.original} from the {m.quantisation} GGUF in PyPI {m.package}, dequantised "

@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..backends.fingerprint import model_fingerprint
 from ..config import Variant
 from ..errors import UserError
 from ..rundir import atomic_write_json, content_hash, is_main_process, read_json, swap_in
 from .data import Row, tokenize_rows
-from .reference import ReferenceCache, model_fingerprint
+from .reference import ReferenceCache
 from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
 log = logging.getLogger("evalkit")
@@ -96,35 +97,14 @@ REWARDS = {"exact_match": exact_match_reward, "choice": choice_reward}
 def judge_rewards(judge, prompts: list[str], samples: list[list[str]]) -> list[list[float]]:
     """Rate every completion with the LLM judge (FastChat's single-v1 prompt): rating / 10,
     0 for a failed parse or a failed call."""
-    import asyncio
-
-    from ..eval import judge as J
-    from ..eval.mtbench import load_data
-    from ..backends import judge_endpoint
-    template = load_data("sample").prompts["single-v1"]
+    from ..backends.client import judge_client
+    from ..backends.serve import judge_endpoint
+    from ..eval.judge import rate_answers
     with judge_endpoint(judge.serve, judge.base_url) as url:
-        from ..models import resolve_model
-        opt = J.ClientOptions(model=resolve_model(judge.serve) if judge.serve else judge.model,
-                              name=judge.serve or judge.model, base_url=url, api_key_env=judge.api_key_env,
-                              concurrency=judge.concurrency, timeout=judge.timeout, max_retries=judge.max_retries)
-
-        async def go():
-            client = J.ChatClient(opt)
-            try:
-                async def rate(p, o):
-                    msgs = [{"role": "system", "content": template["system_prompt"]},
-                            {"role": "user", "content": template["prompt_template"].format(question=p, answer=o)}]
-                    try:
-                        r = J.parse_rating((await client.chat(msgs, temperature=0.0, max_tokens=judge.max_tokens)).text)
-                    except J.CallFailed:
-                        return 0.0
-                    return r / 10 if r != -1 else 0.0
-                return await asyncio.gather(*(asyncio.gather(*(rate(p, o) for o in outs))
-                                              for p, outs in zip(prompts, samples)))
-            finally:
-                await client.close()
-
-        return [list(x) for x in asyncio.run(go())]
+        opt = judge_client(judge.model, judge.serve, url, api_key_env=judge.api_key_env,
+                           concurrency=judge.concurrency, timeout=judge.timeout, max_retries=judge.max_retries)
+        ratings = iter(rate_answers(opt, [(p, o) for p, outs in zip(prompts, samples) for o in outs], judge.max_tokens))
+    return [[r / 10 if (r := next(ratings)) != -1 else 0.0 for _ in outs] for outs in samples]
 
 
 def score_samples(references: list[str], samples: list[list[str]], reward: str,
@@ -176,7 +156,7 @@ def select_bc(prompts: list[str], samples: list[list[str]], rewards: list[list[f
 def sample_completions(model_path: str, prompts: list[str], k: int, max_new_tokens: int, temperature: float,
                        seed: int, backend: str = "hf") -> list[list[str]]:
     """k completions per prompt from the policy at model_path (chat template when it has one)."""
-    from ..backends import generator
+    from ..backends.generate import generator
     opt, sampling = _sampling(k, max_new_tokens, temperature, seed, backend)
     gen = generator(model_path, opt)
     params = [sampling] * len(prompts)
@@ -191,7 +171,7 @@ def sample_completions(model_path: str, prompts: list[str], k: int, max_new_toke
 def _sampling(k: int, max_new_tokens: int, temperature: float, seed: int, backend: str):
     """(generator options, per-prompt sampling) of on-policy sampling: one source for what
     sample_completions() does and what its cache key records."""
-    from ..backends import GenOptions, Sampling
+    from ..backends.generate import GenOptions, Sampling
     return (GenOptions(backend=backend, seed=seed, batch_rows=8 * k),
             Sampling(max_new_tokens=max_new_tokens, n=k, temperature=temperature, top_k=0, top_p=1.0))
 

@@ -29,38 +29,6 @@ log = logging.getLogger("evalkit")
 FORWARD_PASSES = 0
 
 
-def state_dict_fingerprint(model) -> str:
-    """Content hash of a model's parameters (for models that exist only in memory)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def model_fingerprint(name_or_path: str) -> str:
-    """A local directory: hash of its weights/config/tokenizer files. A hub id: its commit,
-    the same before and after the download (the cached snapshot's folder is named by it, or
-    the hub says which commit it serves now): a new upload is a new fingerprint. Offline
-    with nothing cached: the id as given."""
-    from ..models import directory_fingerprint
-    p = Path(name_or_path)
-    if p.is_dir():
-        return directory_fingerprint(p)
-    name = name_or_path
-    try:
-        from huggingface_hub import snapshot_download
-        name = f"{name_or_path}@{Path(snapshot_download(name_or_path, local_files_only=True)).name}"
-    except Exception:    # not cached (or not a hub id)
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("1", "true", "yes"):
-            try:
-                from huggingface_hub import HfApi
-                name = f"{name_or_path}@{HfApi().model_info(name_or_path, timeout=10).sha}"
-            except Exception:   # not a hub id (an API model name) or the hub is unreachable
-                pass
-    return "hub:" + hashlib.sha256(name.encode()).hexdigest()[:16]
-
-
 class ReferenceCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)

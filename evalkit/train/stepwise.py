@@ -18,12 +18,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..backends.fingerprint import model_fingerprint
+from ..backends.models import load_training_model
 from ..config import Variant
 from ..errors import UserError
 from ..rundir import atomic_write_json, atomic_write_text, is_main_process, read_json, swap_in
 from .data import PreferenceData
 from .diagnostics import split_heldout
-from .reference import ReferenceCache, model_fingerprint
+from .reference import ReferenceCache
 from .summary import summary_by_part
 from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
@@ -52,10 +54,9 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                    cache: ReferenceCache, *, seed: int = 0, data_info: dict | None = None, tokenizer=None,
                    progress: bool = True, parts: list[tuple[str, PreferenceData]] | None = None) -> TrainResult:
     """`parts`: (dataset name, data) a step, in order; without it, `data` in `chunks` equal parts."""
-    from transformers import AutoModelForCausalLM
     spec = variant.stepwise
     out_dir = Path(out_dir)
-    load = lambda path: (lambda: AutoModelForCausalLM.from_pretrained(path))  # noqa: E731
+    load = lambda path: (lambda: load_training_model(path))  # noqa: E731
     if parts:
         data = PreferenceData([p for _, d in parts for p in d.pairs], sum(d.n_skipped for _, d in parts),
                               source=" + ".join(d.source for _, d in parts))

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 from .. import trackers
+from ..backends.fingerprint import model_fingerprint
+from ..backends.models import load_training_model
 from ..progress import bar as progress_bar
 
 from ..config import Variant
@@ -40,7 +42,7 @@ from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, pair_logps, split_heldout
 from .logps import batch_logps, install_completion_head, reduce_logps
 from .losses import LOSSES, REFERENCE_FREE, add_sft, loss_options
-from .reference import ReferenceCache, compute_reference_logps, model_fingerprint
+from .reference import ReferenceCache, compute_reference_logps
 
 log = logging.getLogger("evalkit")
 
@@ -77,9 +79,9 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
-    from transformers import AutoModelForCausalLM, get_scheduler
+    from transformers import get_scheduler
 
-    from ..models import load_tokenizer
+    from ..backends.models import load_tokenizer
 
     t_start = time.time()
     out_dir = Path(out_dir)
@@ -108,7 +110,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         heldout_pairs = list(heldout)
 
     # 1. the policy, in fp32 master weights (bf16 comes from autocast)
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    model = load_training_model(base_model)
     pack = choose_packing(model, variant.pack_prompt, variant.name)
     # completion log-probs through the LM head in chunks: no (rows, tokens, vocab) logits
     chunked_head = install_completion_head(model)
@@ -134,7 +136,7 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         ref = None if missing else ref
     if ref is None and not policy_is_reference and not reference_free:
         def load_reference():
-            m = AutoModelForCausalLM.from_pretrained(reference_model, dtype=torch.float32)
+            m = load_training_model(reference_model)
             install_completion_head(m)
             return m.to(device)
 

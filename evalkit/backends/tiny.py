@@ -1,6 +1,6 @@
-"""Load a model + tokenizer (hub id or local dir), and build the offline tiny-model kit.
+"""The offline tiny-model kit: a small Llama, its tokenizer and its corpus, built in-process.
 
-The tiny kit makes, from a seed and nothing else:
+From a seed and nothing else it makes:
   1. a corpus the project generates (evalkit.synth): worked arithmetic, multiple choice,
      instructions, half of it in chat form, and (judge_documents > 0) MT-Bench judge chats
      that end in "Rating: [[N]]", so the model can serve as the demo's judge;
@@ -8,7 +8,8 @@ The tiny kit makes, from a seed and nothing else:
   3. a small Llama (~0.2M parameters by default), briefly pretrained on the corpus so its
      distributions are text-like rather than uniform.
 The result is a normal Hugging Face directory: AutoModelForCausalLM, AutoTokenizer and
-lm-eval's `hf` backend load it unchanged.
+lm-eval's `hf` backend load it unchanged. `TinySpec` is its validated spec (the experiment
+file's `base_model: {tiny: {...}}`).
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .rundir import atomic_write_json, content_hash
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..rundir import atomic_write_json, content_hash
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -41,112 +43,36 @@ CHAT_TEMPLATE = (
 )
 
 
-# ---------------------------------------------------------------- loading
 
-def resolve_dtype(dtype: str | None, device: str):
-    import torch
-    if dtype in (None, "auto"):
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                "float16": torch.float16}[dtype]
-    except KeyError:
-        raise UserError(f"unknown dtype {dtype!r} (use auto, float32, bfloat16, float16)") from None
+class TinySpec(BaseModel):
+    """The offline tiny Llama built in-process (build_tiny_model)."""
+    # as config.Strict: unknown keys and inf/nan are errors
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
+    seed: int = 0
+    vocab_size: int = Field(1024, ge=300, le=32000)
+    hidden_size: int = Field(64, ge=8)
+    intermediate_size: int = Field(256, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    max_length: int = Field(256, ge=32, description="pretraining window")
+    max_position_embeddings: int = Field(2048, ge=32, description="context the model accepts (RoPE)")
+    n_documents: int = Field(3000, ge=10)
+    judge_documents: int = Field(0, ge=0, description="extra chats teaching the MT-Bench judge format "
+                                                      "(\"Rating: [[N]]\"); changes every number the model gives")
+    pretrain_steps: int = Field(300, ge=0)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
 
-def resolve_device(device: str | None = None) -> str:
-    import torch
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name and Path(name).parts[0] in (
-        "checkpoints", "reports", "tasks") or Path(name).exists()
-
-
-def check_model_ref(name_or_path: str) -> None:
-    """Fail early, in one line, for a local path that does not exist."""
-    p = Path(name_or_path).expanduser()
-    if p.exists():
-        if p.is_dir() and not (p / "config.json").exists():
-            raise UserError(f"{name_or_path}: not a Hugging Face model directory (no config.json)")
-        return
-    if _looks_like_path(name_or_path) or name_or_path.count("/") > 1:
-        raise UserError(f"{name_or_path}: no such model directory")
-
-
-def resolve_model(name_or_path: str) -> str:
-    """A known real model's name (evalkit.known_models, e.g. smollm2-135m-instruct) -> its
-    materialised local folder; a hub id or a path unchanged."""
-    from .known_models import resolve
-    return resolve(name_or_path)
-
-
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-    name_or_path = resolve_model(name_or_path)
-    check_model_ref(name_or_path)
-    try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except OSError as e:
-        raise UserError(f"cannot load tokenizer {name_or_path!r}: {_first_line(e)}") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_model(name_or_path: str, dtype: str | None = "auto", device: str | None = "auto",
-               trust_remote_code: bool = False, with_tokenizer: bool = True):
-    """(model, tokenizer) from a hub id or a local HF-format directory, in eval mode."""
-    from transformers import AutoModelForCausalLM
-    name_or_path = resolve_model(name_or_path)
-    check_model_ref(name_or_path)
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    except OSError as e:
-        raise UserError(f"cannot load model {name_or_path!r}: {_first_line(e)}") from None
-    model.to(device).eval()
-    tok = load_tokenizer(name_or_path, trust_remote_code) if with_tokenizer else None
-    return model, tok
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-# ---------------------------------------------------------------- fingerprints
 
 def spec_hash(spec: dict[str, Any]) -> str:
     return content_hash(spec)
 
 
-def directory_fingerprint(path: str | Path, patterns=("*.safetensors", "*.bin", "tokenizer*",
-                                                       "config.json", "*.jinja")) -> str:
-    """Content hash of a model directory's weights, config and tokenizer files."""
-    from .rundir import stat_file_hash
-    path = Path(path)
-    h = hashlib.sha256()
-    files = sorted({f for pat in patterns for f in path.glob(pat) if f.is_file()})
-    for f in files:
-        h.update(f.name.encode())
-        h.update(stat_file_hash(f).encode())
-    return h.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- the tiny-model kit
-
 def tiny_corpus(seed: int, n_documents: int, judge_documents: int = 0) -> list[str]:
     """Raw documents plus chat-formatted ones, deterministic in `seed`; `judge_documents`
     more chats in which the assistant rates an answer as an MT-Bench judge does."""
-    from . import synth
+    from .. import synth
     rng = random.Random(seed)
     n_plain = n_documents // 2
     docs = synth.plain_documents(rng, n_plain)
@@ -205,8 +131,6 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from .config import TinySpec
-
     spec = TinySpec(**(spec or {})).model_dump()
     out_dir = Path(out_dir)
     marker = out_dir / "tiny_spec.json"
@@ -258,7 +182,6 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
 def tiny_is_built(out_dir: str | Path, spec: dict[str, Any]) -> bool:
     """out_dir holds the tiny model of `spec` made by today's builder code (what
     build_tiny_model checks before rebuilding), read without importing torch."""
-    from .config import TinySpec
     try:
         recorded = json.loads((Path(out_dir) / "tiny_spec.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -272,7 +195,7 @@ def tiny_builder_hash() -> str:
     them rebuilds cached tiny models; an edit elsewhere in this module does not."""
     import inspect
 
-    from . import synth
+    from .. import synth
     h = hashlib.sha256(Path(synth.__file__).read_bytes())
     for fn in (tiny_corpus, render_chat_text, train_tokenizer, build_tiny_model, _pretrain):
         h.update(inspect.getsource(fn).encode())
@@ -283,7 +206,7 @@ def tiny_builder_hash() -> str:
 def _pretrain(model, tok, corpus: list[str], spec: dict[str, Any], progress: bool) -> None:
     import torch
 
-    from .progress import bar as progress_bar
+    from ..progress import bar as progress_bar
 
     steps, seq, bs = spec["pretrain_steps"], spec["max_length"], spec["batch_size"]
     if steps == 0:

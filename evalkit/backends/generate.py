@@ -1,9 +1,8 @@
-"""Every way evalkit makes a model write text, in one place.
+"""Generation: a model continues prompts or chats (hf | vllm | api).
 
-- `Generator` (hf | vllm | api): batched sampling with per-row token budgets, stop strings
-  and a seed; used by MT-Bench answers, contamination neighbours and on-policy sampling.
-- `lm_eval_model(...)`: the lm-eval model name and arguments of each backend (leaderboard).
-- `judge_endpoint(...)`: a judge at a URL, or a local model served for the run's duration.
+`generator(model, opt)` returns a `Generator`: batched sampling with per-row token budgets,
+stop strings and a seed; MT-Bench answers, contamination neighbours and on-policy sampling
+use it. `Sampling` says how one prompt is continued, `GenOptions` which backend and how.
 
 vLLM is an optional extra (`pip install 'evalkit[vllm]'`, CUDA machines), imported only when
 asked for; `require_vllm()` is the one place that says so when it is missing.
@@ -11,14 +10,16 @@ asked for; `require_vllm()` is the one place that says so when it is missing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-from .errors import UserError
-from .progress import bar as progress_bar
+from ..errors import UserError
+from ..progress import bar as progress_bar
+from .client import ChatClient, ClientOptions
+from .models import load_model
 
 log = logging.getLogger("evalkit")
 
@@ -57,6 +58,7 @@ class GenOptions:
     api_model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
+    api_server: str = "openai"     # api: which sampling fields the server takes (api_sampling_fields)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,7 +89,6 @@ class HFGenerator(Generator):
     per batch from one seeded stream, so results do not depend on what ran before."""
 
     def __init__(self, model_or_path, tokenizer=None, opt: GenOptions | None = None):
-        from .models import load_model
         self.opt = opt or GenOptions()
         if isinstance(model_or_path, str):
             self.model, self.tok = load_model(model_or_path, dtype=self.opt.dtype)
@@ -179,7 +180,7 @@ class HFGenerator(Generator):
         100 samples of a 40%-of-the-text prefix that is close to half of the work). None
         where the model's cache cannot be repeated per row (then generate() prefills each
         sample itself) or the prompt is one token."""
-        from .prefix import cache_argument, prefill, repeated
+        from ..prefix import cache_argument, prefill, repeated
         name = cache_argument(self.model)
         if x.shape[1] < 2 or name is None:
             return None
@@ -216,11 +217,41 @@ class VLLMGenerator(Generator):
         return [[c.text for c in o.outputs] for o in outs]
 
 
+API_SERVERS = ("openai", "vllm", "transformers")
+
+
+def api_sampling_fields(p: Sampling, seed: int, server: str) -> dict[str, Any]:
+    """The request fields, besides temperature and max_tokens, that carry `p` and `seed` to
+    an OpenAI-compatible server of kind `server`; a setting it cannot honour is a UserError
+    before any call, never dropped.
+
+      openai        top_p, seed (OpenAI's own parameters); top_k > 0 or min_new_tokens > 0
+                    cannot be sent
+      vllm          + top_k (-1: no cut) and min_tokens, vLLM's extra sampling fields
+      transformers  + generation_config, a JSON of {top_k, min_new_tokens}: `transformers
+                    serve` refuses unknown fields and reads its generation settings there
+    """
+    if server not in API_SERVERS:
+        raise UserError(f"unknown api server kind {server!r} (use {', '.join(API_SERVERS)})")
+    fields: dict[str, Any] = {"top_p": p.top_p, "seed": seed}
+    if server == "vllm":
+        fields.update(top_k=p.top_k if p.top_k > 0 else -1, min_tokens=p.min_new_tokens)
+    elif server == "transformers":
+        fields["generation_config"] = json.dumps({"top_k": p.top_k, "min_new_tokens": p.min_new_tokens or None})
+    else:
+        unsent = [f"{k} {v}" for k, v in (("top_k", p.top_k), ("min_new_tokens", p.min_new_tokens)) if v > 0]
+        if unsent:
+            raise UserError(f"backend api: {' and '.join(unsent)} cannot be sent to an OpenAI endpoint (OpenAI has "
+                            f"no such parameter); name the server kind (vllm or transformers) or use backend hf")
+    return fields
+
+
 class APIGenerator(Generator):
-    """An OpenAI-compatible server (`vllm serve`, `transformers serve`, a hosted API)."""
+    """An OpenAI-compatible server (`vllm serve`, `transformers serve`, a hosted API). Each of
+    a prompt's n samples is its own request, with its own seed (opt.seed + the request's
+    number, in prompt order): reruns ask for the same samples."""
 
     def __init__(self, model: str, opt: GenOptions):
-        from .eval.judge import ClientOptions
         if not opt.base_url:
             raise UserError("backend api needs a base_url (an OpenAI-compatible server, e.g. `vllm serve`)")
         self.opt = opt
@@ -228,22 +259,26 @@ class APIGenerator(Generator):
                                         api_key_env=opt.api_key_env, concurrency=opt.concurrency)
 
     def chat(self, conversations, params, *, desc="generate", progress=True):
-        from .eval.judge import ChatClient
+        starts = [0]
+        for p in params:
+            starts.append(starts[-1] + p.n)
+        fields = [[api_sampling_fields(p, self.opt.seed + starts[i] + j, self.opt.api_server) for j in range(p.n)]
+                  for i, p in enumerate(params)]      # every setting checked before the first call
 
         async def go():
             client = ChatClient(self.client_opt)
             bar = progress_bar(total=len(conversations), desc=desc, enabled=progress)
 
-            async def one(conv, p):
+            async def one(conv, p, extra):
                 texts = []
-                for _ in range(p.n):
+                for body in extra:
                     reply = await client.chat(conv, temperature=p.temperature, max_tokens=p.max_new_tokens,
-                                              logprobs=False)
+                                              logprobs=False, body_extra=body)
                     texts.append(_cut_at_stop(reply.text, p.stop) if p.stop else reply.text)
                 bar.update(1)
                 return texts
             try:
-                return await asyncio.gather(*(one(c, p) for c, p in zip(conversations, params)))
+                return await asyncio.gather(*(one(c, p, f) for c, p, f in zip(conversations, params, fields)))
             finally:
                 bar.close()
                 await client.close()
@@ -254,72 +289,12 @@ class APIGenerator(Generator):
         raise UserError("backend api generates chat turns only here; use hf or vllm for raw-text continuations")
 
 
-def generator(model: str, opt: GenOptions) -> Generator:
+def generator(model, opt: GenOptions, tokenizer=None) -> Generator:
+    """A Generator for `model`: a hub id or a local directory (any backend), or, for hf, a
+    model already loaded with its `tokenizer`."""
     check_backend(opt.backend)
     if opt.backend == "hf":
-        return HFGenerator(model, opt=opt)
+        return HFGenerator(model, tokenizer, opt)
     if opt.backend == "vllm":
         return VLLMGenerator(model, opt)
     return APIGenerator(model, opt)
-
-
-# ---------------------------------------------------------------- lm-eval
-
-def lm_eval_model(backend: str, model: str, *, dtype: str = "auto", device: str | None = None,
-                  tensor_parallel_size: int = 1, data_parallel_size: int = 1, base_url: str | None = None,
-                  api_model: str | None = None, tokenizer: str | None = None, num_concurrent: int = 1,
-                  chat: bool = False, extra: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """(lm-eval model name, model_args) for a backend."""
-    check_backend(backend)
-    from .models import check_model_ref, resolve_device, resolve_model
-    if backend in ("hf", "vllm"):
-        model = resolve_model(model)
-    if backend == "hf":
-        check_model_ref(model)
-        return "hf", {"pretrained": model, "dtype": dtype, "device": resolve_device(device), **(extra or {})}
-    if backend == "vllm":
-        require_vllm()
-        check_model_ref(model)
-        return "vllm", {"pretrained": model, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
-                        "data_parallel_size": data_parallel_size, **(extra or {})}
-    if not base_url:
-        raise UserError("backend api needs --base-url (an OpenAI-compatible server, e.g. `vllm serve`)")
-    base = base_url.rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    name, url = ("local-chat-completions", f"{base}/chat/completions") if chat else \
-        ("local-completions", f"{base}/completions")
-    args = {"model": api_model or model, "base_url": url, "num_concurrent": num_concurrent, "max_retries": 3,
-            "tokenized_requests": False}
-    if tokenizer or not chat:
-        args["tokenizer"] = tokenizer or model
-        args["tokenizer_backend"] = "huggingface"
-    return name, {**args, **(extra or {})}
-
-
-# ---------------------------------------------------------------- judges
-
-def check_endpoint(base_url: str, what: str = "base_url", timeout: float = 5.0) -> None:
-    """Fail in one line, in seconds, when nothing answers at an OpenAI-compatible URL
-    (before any model is loaded or any work is done)."""
-    import httpx
-    url = base_url.rstrip("/")
-    try:
-        httpx.get(url + "/models", timeout=timeout)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as e:
-        raise UserError(f"{what} {base_url}: nothing answers there ({type(e).__name__})") from None
-    except (httpx.HTTPError, ValueError) as e:
-        raise UserError(f"{what} {base_url}: not a usable URL ({e})") from None
-
-
-@contextlib.contextmanager
-def judge_endpoint(serve: str | None, base_url: str | None) -> Iterator[str | None]:
-    """The judge's base URL: `serve` starts `transformers serve` on that local model for
-    the duration (it dies with evalkit); otherwise `base_url` (None: OpenAI's)."""
-    if serve:
-        from .eval.serve import transformers_serve
-        from .models import resolve_model
-        with transformers_serve(resolve_model(serve)) as url:
-            yield url
-    else:
-        yield base_url

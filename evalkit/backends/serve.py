@@ -14,8 +14,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import UserError
+from .models import resolve_model
 
 
 def free_port() -> int:
@@ -69,3 +71,27 @@ def transformers_serve(model: str | Path, timeout: float = 180.0, device: str = 
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def check_endpoint(base_url: str, what: str = "base_url", timeout: float = 5.0) -> None:
+    """Fail in one line, in seconds, when nothing answers at an OpenAI-compatible URL
+    (before any model is loaded or any work is done)."""
+    import httpx
+    url = base_url.rstrip("/")
+    try:
+        httpx.get(url + "/models", timeout=timeout)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout) as e:
+        raise UserError(f"{what} {base_url}: nothing answers there ({type(e).__name__})") from None
+    except (httpx.HTTPError, ValueError) as e:
+        raise UserError(f"{what} {base_url}: not a usable URL ({e})") from None
+
+
+@contextlib.contextmanager
+def judge_endpoint(serve: str | None, base_url: str | None) -> Iterator[str | None]:
+    """The judge's base URL: `serve` starts `transformers serve` on that local model for
+    the duration (it dies with evalkit); otherwise `base_url` (None: OpenAI's)."""
+    if serve:
+        with transformers_serve(resolve_model(serve)) as url:
+            yield url
+    else:
+        yield base_url

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .rundir import content_hash, stat_file_hash, swap_in
+from ..errors import UserError
+from ..rundir import content_hash, stat_file_hash, swap_in
 
 log = logging.getLogger("evalkit")
 
@@ -123,7 +123,7 @@ def materialise(name: str) -> Path:
     out = cached_dir(name)
     m, src = KNOWN[name], gguf_path(name)
     t0 = time.time()
-    from .logs import CONSOLE
+    from ..logs import CONSOLE
     log.info("materialising %s from %s (dequantising %s; once per GGUF)", name, src, m.quantisation, extra=CONSOLE)
     import torch
     import transformers
@@ -134,7 +134,7 @@ def materialise(name: str) -> Path:
     import functools
 
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from .progress import disabled_by_env
+    from ..progress import disabled_by_env
     bar = gguf_utils.tqdm
     if not sys.stderr.isatty() or disabled_by_env():
         gguf_utils.tqdm = functools.partial(bar, disable=True)
