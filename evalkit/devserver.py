@@ -5,7 +5,8 @@ prompt (so reruns agree), after a configurable latency, and injects faults on a 
 share of calls: 429 with Retry-After, 500, a hang past the client's timeout, garbage text,
 truncated JSON, a judgment without a rating, and (when listed) an empty reply. `rating`
 fixes every rating (e.g. 0 or 11, out of FastChat's range); `split_digits` sends logprobs
-the way tokenizers that split digits do ("1", "0" for 10). GET /stats reports the calls.
+the way tokenizers that split digits do ("1", "0" for 10). GET /stats reports the calls;
+`Script.bodies` keeps what each request asked for (every field but the messages).
 
     python -m evalkit.devserver --port 8011 --latency 0.2 --fault-rate 0.3
 """
@@ -34,6 +35,7 @@ class Script:
     ok_calls: int = 0
     by_kind: dict = field(default_factory=dict)
     prompts: list = field(default_factory=list)
+    bodies: list = field(default_factory=list)     # every request's fields but its messages
     rating: int | None = None
     split_digits: bool = False
 
@@ -66,6 +68,7 @@ def build_app(script: Script):
         user = "\n".join(m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user")
         with script.lock:
             script.calls += 1
+            script.bodies.append({k: v for k, v in body.items() if k != "messages"})
             # a seeded share of calls is faulted; the faults take turns, so every kind occurs
             if script.rng.random() < script.fault_rate:
                 kind = script.faults[sum(v for k, v in script.by_kind.items() if k != "ok") % len(script.faults)]

@@ -84,3 +84,12 @@ def tiny_model_dir() -> Path:
     """A small pretrained tiny Llama shared by the session (built once, cached by spec)."""
     from evalkit.backends.tiny import build_tiny_model, spec_hash
     return build_tiny_model(TEST_CACHE / f"tiny-{spec_hash(SMALL_SPEC)}", SMALL_SPEC, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_served(tiny_model_dir) -> str:
+    """`transformers serve` on the tiny model (its base URL), started once for the tests that
+    need a real OpenAI-compatible server in front of it."""
+    from evalkit.backends.serve import transformers_serve
+    with transformers_serve(tiny_model_dir) as url:
+        yield url

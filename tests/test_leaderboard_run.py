@@ -143,17 +143,15 @@ def test_bad_input_errors(tiny_model_dir, sample_dir, mini_suite, tmp_path):
         leaderboard.run(str(tiny_model_dir), bad, tmp_path / "o", opt)
 
 
-def test_api_backend_against_transformers_serve(tiny_model_dir, sample_dir, tmp_path):
+def test_api_backend_against_transformers_serve(tiny_model_dir, tiny_model_served, sample_dir, tmp_path):
     """lm-eval's local-completions over HTTP to a real `transformers serve` (generation only:
     that server returns no log-probs)."""
-    from servers import transformers_serve
     suite = Suite.model_validate({"name": "gen", "entries": [
         {"name": "gsm8k", "shots": 1, "metric": "exact_match", "filter": "strict-match",
          "tasks": [{"task": "gsm8k"}]}]})
-    with transformers_serve(tiny_model_dir) as base_url:
-        opt = leaderboard.LeaderboardOptions(backend="api", base_url=base_url, api_model=str(tiny_model_dir),
-                                             data_dir=str(sample_dir), limit=2)
-        rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt)
+    opt = leaderboard.LeaderboardOptions(backend="api", base_url=tiny_model_served, api_model=str(tiny_model_dir),
+                                         data_dir=str(sample_dir), limit=2)
+    rec = leaderboard.run(str(tiny_model_dir), suite, tmp_path, opt)
     assert rec["backend"] == "api" and rec["lm_eval_model"] == "local-completions"
     assert rec["tasks"]["gsm8k"]["n_samples"] == 2
     rows = [json.loads(x) for x in (tmp_path / "leaderboard_samples" / "gsm8k.jsonl").read_text().splitlines()]

@@ -228,8 +228,10 @@ def api_sampling_fields(p: Sampling, seed: int, server: str) -> dict[str, Any]:
       openai        top_p, seed (OpenAI's own parameters); top_k > 0 or min_new_tokens > 0
                     cannot be sent
       vllm          + top_k (-1: no cut) and min_tokens, vLLM's extra sampling fields
-      transformers  + generation_config, a JSON of {top_k, min_new_tokens}: `transformers
-                    serve` refuses unknown fields and reads its generation settings there
+      transformers  + generation_config, a JSON of {do_sample, top_k, min_new_tokens}:
+                    `transformers serve` refuses unknown fields and reads its generation
+                    settings there (without do_sample it samples only where the model's own
+                    generation_config says so, whatever the temperature)
     """
     if server not in API_SERVERS:
         raise UserError(f"unknown api server kind {server!r} (use {', '.join(API_SERVERS)})")
@@ -237,7 +239,8 @@ def api_sampling_fields(p: Sampling, seed: int, server: str) -> dict[str, Any]:
     if server == "vllm":
         fields.update(top_k=p.top_k if p.top_k > 0 else -1, min_tokens=p.min_new_tokens)
     elif server == "transformers":
-        fields["generation_config"] = json.dumps({"top_k": p.top_k, "min_new_tokens": p.min_new_tokens or None})
+        fields["generation_config"] = json.dumps({"do_sample": p.temperature > 1e-4, "top_k": p.top_k,
+                                                  "min_new_tokens": p.min_new_tokens or None})
     else:
         unsent = [f"{k} {v}" for k, v in (("top_k", p.top_k), ("min_new_tokens", p.min_new_tokens)) if v > 0]
         if unsent:
