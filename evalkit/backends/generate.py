@@ -245,7 +245,7 @@ def api_sampling_fields(p: Sampling, seed: int, server: str) -> dict[str, Any]:
         unsent = [f"{k} {v}" for k, v in (("top_k", p.top_k), ("min_new_tokens", p.min_new_tokens)) if v > 0]
         if unsent:
             raise UserError(f"backend api: {' and '.join(unsent)} cannot be sent to an OpenAI endpoint (OpenAI has "
-                            f"no such parameter); name the server kind (vllm or transformers) or use backend hf")
+                            f"no such parameter); use backend hf or vllm")
     return fields
 
 
