@@ -122,6 +122,13 @@ def judge_prompts(data_dir: str | Path | None = None) -> dict[str, dict]:
     return {p["name"]: p for p in read_jsonl_file(judge_data_dir(data_dir) / "judge_prompts.jsonl", objects=True)}
 
 
+def judge_messages(prompt: dict, **fields: str) -> list[dict]:
+    """FastChat's judge conversation: the prompt's system message, then its template filled
+    in with `fields` (question, answer, ref_answer_1, ...)."""
+    return [{"role": "system", "content": prompt["system_prompt"]},
+            {"role": "user", "content": prompt["prompt_template"].format(**fields)}]
+
+
 # ---------------------------------------------------------------- a judge as a reward
 
 def rate_answers(opt: ClientOptions, answers: list[tuple[str, str]], max_tokens: int,
@@ -135,8 +142,7 @@ def rate_answers(opt: ClientOptions, answers: list[tuple[str, str]], max_tokens:
         client = ChatClient(opt)
         try:
             async def rate(question, answer):
-                msgs = [{"role": "system", "content": prompt["system_prompt"]},
-                        {"role": "user", "content": prompt["prompt_template"].format(question=question, answer=answer)}]
+                msgs = judge_messages(prompt, question=question, answer=answer)
                 try:
                     return parse_rating((await client.chat(msgs, temperature=0.0, max_tokens=max_tokens)).text)
                 except CallFailed:

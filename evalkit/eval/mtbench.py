@@ -118,11 +118,11 @@ def _single_request(data: Data, opt: "JudgeOptions", q: dict, ans: dict, turn: i
     name, prompt, kw = _prompt_for(data, q, turn, "single-math-v1", "single-v1")
     a = ans["choices"][0]["turns"]
     if turn == 2:
-        user = prompt["prompt_template"].format(question_1=q["turns"][0], question_2=q["turns"][1],
-                                                answer_1=a[0], answer_2=a[1], **kw)
+        messages = J.judge_messages(prompt, question_1=q["turns"][0], question_2=q["turns"][1],
+                                    answer_1=a[0], answer_2=a[1], **kw)
     else:
-        user = prompt["prompt_template"].format(question=q["turns"][0], answer=a[0], **kw)
-    messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
+        messages = J.judge_messages(prompt, question=q["turns"][0], answer=a[0], **kw)
+    user = messages[1]["content"]
     record = {"question_id": q["question_id"], "model": ans["model_id"], "judge": [opt.client.label, name],
               "user_prompt": user, "turn": turn}
     return J.JudgeRequest(_key(opt, messages, "single", model=ans["model_id"]), messages, record, "single")
@@ -141,12 +141,11 @@ def _pair_requests(data: Data, opt: "JudgeOptions", q: dict, a1: dict, a2: dict,
     for game, (x, y) in (("g1", (a1, a2)), ("g2", (a2, a1))):  # g2 swaps the positions
         xa, ya = x["choices"][0]["turns"], y["choices"][0]["turns"]
         if turn == 2:
-            user = prompt["prompt_template"].format(question_1=q["turns"][0], question_2=q["turns"][1],
-                                                    answer_a_1=xa[0], answer_b_1=ya[0], answer_a_2=xa[1],
-                                                    answer_b_2=ya[1], **kw)
+            messages = J.judge_messages(prompt, question_1=q["turns"][0], question_2=q["turns"][1],
+                                        answer_a_1=xa[0], answer_b_1=ya[0], answer_a_2=xa[1], answer_b_2=ya[1], **kw)
         else:
-            user = prompt["prompt_template"].format(question=q["turns"][0], answer_a=xa[0], answer_b=ya[0], **kw)
-        messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
+            messages = J.judge_messages(prompt, question=q["turns"][0], answer_a=xa[0], answer_b=ya[0], **kw)
+        user = messages[1]["content"]
         key = _key(opt, messages, "pair", model_1=a1["model_id"], model_2=a2["model_id"], game=game)
         out.append(J.JudgeRequest(key, messages,
                                   {"question_id": q["question_id"], "model_1": a1["model_id"], "model_2": a2["model_id"],
