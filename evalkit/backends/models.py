@@ -7,8 +7,9 @@ with one dtype policy:
   everywhere else (CPU: every number the project records is float32); an explicit dtype
   ("float32", "bfloat16", "float16") wins.
 
-lm-eval loads the leaderboard's model itself from `lm_eval.lm_eval_model`'s arguments; the
-dtype given there is passed through (lm-eval's "auto" is the checkpoint's own dtype).
+lm-eval (the leaderboard, from `lm_eval.lm_eval_model`'s arguments) and vLLM
+(`generate.VLLMGenerator`) load their models themselves: the dtype is passed to them as
+given, and an "auto" there is theirs (lm-eval's hf: the checkpoint's own dtype).
 """
 from __future__ import annotations
 

@@ -33,8 +33,6 @@ from .suites import Entry, Suite, write_task_yamls
 
 log = logging.getLogger("evalkit")
 
-from ..backends.generate import BACKENDS  # noqa: F401  (re-exported)
-
 
 @dataclass
 class LeaderboardOptions:
