@@ -1,4 +1,4 @@
-"""The OpenAI-compatible chat client with retry: the only code that uses the openai package.
+"""The OpenAI-compatible chat client with retry: the only evalkit module that imports openai.
 
 Any model name and base_url work (OpenAI, vLLM, `transformers serve`, ...). The API key is
 read from the environment variable the options name and is never written anywhere.
