@@ -22,7 +22,16 @@ def _common(parser: argparse.ArgumentParser, default) -> None:
                              "writes them to its run.log)")
 
 
+def _default(section: str):
+    """' (default: X)' from the experiment file's section of that name: a verb's options and
+    an experiment file share one set of defaults (evalkit.config)."""
+    from . import config
+    model = {"leaderboard": config.LeaderboardSection, "contamination": config.ContaminationSection}[section]
+    return lambda name: f" (default: {config.default_of(model, name)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    lb, ct = _default("leaderboard"), _default("contamination")
     parser = argparse.ArgumentParser(
         prog="evalkit",
         description="Train DPO/DPOP checkpoints and score them the Smaug way.")
@@ -57,30 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="score a model on a leaderboard suite through lm-eval")
     p.add_argument("model", nargs="?", help="hub id or local Hugging Face directory")
-    p.add_argument("--suite", default="open_llm_v1", help="suite name (packaged; see --show) or a suite YAML file")
+    p.add_argument("--suite", help="suite name (packaged; see --show) or a suite YAML file" + lb("suite"))
     p.add_argument("--show", action="store_true", help="print the suite as a table and exit")
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"])
+    p.add_argument("--backend", choices=["hf", "vllm", "api"], help="how lm-eval runs the model" + lb("backend"))
     p.add_argument("--limit", type=int, help="only the first N documents per task (results marked not comparable)")
     p.add_argument("--data-dir", help="read every task from local files in hub schema under DIR")
     p.add_argument("--out", help="result directory (default reports/leaderboard/<model>)")
-    p.add_argument("--batch-size", default="auto")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--batch-size", help="lm-eval batch size, a number or auto" + lb("batch_size"))
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="model dtype" + lb("dtype"))
     p.add_argument("--device", help="hf backend device (default: cuda if present, else cpu)")
     p.add_argument("--chat-template", action=argparse.BooleanOptionalAction, default=None,
                    help="apply the model's chat template (default: the suite's setting, else off)")
     p.add_argument("--fewshot-as-multiturn", action=argparse.BooleanOptionalAction, default=None,
                    help="few-shot examples as chat turns (chat runs; default: the suite's setting)")
     p.add_argument("--system-instruction", help="system prompt for this model's chat runs (default: the suite's)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, help="lm-eval's seeds" + lb("seed"))
     p.add_argument("--model-args", metavar="K=V,...",
                    help="extra lm-eval model arguments, as lm-eval's --model_args (e.g. max_length=4096); "
                         "over the suite's own (open_llm_v1: add_bos_token=False)")
     p.add_argument("--base-url", help="api backend: the OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--api-model", help="api backend: the model name the server knows (default MODEL)")
     p.add_argument("--tokenizer", help="api backend: tokenizer for log-likelihood requests (default MODEL)")
-    p.add_argument("--num-concurrent", type=int, default=1, help="api backend: parallel requests")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm backend")
-    p.add_argument("--data-parallel-size", type=int, default=1, help="vllm backend")
+    p.add_argument("--num-concurrent", type=int, help="api backend: parallel requests" + lb("num_concurrent"))
+    p.add_argument("--tensor-parallel-size", type=int, help="vllm backend" + lb("tensor_parallel_size"))
+    p.add_argument("--data-parallel-size", type=int, help="vllm backend" + lb("data_parallel_size"))
 
     p = sub.add_parser("contamination", help="reference-based contamination check (Shi 2023, as Smaug used it)")
     p.add_argument("target", help="the model to check (hub id or local directory)")
@@ -91,17 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", help="a clean model run as the control target (default: the reference)")
     p.add_argument("--data-dir", help="local benchmark data (the leaderboard's --data-dir layout)")
     p.add_argument("--out", help="result directory (default reports/contamination/<target>)")
-    p.add_argument("--n-examples", type=int, default=100)
-    p.add_argument("--n-neighbours", type=int, default=100)
-    p.add_argument("--ratio-gen", type=float, default=0.4)
-    p.add_argument("--threshold", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="model dtype for the check (the original scores in float32)")
-    p.add_argument("--twins", default="numbers",
+    p.add_argument("--n-examples", type=int, help="examples checked per benchmark" + ct("n_examples"))
+    p.add_argument("--n-neighbours", type=int, help="neighbours sampled from the reference per example" +
+                   ct("n_neighbours"))
+    p.add_argument("--ratio-gen", type=float, help="share of an example's words given as the prefix" + ct("ratio_gen"))
+    p.add_argument("--threshold", type=float, help="Shi 2023's threshold on s(x)" + ct("threshold"))
+    p.add_argument("--seed", type=int, help="example selection and sampling" + ct("seed"))
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="model dtype for the check (the original scores in float32)" + ct("dtype"))
+    p.add_argument("--twins",
                    help="calibrated verdict's unseen twins: an unseen JSONL of the same kind (needed for a verdict), "
-                        "or 'numbers' (numbers changed consistently; reported, always 'undecided')")
-    p.add_argument("--margin", type=float, default=0.05, help="nats: a smaller membership effect reads 'not seen'")
+                        "or 'numbers' (numbers changed consistently; reported, always 'undecided')" + ct("twins"))
+    p.add_argument("--margin", type=float, help="nats: a smaller membership effect reads 'not seen'" + ct("margin"))
+    p.add_argument("--alpha", type=float, help="the permutation p-value a 'seen' verdict needs" + ct("alpha"))
 
     p = sub.add_parser("mtbench", help="MT-Bench answers and LLM-judge scores")
     p.add_argument("model", help="hub id or local directory (answers are generated), or an answers JSONL to judge as is")
@@ -227,60 +238,55 @@ def _run(args: argparse.Namespace) -> int:
 
 def _leaderboard(args: argparse.Namespace) -> int:
 
+    from .config import LeaderboardSection, section_from_options
     from .eval import leaderboard
     from .eval.suites import load_suite, show_suite
-    for flag, value in (("--limit", args.limit), ("--num-concurrent", args.num_concurrent),
-                        ("--tensor-parallel-size", args.tensor_parallel_size),
-                        ("--data-parallel-size", args.data_parallel_size)):
-        if value is not None and value < 1:
-            raise UserError(f"leaderboard {flag} {value}: must be at least 1")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"leaderboard --data-dir {args.data_dir}: no such directory")
-    suite = load_suite(args.suite)
+    batch = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
+    if batch not in (None, "auto") and not isinstance(batch, int):
+        raise UserError(f"leaderboard --batch-size {batch}: a number or auto")
+    # the experiment file's section: its defaults and checks are the verb's
+    sec = section_from_options(LeaderboardSection, {
+        "suite": args.suite, "backend": args.backend, "limit": args.limit, "data_dir": args.data_dir,
+        "batch_size": batch, "dtype": args.dtype, "apply_chat_template": args.chat_template,
+        "fewshot_as_multiturn": args.fewshot_as_multiturn, "system_instruction": args.system_instruction,
+        "seed": args.seed, "model_args": leaderboard.parse_model_args(args.model_args) if args.model_args else None,
+        "base_url": args.base_url, "api_model": args.api_model, "num_concurrent": args.num_concurrent,
+        "tensor_parallel_size": args.tensor_parallel_size, "data_parallel_size": args.data_parallel_size},
+        "leaderboard", {"apply_chat_template": "--chat-template"})
+    suite = load_suite(sec.suite)
     if args.show:
         print(show_suite(suite))
         return 0
     if not args.model:
         raise UserError("leaderboard: give a MODEL (hub id or local directory), or --show")
-    if args.backend == "api":
+    if sec.backend == "api":
         from .backends.serve import check_endpoint
-        if not args.base_url:
+        if not sec.base_url:
             raise UserError("leaderboard --backend api needs --base-url (an OpenAI-compatible server)")
-        check_endpoint(args.base_url, "--base-url")      # before lm-eval loads anything
-    batch = int(args.batch_size) if str(args.batch_size).isdigit() else args.batch_size
-    opt = leaderboard.LeaderboardOptions(
-        backend=args.backend, batch_size=batch, dtype=args.dtype, device=args.device, limit=args.limit,
-        data_dir=args.data_dir, apply_chat_template=args.chat_template,
-        fewshot_as_multiturn=args.fewshot_as_multiturn, system_instruction=args.system_instruction,
-        seed=args.seed, base_url=args.base_url,
-        api_model=args.api_model, tokenizer=args.tokenizer, num_concurrent=args.num_concurrent,
-        tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
-        extra_model_args=leaderboard.parse_model_args(args.model_args))
+        check_endpoint(sec.base_url, "--base-url")      # before lm-eval loads anything
+    opt = leaderboard.options_from(sec, data_dir=args.data_dir, device=args.device, tokenizer=args.tokenizer)
     out = args.out or f"reports/leaderboard/{path_component(args.model)}"
     from .backends.models import resolve_model
-    rec = leaderboard.run(resolve_model(args.model) if args.backend != "api" else args.model, suite, out, opt)
+    rec = leaderboard.run(resolve_model(args.model) if sec.backend != "api" else args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
     print(f"results: {out}/leaderboard.json")
     return 0
 
 
 def _contamination(args: argparse.Namespace) -> int:
-    import os
-
+    from .config import ContaminationSection, section_from_options
     from .eval import contamination, contamination_run
-    # parameters are checked here, before any model loads
-    for flag, value, ok, want in (("--n-neighbours", args.n_neighbours, args.n_neighbours >= 1, "at least 1"),
-                                  ("--n-examples", args.n_examples, args.n_examples >= 1, "at least 1"),
-                                  ("--ratio-gen", args.ratio_gen, 0 < args.ratio_gen < 1, "between 0 and 1, exclusive"),
-                                  ("--threshold", args.threshold, 0 < args.threshold <= 1, "in (0, 1]"),
-                                  ("--margin", args.margin, args.margin >= 0, "at least 0")):
-        if not ok:
-            raise UserError(f"contamination {flag} {value}: must be {want}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UserError(f"contamination --data-dir {args.data_dir}: no such directory")
-    p = contamination.Params(n_examples=args.n_examples, n_neighbours=args.n_neighbours, ratio_gen=args.ratio_gen,
-                             threshold=args.threshold, seed=args.seed, dtype=args.dtype, twins=args.twins,
-                             margin=args.margin)
+    # the experiment file's section: its defaults and checks are the verb's, before any model loads
+    sec = section_from_options(ContaminationSection, {
+        "benchmarks": args.benchmark, "n_examples": args.n_examples, "n_neighbours": args.n_neighbours,
+        "ratio_gen": args.ratio_gen, "threshold": args.threshold, "seed": args.seed, "dtype": args.dtype,
+        "twins": args.twins, "margin": args.margin, "alpha": args.alpha}, "contamination",
+        {"benchmarks": "--benchmark"})
+    p = contamination.params_from(sec)
     try:        # every benchmark and the twins, read and checked before any model loads
         contamination_run.prepare(args.benchmark, p, args.data_dir)
     except UserError as e:

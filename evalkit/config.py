@@ -582,6 +582,35 @@ def _describe(err: dict) -> str:
     return msg
 
 
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "above"),
+           "less_than": ("lt", "below"), "less_than_equal": ("le", "at most")}
+
+
+def default_of(model: type[BaseModel], name: str) -> Any:
+    """A section field's default: code that mirrors a section (a CLI verb's options, an eval
+    module's parameters) takes its defaults from here instead of writing them again."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def section_from_options(model: type[BaseModel], options: dict[str, Any], verb: str,
+                         flags: dict[str, str] | None = None) -> Any:
+    """A config section from a CLI verb's options (None: not given, the section's default), so
+    a verb and an experiment file share one set of defaults and checks. A bad value is one
+    line naming its option: `contamination --ratio-gen 1.0: must be below 1`."""
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        value = given.get(name)
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        bound = _BOUNDS.get(err["type"])
+        desc = f"must be {bound[1]} {err['ctx'][bound[0]]}" if bound else _describe(err)
+        raise UserError(f"{verb} {flag} {shown}: {desc}") from None
+
+
 def validation_message(e: ValidationError, source: str, lines: dict[tuple, int]) -> str:
     parts = []
     seen = set()

@@ -1,5 +1,6 @@
 """`evalkit run` (and `evalkit train`, `evalkit demo`): an experiment as an ordered plan of
-stages; the ONLY place that decides what to skip, what to clear and what the manifest says.
+stages; it decides which stages to skip and what the manifest says, and claims each stage's
+caches (evalkit.caches) before the stage runs.
 
 1. Each stage has a hash of what determines its result: its slice of the config, the
    content of its inputs (the bytes of a dataset file, the files of a local base model, the
@@ -8,9 +9,13 @@ stages; the ONLY place that decides what to skip, what to clear and what the man
    run`, several processes under `accelerate launch`).
 2. A stage is skipped when the manifest records it done with the same hash, its outputs
    exist, and (for scoring stages) the model it scored still has the files it had then.
-3. Stage functions (evalkit.stages) replace an old output only with a finished new one, so
+3. Before a stage runs, its caches are claimed: its scratch (partial work such as lm-eval's
+   request cache or MT-Bench answers) is kept only for the same stage hash and model files,
+   and `data_dir: sample` data is made again when its key changes (evalkit.caches.Slot).
+   Caches opened inside a stage follow the same rule with their own content keys.
+4. Stage functions (evalkit.stages) replace an old output only with a finished new one, so
    a rerun that fails keeps the previous result and the manifest says `failed`.
-4. All writes are atomic or append-only with fsync: a run killed at any moment resumes
+5. All writes are atomic or append-only with fsync: a run killed at any moment resumes
    where it stopped.
 """
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from typing import Any, Callable
 
 from . import __version__, logs, stages
 from .backends import known_models
+from .caches import Slot, key_of
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
@@ -47,7 +52,8 @@ class Stage:
     outputs: list[Path] = field(default_factory=list)   # must exist when done
     estimate: str = ""
     model: str | None = None            # scoring stages: the label of the model they score
-    scratch: list[Path] = field(default_factory=list)   # caches cleared before a rerun
+    scratch: list[Slot] = field(default_factory=list)   # partial work, kept for the same hash and model
+    made: list[Callable[[], Any]] = field(default_factory=list)   # inputs made before it runs (sample data)
 
     @property
     def kind(self) -> str:
@@ -127,7 +133,8 @@ class Runner:
                 plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
-                                  model=m, scratch=[d / "lm_eval_cache", d / "lm_eval_tasks"]))
+                                  model=m, scratch=[Slot("stage-scratch", d / "lm_eval_tasks")],
+                                  made=self._sample_data(lb.data_dir, "leaderboard")))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
             # which models are scored is not part of one model's result
@@ -139,7 +146,7 @@ class Runner:
                 plan.append(Stage(f"mtbench:{m}", mt_slice, sorted(set(deps)), lambda m=m: self._mtbench(m),
                                   [rd.mtbench_dir(m) / "summary.json"], f"{mt.mode} judging by "
                                   f"{(mt.judge.serve or mt.judge.model) if mt.judge else '?'}",
-                                  model=m, scratch=[rd.mtbench_dir(m)]))
+                                  model=m, scratch=[Slot("stage-scratch", rd.mtbench_dir(m))]))
         ct = exp.eval.contamination
         if ct is not None and ct.enabled:
             ct_slice = {**{k: v for k, v in dump(ct).items() if k != "models"},
@@ -150,14 +157,19 @@ class Runner:
                                                                          self.base(), self.loaded),
                                   [rd.contamination(name)],
                                   f"{len(ct.benchmarks)} benchmarks x {ct.n_examples} examples x {ct.n_neighbours}",
-                                  model=name))
+                                  model=name, made=self._sample_data(ct.data_dir, "contamination")))
             if exp.datasets:
                 plan.append(Stage("ngram", ct_slice, [f"data:{d}" for d in exp.datasets],
-                                  lambda: stages.ngram(exp, rd), [rd.ngram_overlap()], f"{ct.ngram}-grams"))
+                                  lambda: stages.ngram(exp, rd), [rd.ngram_overlap()], f"{ct.ngram}-grams",
+                                  made=self._sample_data(ct.data_dir, "contamination")))
         if exp.report.enabled:
             plan.append(Stage("report", dump(exp.report), [s.name for s in plan],
                               lambda: stages.report(exp, rd), [rd.report_html()], "one HTML page"))
         return plan
+
+    def _sample_data(self, data_dir: str | None, kind: str) -> list[Callable[[], Any]]:
+        """`data_dir: sample`: the sample data a stage reads, made (again) before it runs."""
+        return [lambda: stages.sample_data(self.exp, self.rd, kind)] if data_dir == "sample" else []
 
     def _closure(self, names: list[str]) -> list[Stage]:
         """The named stages and everything they depend on, in plan order."""
@@ -238,14 +250,6 @@ class Runner:
             if f not in known:
                 raise UserError(f"--force {f}: no such stage (stages: {', '.join(s.name for s in self.stages)})")
 
-    def _resumable(self, stage: Stage, fp: dict) -> bool:
-        """An interrupted stage with the same inputs keeps its partial work (answers,
-        lm-eval's request cache); anything else starts clean."""
-        rec = (self.rd.load_manifest().get("stages") or {}).get(stage.name) or {}
-        return (rec.get("status") in ("running", "interrupted", "failed", "incomplete")
-                and rec.get("hash") == self.hashes[stage.name]
-                and rec.get("model_fingerprint") == fp.get("model_fingerprint"))
-
     # ------------------------------------------------------------ running
     def _release(self, remaining: list[Stage]) -> None:
         """Free what no stage still to run needs: loaded contamination models (a 7B model is
@@ -289,9 +293,12 @@ class Runner:
                 logs.route()        # a library imported by an earlier stage: its records go to run.log
                 if main:
                     fp = {"model_fingerprint": self._model_fingerprint(stage.model)} if stage.model else {}
-                    if not self._resumable(stage, fp):
-                        for p in stage.scratch:        # caches of other inputs never answer this run
-                            shutil.rmtree(p, ignore_errors=True)
+                    # partial work of the same stage hash and model files resumes; any other is cleared
+                    identity = key_of({"hash": self.hashes[stage.name], **fp})
+                    for slot in stage.scratch:
+                        slot.claim(identity, clear=why == "forced")
+                    for make in stage.made:
+                        make()
                     self.rd.set_stage(stage.name, "running", hash=self.hashes[stage.name], **fp)
                 t0 = time.time()
                 try:
@@ -338,9 +345,9 @@ def check_inputs(exp: Experiment) -> None:
         except UserError as e:
             raise UserError(f"eval.mtbench: {e}") from None
     if ct is not None and ct.enabled and ct.data_dir not in (None, "sample"):
-        from .eval import contamination_run
+        from .eval import contamination, contamination_run
         try:
-            contamination_run.prepare(ct.benchmarks, stages.contamination_params(ct), ct.data_dir)
+            contamination_run.prepare(ct.benchmarks, contamination.params_from(ct), ct.data_dir)
         except UserError as e:
             raise UserError(f"eval.contamination: {e}") from None
 

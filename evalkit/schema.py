@@ -228,6 +228,7 @@ class MTBenchSummary(TypedDict, total=False):
     failed_parses: int       # judgments whose rating or verdict could not be read (FastChat drops them)
     out_of_range: int        # single: ratings outside 1-10 (kept in the means, as FastChat keeps them)
     judgments_file: str      # the FastChat judgment file these numbers come from, relative to this file
+    answers_key: str         # the content hash of the answers judged: `runs` keeps other judges' numbers of these answers only
     answers_file: str        # the FastChat answer file judged, relative to this file (when generated here)
     turn_1: Optional[float]  # single: mean rating of turn 1 (1-10)
     turn_2: Optional[float]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -67,9 +66,7 @@ def dataset_rows(exp: Experiment, name: str, rd: RunDir):
     from .train.data import read_rows
     src = exp.datasets[name]
     if src.generate:
-        path = rd.generated_data(name)
-        if not path.exists():
-            generate_dataset(exp, name, rd)
+        path = generate_dataset(exp, name, rd)
         return read_rows(path), str(path)
     if src.hub:
         return read_rows(hub=src.hub, subset=src.subset, split=src.split), f"hub:{src.hub}[{src.split}]"
@@ -99,13 +96,30 @@ def build_pairs(exp: Experiment, name: str) -> tuple[list[dict], int, str]:
     return builders.metamath_synthetic_pairs(src.n or 200, src.seed), 0, ""
 
 
+def generated_key(exp: Experiment, name: str) -> str:
+    """What a generated dataset is made from: its entry, the bytes of the file it reads and
+    the builders' code (a hub source is named, and cached by `datasets`)."""
+    from . import synth
+    from .caches import key_of
+    from .train import builders
+    src = exp.datasets[name]
+    return key_of({"entry": src.model_dump(mode="json", exclude={"path"}),
+                   "source": file_hash(src.path) if src.path and Path(src.path).is_file() else src.path,
+                   "code": [file_hash(builders.__file__), file_hash(synth.__file__)]})
+
+
 def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
-    rows, skipped, what = build_pairs(exp, name)
-    if skipped:
-        log.warning("dataset %s: skipped %d %s", name, skipped, what)
-    path = rd.generated_data(name)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    """A generated dataset's rows in the run dir, built again only when generated_key() changes."""
+    from .caches import Slot
+
+    def build(tmp: Path) -> None:
+        rows, skipped, what = build_pairs(exp, name)
+        if skipped:
+            log.warning("dataset %s: skipped %d %s", name, skipped, what)
+        atomic_write_text(tmp, "".join(json.dumps(r) + "\n" for r in rows))
+    slot = Slot("generated-data", rd.generated_data(name), file=True)
+    slot.fill(generated_key(exp, name), build)
+    return slot.path
 
 
 def skipped_building(exp: Experiment, name: str) -> int:
@@ -118,8 +132,6 @@ def skipped_building(exp: Experiment, name: str) -> int:
 
 def data(exp: Experiment, rd: RunDir, name: str) -> int:
     """The data stage: generate (when asked) and read every row, so bad rows fail here."""
-    if exp.datasets[name].generate:
-        generate_dataset(exp, name, rd)
     rows, source = dataset_rows(exp, name, rd)
     log.info("dataset %s: %d rows from %s", name, len(rows), source)
     return len(rows)
@@ -206,22 +218,20 @@ def sample_key(exp: Experiment, kind: str) -> str:
                          "items": SAMPLE_ITEMS[kind], "seed": exp.seed})
 
 
-def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None, kind: str = "leaderboard") -> str | None:
-    """`data_dir: sample` means the project's small generated data in hub schema, written
+def sample_data(exp: Experiment, rd: RunDir, kind: str = "leaderboard") -> str:
+    """The project's small generated benchmark data in hub schema (`data_dir: sample`), made
     again (into a temp folder, then swapped in) whenever sample_key() changes."""
-    if value != "sample":
-        return value
+    from .caches import Slot
     from .eval.sample_data import write_open_llm_v1
-    data_dir = rd.sample_data(kind)
-    key = sample_key(exp, kind)
-    stamp = data_dir / "sample_key.json"
-    if not stamp.exists() or read_json(stamp).get("key") != key:
-        tmp = data_dir.with_name(f"{data_dir.name}.partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_open_llm_v1(tmp, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed)
-        atomic_write_json(tmp / "sample_key.json", {"key": key, "items": SAMPLE_ITEMS[kind], "seed": exp.seed})
-        swap_in(tmp, data_dir, main_only=False)
-    return str(data_dir)
+    slot = Slot("sample-data", rd.sample_data(kind), stamp_path=rd.sample_data(kind) / "sample_key.json")
+    slot.fill(sample_key(exp, kind), lambda tmp: write_open_llm_v1(tmp, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed),
+              items=SAMPLE_ITEMS[kind], seed=exp.seed)
+    return str(slot.path)
+
+
+def sample_data_dir(exp: Experiment, rd: RunDir, value: str | None, kind: str = "leaderboard") -> str | None:
+    """A section's data_dir, with `sample` meaning sample_data()."""
+    return sample_data(exp, rd, kind) if value == "sample" else value
 
 
 def chat_settings(sec, label: str) -> dict:
@@ -238,36 +248,19 @@ def leaderboard(exp: Experiment, rd: RunDir, label: str, path: str) -> dict:
     from .eval.suites import load_suite, only_entries
 
     sec = exp.eval.leaderboard
-    chat = chat_settings(sec, label)
-    opt = L.LeaderboardOptions(
-        backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, limit=sec.limit,
-        data_dir=sample_data_dir(exp, rd, sec.data_dir), apply_chat_template=chat["apply_chat_template"],
-        fewshot_as_multiturn=chat["fewshot_as_multiturn"], system_instruction=chat["system_instruction"],
-        seed=sec.seed, base_url=sec.base_url,
-        api_model=sec.api_model, num_concurrent=sec.num_concurrent,
-        tensor_parallel_size=sec.tensor_parallel_size, data_parallel_size=sec.data_parallel_size,
-        extra_model_args=dict(sec.model_args))
+    opt = L.options_from(sec, chat_settings(sec, label), data_dir=sample_data_dir(exp, rd, sec.data_dir))
     t0 = time.time()
     rec = L.run(path, only_entries(load_suite(sec.suite), sec.entries), rd.model_dir(label), opt, model_label=label)
     log.info("leaderboard %s: average %.2f (%.1fs)", label, 100 * rec["average"], time.time() - t0)
     return rec
 
 
-def contamination_params(sec):
-    """The check's parameters from an experiment's contamination section."""
-    from .eval import contamination as C
-    return C.Params(ratio_gen=sec.ratio_gen, n_neighbours=sec.n_neighbours, n_examples=sec.n_examples,
-                    threshold=sec.threshold, max_tokens=sec.max_tokens, seed=sec.seed, method=sec.method,
-                    dtype=sec.dtype, generation=dict(sec.generation), twins=sec.twins, margin=sec.margin,
-                    alpha=sec.alpha)
-
-
 def contamination(exp: Experiment, rd: RunDir, label: str, path: str, base: str, loaded: dict | None = None) -> dict:
     """One target against the reference (default: the base), with a control beside it."""
-    from .eval import contamination_run
+    from .eval import contamination as C, contamination_run
 
     sec = exp.eval.contamination
-    p = contamination_params(sec)
+    p = C.params_from(sec)
     from .backends.models import resolve_model
     return contamination_run.run(path, resolve_model(sec.reference) if sec.reference else base, sec.benchmarks,
                                  rd.model_dir(label), p, control=resolve_model(sec.control) if sec.control else None,

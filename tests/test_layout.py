@@ -46,3 +46,39 @@ def test_no_import_cycles():
             visit(m)
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
+
+
+# The floors, top to bottom: a module imports modules on its own floor or below, never above
+# (an arrow running back up ties a lower floor to the one that uses it). Imports inside
+# functions count. A module on no floor fails the test: place it.
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    ("entry points", ("evalkit.cli", "evalkit.devserver")),
+    ("the plan", ("evalkit.runner",)),
+    ("stages", ("evalkit.stages",)),
+    ("the experiment and its work", ("evalkit.config", "evalkit.train", "evalkit.eval", "evalkit.report",
+                                     "evalkit.board", "evalkit.modelcard", "evalkit.trackers")),
+    ("backends: every way to a model", ("evalkit.backends",)),
+    ("files: names, records, caches", ("evalkit.rundir", "evalkit.schema", "evalkit.caches")),
+    ("ground", ("evalkit", "evalkit.errors", "evalkit.logs", "evalkit.progress", "evalkit.prefix", "evalkit.data",
+                "evalkit.synth")),
+]
+
+
+def floor_of(module: str) -> int | None:
+    """The floor of a module (0 = top): its own entry or the closest package listed (the
+    package `evalkit` itself is only its __init__)."""
+    best = None
+    for i, (_, names) in enumerate(FLOORS):
+        for name in names:
+            if (module == name or (name != "evalkit" and module.startswith(name + "."))) and (best is None or len(name) > len(best[1])):
+                best = (i, name)
+    return best[0] if best else None
+
+
+def test_arrows_only_run_down_the_floors():
+    graph = import_graph()
+    unplaced = sorted(m for m in graph if floor_of(m) is None)
+    assert not unplaced, f"modules on no floor (add them to FLOORS): {', '.join(unplaced)}"
+    up = sorted(f"{m} ({FLOORS[floor_of(m)][0]}) -> {t} ({FLOORS[floor_of(t)][0]})"
+                for m, targets in graph.items() for t in targets if floor_of(t) < floor_of(m))
+    assert not up, "arrows running back up a floor:\n  " + "\n  ".join(up)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.caches import STAMP, Slot
 from evalkit.errors import UserError
 from evalkit.eval import leaderboard
 from evalkit.eval.sample_data import write_open_llm_v1
@@ -176,6 +177,8 @@ def test_new_weights_at_the_same_path_are_scored_not_served_from_the_old_cache(t
     shutil.copytree(tiny_model_dir, model)
     opt = leaderboard.LeaderboardOptions(batch_size=16, data_dir=str(sample_dir), device="cpu")
     first = leaderboard.run(str(model), suite, tmp_path / "D", opt)
+    cache = Slot("lm-eval-requests", tmp_path / "D" / "lm_eval_cache")
+    first_key = cache.stored_key()
     m = AutoModelForCausalLM.from_pretrained(model)
     with torch.no_grad():
         torch.manual_seed(0)
@@ -186,7 +189,11 @@ def test_new_weights_at_the_same_path_are_scored_not_served_from_the_old_cache(t
     fresh = leaderboard.run(str(model), suite, tmp_path / "fresh", opt)
     assert again["tasks"] == fresh["tasks"]
     assert again["tasks"]["truthfulqa_mc2"]["value"] != first["tasks"]["truthfulqa_mc2"]["value"]
-    assert len(list((tmp_path / "D" / "lm_eval_cache").iterdir())) == 1, "only the current model's cache is kept"
+    # the request cache was cleared for the new weights and now holds theirs only
+    assert first_key and cache.stored_key() not in (None, first_key)
+    assert [p.name for p in cache.path.iterdir() if p.name != STAMP] == [p.name for p in
+                                                                        (tmp_path / "fresh" / "lm_eval_cache").iterdir()
+                                                                        if p.name != STAMP]
 
 
 def test_archived_v1_suite_runs_and_says_so(tiny_model_dir, sample_dir, tmp_path):

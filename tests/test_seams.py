@@ -2,6 +2,7 @@
 the change, and nothing finished may be redone or deleted."""
 import hashlib
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
             for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
-def plan(capsys, exp: Path) -> dict[str, tuple[str, str]]:
+def plan(capsys, exp: Path, *extra: str) -> dict[str, tuple[str, str]]:
     capsys.readouterr()
-    assert main(["run", str(exp), "--dry-run"]) == 0
+    assert main(["run", str(exp), "--dry-run", *extra]) == 0
     rows = {}
     for line in capsys.readouterr().out.splitlines()[1:]:
         name, what, *why = line.split()
@@ -220,3 +221,59 @@ def test_the_same_data_under_another_name_is_not_new(tmp_path, tiny_model_dir, m
     copy.write_text("".join(copy.read_text().splitlines(keepends=True)[:-1]))   # one pair fewer
     rows = plan(capsys, exp)
     assert rows["data:pairs"][0] == rows["train:dpo"][0] == "run", rows
+
+
+@pytest.mark.slow
+def test_sample_data_made_from_other_inputs_is_never_read(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    """`data_dir: sample` through the runner: another seed makes the data again before the
+    leaderboard reruns, and the documents lm-eval scored are the new data's; sample data left
+    without its key (a killed build, a copied folder) is made again, never read; back on the
+    first seed, the first data and scores come back."""
+    from evalkit.caches import Slot
+    from evalkit.eval.sample_data import write_open_llm_v1
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mini.yaml").write_text("name: mini\nentries:\n  - {name: arc_challenge, shots: 0, metric: acc, "
+                                        "tasks: [{task: arc_challenge}]}\n")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(textwrap.dedent(f"""\
+        name: sample
+        base_model: {tiny_model_dir}
+        eval:
+          leaderboard: {{suite: {tmp_path / 'mini.yaml'}, data_dir: sample, batch_size: 8}}
+        report: {{enabled: false}}
+        """))
+    rd = RunDir("sample", root=tmp_path)
+    rel = "allenai/ai2_arc/ARC-Challenge/test.jsonl"
+
+    def scored() -> tuple[list, list]:
+        """(answer index, log-likelihoods) of each document lm-eval scored (its per-sample file)."""
+        rec = read_json(rd.leaderboard("base"))
+        samples = next((rd.model_dir("base") / rec["samples_dir"]).glob("*arc_challenge*.jsonl"))
+        rows = sorted((json.loads(x) for x in samples.read_text().splitlines()), key=lambda r: r["doc_id"])
+        return [r["target"] for r in rows], [r["resps"] for r in rows]
+
+    def targets(folder: Path) -> list[int]:
+        rows = [json.loads(x) for x in (folder / rel).read_text().splitlines()]
+        return [r["choices"]["label"].index(r["answerKey"]) for r in rows]
+
+    def questions(folder: Path) -> list[str]:
+        return [json.loads(x)["question"] for x in (folder / rel).read_text().splitlines()]
+
+    assert main(["run", str(exp)]) == 0
+    first = scored()
+    assert first[0] == targets(rd.sample_data("leaderboard"))
+    seed0 = questions(rd.sample_data("leaderboard"))
+    assert main(["run", str(exp), "--set", "seed=1"]) == 0
+    fresh1 = write_open_llm_v1(tmp_path / "fresh1", n_eval=8, seed=1)
+    assert questions(fresh1) != seed0 and questions(rd.sample_data("leaderboard")) == questions(fresh1)
+    second = scored()
+    assert second[0] == targets(fresh1) and second[1] != first[1]
+    # a folder of seed-0 data without its key, in place of the seed-1 data: made again, not read
+    slot = Slot("sample-data", rd.sample_data("leaderboard"), stamp_path=rd.sample_data("leaderboard") / "sample_key.json")
+    shutil.rmtree(slot.path)
+    write_open_llm_v1(slot.path, n_eval=8, seed=0)
+    assert plan(capsys, exp, "--set", "seed=1")["leaderboard:base"][0] == "skip"   # done; its key is unchanged
+    assert main(["run", str(exp), "--set", "seed=1", "--force", "leaderboard"]) == 0
+    assert questions(slot.path) == questions(fresh1) and scored() == second
+    assert main(["run", str(exp)]) == 0
+    assert questions(slot.path) == seed0 and scored() == first

@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-
 from ..backends.scoring import TextScores, score_groups_shared, score_texts
+from ..config import ContaminationSection, default_of
 from ..errors import UserError
 from ..progress import bar as progress_bar
 from .benchmark_texts import Example  # noqa: F401  (one benchmark example: id and text; used here and re-exported)
@@ -33,25 +33,38 @@ from .benchmark_texts import Example  # noqa: F401  (one benchmark example: id a
 log = logging.getLogger("evalkit")
 
 
+_SEC = ContaminationSection
+
+
 @dataclass
 class Params:
-    ratio_gen: float = 0.4
-    n_neighbours: int = 100
-    n_examples: int = 100
-    threshold: float = 0.1
-    max_tokens: int = 150          # neighbour scoring truncation, as in the original
-    seed: int = 0                  # the example shuffle (random.seed(0) in the original) and sampling
+    """The check's parameters. Those an experiment file or `evalkit contamination` sets take
+    their defaults from config.ContaminationSection (written there once); params_from()
+    builds them from a section."""
+    ratio_gen: float = default_of(_SEC, "ratio_gen")
+    n_neighbours: int = default_of(_SEC, "n_neighbours")
+    n_examples: int = default_of(_SEC, "n_examples")
+    threshold: float = default_of(_SEC, "threshold")
+    max_tokens: int = default_of(_SEC, "max_tokens")      # neighbour scoring truncation, as in the original
+    seed: int = default_of(_SEC, "seed")                  # the example shuffle (random.seed(0) in the original), sampling
+    method: str = default_of(_SEC, "method")              # shi2023: the original's selection, padding side and batches
+    dtype: str = default_of(_SEC, "dtype")                # fp32 as in the original ("auto": the checkpoint's dtype)
+    generation: dict[str, float] = field(default_factory=dict)  # overrides of the reference's generation_config
+    twins: str = default_of(_SEC, "twins")                # the calibrated verdict's unseen twins: "numbers" or a JSONL
+    margin: float = default_of(_SEC, "margin")            # nats: a smaller membership effect reads "not seen"
+    alpha: float = default_of(_SEC, "alpha")              # the permutation p-value a "seen" needs
+    # not set from a section
     k: float = 0.2                 # Min-K% and Min-K%++
     score_batch_tokens: int = 16384
     generate_batch: int = 800      # sequences per generate call (examples x neighbours)
     bootstrap: int = 1000
-    method: str = "shi2023"        # shi2023: the original's selection, padding side and batches
-    dtype: str = "float32"         # models load in fp32 as in the original ("auto": the checkpoint's dtype)
-    generation: dict[str, float] = field(default_factory=dict)  # overrides of the reference's generation_config
-    twins: str = "numbers"         # the calibrated verdict's unseen twins: "numbers" or an unseen JSONL
-    margin: float = 0.05           # nats: a smaller membership effect reads "not seen"
-    alpha: float = 0.01            # the permutation p-value a "seen" needs
 
+
+def params_from(sec: ContaminationSection) -> Params:
+    """The check's parameters from a contamination section (an experiment's or the CLI's)."""
+    return Params(**{f.name: getattr(sec, f.name) for f in fields(Params)
+                     if f.name in type(sec).model_fields and f.name != "generation"},
+                  generation=dict(sec.generation))
 
 
 def min_k(values: list[float], k: float) -> float:

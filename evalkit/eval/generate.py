@@ -8,7 +8,6 @@ interrupted run resumes with the questions still missing.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import bar as progress_bar
-from ..rundir import append_jsonl, atomic_write_json, read_jsonl
+from ..rundir import append_jsonl, read_jsonl
 
 log = logging.getLogger("evalkit")
 
@@ -63,18 +62,13 @@ def _identity(model: str, opt: GenOptions) -> dict:
             "seed": opt.seed, "dtype": opt.dtype, "temperatures": TEMPERATURE}
 
 
-def _forget_if_stale(out_path: Path, identity: dict) -> None:
-    """Answers made by other weights or settings are never resumed from: they are removed
-    (with a log line) before generating. The identity sits beside the answers."""
-    meta = out_path.with_suffix(".meta.json")
-    if out_path.exists():
-        old = json.loads(meta.read_text()) if meta.exists() else None
-        if old is not None and old.get("identity") == identity:
-            return
-        log.warning("%s: answers from %s; generating them again", out_path,
-                    "other weights or settings" if old else "an unknown model")
-        out_path.unlink()
-    atomic_write_json(meta, {"identity": identity})
+def answers_slot(out_path: Path, identity: dict) -> bool:
+    """Claim the answer file for `identity` (evalkit.caches): answers made by other weights or
+    settings are removed before generating, never resumed from. The identity is recorded
+    beside the answers (<model>.meta.json). True when earlier answers are kept."""
+    from ..caches import Slot, key_of
+    slot = Slot("answers", out_path, file=True, stamp_path=out_path.with_suffix(".meta.json"))
+    return slot.claim(key_of(identity), identity=identity)
 
 
 def generate_answers(model: str, questions: list[dict], out_path: str | Path, opt: GenOptions,
@@ -83,7 +77,7 @@ def generate_answers(model: str, questions: list[dict], out_path: str | Path, op
     from ..backends.generate import GenOptions as BackendOptions, Sampling, generator
     out_path = Path(out_path)
     model_id = model_id or Path(model).name
-    _forget_if_stale(out_path, _identity(model, opt))
+    answers_slot(out_path, _identity(model, opt))
     done = {a["question_id"] for a in read_jsonl(out_path)}
     todo = [q for q in questions if q["question_id"] not in done]
     if todo:

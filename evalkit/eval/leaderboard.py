@@ -20,12 +20,12 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import LeaderboardSection, default_of
 from ..errors import UserError
 from .. import schema
 from ..rundir import atomic_write_json, atomic_write_text, content_hash
@@ -34,29 +34,47 @@ from .suites import Entry, Suite, write_task_yamls
 log = logging.getLogger("evalkit")
 
 
+_SEC = LeaderboardSection
+
+
 @dataclass
 class LeaderboardOptions:
-    backend: str = "hf"
-    batch_size: str | int = "auto"
-    dtype: str = "auto"
+    """One leaderboard run's settings. Those an experiment file or `evalkit leaderboard` sets
+    take their defaults from config.LeaderboardSection (written there once); options_from()
+    builds them from a section."""
+    backend: str = default_of(_SEC, "backend")
+    batch_size: str | int = default_of(_SEC, "batch_size")
+    dtype: str = default_of(_SEC, "dtype")
     device: str | None = None
-    limit: int | None = None
+    limit: int | None = default_of(_SEC, "limit")
     data_dir: str | None = None
-    apply_chat_template: bool | None = None   # None: the suite's default (else off)
-    fewshot_as_multiturn: bool | None = None
-    system_instruction: str | None = None
-    seed: int = 1234
+    apply_chat_template: bool | None = default_of(_SEC, "apply_chat_template")   # None: the suite's default (else off)
+    fewshot_as_multiturn: bool | None = default_of(_SEC, "fewshot_as_multiturn")
+    system_instruction: str | None = default_of(_SEC, "system_instruction")
+    seed: int = default_of(_SEC, "seed")
     # vllm
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    tensor_parallel_size: int = default_of(_SEC, "tensor_parallel_size")
+    data_parallel_size: int = default_of(_SEC, "data_parallel_size")
     # api: an OpenAI-compatible server (vLLM's for log-likelihood tasks)
-    base_url: str | None = None
-    api_model: str | None = None
+    base_url: str | None = default_of(_SEC, "base_url")
+    api_model: str | None = default_of(_SEC, "api_model")
     tokenizer: str | None = None
-    num_concurrent: int = 1
+    num_concurrent: int = default_of(_SEC, "num_concurrent")
     # lm-eval model arguments of this run (CLI --model-args, an experiment's model_args); over the
     # suite's own (Suite.model_args)
     extra_model_args: dict[str, Any] = field(default_factory=dict)
+
+
+def options_from(sec: LeaderboardSection, chat: dict[str, Any] | None = None, *, data_dir: str | None = None,
+                 device: str | None = None, tokenizer: str | None = None) -> LeaderboardOptions:
+    """A run's settings from a leaderboard section (an experiment's or the CLI's); `chat`: one
+    model's chat settings (its `per_model` over the section's), `data_dir` with `sample` resolved."""
+    chat = chat or {k: getattr(sec, k) for k in ("apply_chat_template", "fewshot_as_multiturn", "system_instruction")}
+    return LeaderboardOptions(
+        backend=sec.backend, batch_size=sec.batch_size, dtype=sec.dtype, device=device, limit=sec.limit,
+        data_dir=data_dir, seed=sec.seed, base_url=sec.base_url, api_model=sec.api_model, tokenizer=tokenizer,
+        num_concurrent=sec.num_concurrent, tensor_parallel_size=sec.tensor_parallel_size,
+        data_parallel_size=sec.data_parallel_size, extra_model_args=dict(sec.model_args), **chat)
 
 
 # ---------------------------------------------------------------- lm-eval model arguments
@@ -283,12 +301,9 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     cache_key = content_hash({"model": model_fingerprint(model) if opt.backend != "api" else model,
                               "lm_eval_model": lm_name, "model_args": model_args, "chat": dataclasses.asdict(chat),
                               "seed": opt.seed})
-    cache_root = out_dir / "lm_eval_cache"
-    for old in cache_root.glob("*") if cache_root.is_dir() else []:
-        if old.name != cache_key:
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
-    cache_dir = cache_root / cache_key
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    from ..caches import Slot
+    cache_dir = out_dir / "lm_eval_cache"
+    Slot("lm-eval-requests", cache_dir).claim(cache_key)
     t0 = time.time()
     log.info("leaderboard %s on %s (%d lm-eval tasks, backend %s%s)", suite.name, model_label or model, len(names),
              opt.backend, f", limit {opt.limit}" if opt.limit else "")

@@ -247,8 +247,11 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         bar.close()
     if opt.mode == "pairwise":
         _write_pair_judgments(paths, requests, models)
+    from ..caches import key_of
+    judged = key_of(sorted((str(a["model_id"]), str(a["question_id"]), a["choices"][0]["turns"])
+                           for a in answers + (baseline or []) if a["question_id"] in qs))
     summary = summarise(out_dir, paths, data, opt, requests, calls_made,
-                        answers_file=Path(answers_file) if answers_file else None)
+                        answers_file=Path(answers_file) if answers_file else None, answers_key=judged)
     return summary
 
 
@@ -305,7 +308,7 @@ def pair_outcome(row: dict) -> str | None:
 
 
 def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, requests: list[J.JudgeRequest],
-              calls_made: int, answers_file: Path | None = None) -> dict:
+              calls_made: int, answers_file: Path | None = None, answers_key: str | None = None) -> dict:
     """The numbers FastChat's show_result.py prints for these files, plus accounting."""
     wanted = {r.key for r in requests}
     calls = [c for c in read_jsonl(paths.calls) if c["request_hash"] in wanted]
@@ -319,7 +322,7 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
                            "n_judged": len(done_keys), "errors": len(wanted - done_keys),
                            "error_examples": sorted({e["error"] for e in errors})[:5],
                            "calls_this_run": calls_made, "tokens": usage,
-                           "judgments_file": str(paths.judgments.relative_to(out_dir))}
+                           "judgments_file": str(paths.judgments.relative_to(out_dir)), "answers_key": answers_key}
     if answers_file is not None:
         out["answers_file"] = os.path.relpath(answers_file, out_dir)
     if opt.mode == "single":
@@ -353,7 +356,9 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
         if price else None
     # summary.json: this run's numbers at the top, every judge and mode's under "runs"
     old = schema.read(out_dir / "summary.json", "mtbench_summary") if (out_dir / "summary.json").exists() else {}
-    runs = {k: v for k, v in (old.get("runs") or {}).items() if k != f"{file_safe(opt.client.label)}_{paths.kind}"}
+    # other judges' and modes' numbers stay only while they are of these same answers
+    runs = {k: v for k, v in (old.get("runs") or {}).items()
+            if k != f"{file_safe(opt.client.label)}_{paths.kind}" and v.get("answers_key") == answers_key}
     runs[f"{file_safe(opt.client.label)}_{paths.kind}"] = dict(out)
     out["runs"] = runs
     atomic_write_json(out_dir / "summary.json", out)

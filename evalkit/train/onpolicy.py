@@ -192,19 +192,16 @@ def cached_samples(folder: str | Path, policy: str, prompts: list[str], k: int, 
     """sample_completions() through a cache keyed by sampling_request(): (samples, the file
     holding them, whether it was reused). Sampling is seeded, so the file is what sampling
     would give again; a second arm reads the first arm's samples instead of redrawing them."""
+    from ..caches import Store
     request = sampling_request(policy, prompts, k, max_new_tokens, temperature, seed, backend)
     key = content_hash(request, 20)
-    path = Path(folder) / f"{key}.json"
-    if path.exists():
-        try:
-            rec = read_json(path)
-            if rec.get("request") == request and len(rec.get("samples") or []) == len(prompts):
-                log.info("on-policy samples: reusing %s", path.name)
-                return rec["samples"], path, True
-        except (OSError, ValueError):
-            pass      # unreadable: sample again and rewrite it
+    store = Store("onpolicy-samples", Path(folder))
+    rec = store.get(key, read_json, lambda r: isinstance(r, dict) and r.get("request") == request
+                    and len(r.get("samples") or []) == len(prompts))
+    if rec is not None:
+        return rec["samples"], store.path(key), True
     samples = sample_completions(policy, prompts, k, max_new_tokens, temperature, seed, backend=backend)
-    atomic_write_json(path, {"key": key, "request": request, "samples": samples})
+    path = store.put(key, lambda tmp: atomic_write_json(tmp, {"key": key, "request": request, "samples": samples}))
     return samples, path, False
 
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -30,8 +29,12 @@ FORWARD_PASSES = 0
 
 
 class ReferenceCache:
+    """Reference log-probs of a training set, in a store keyed by their content (evalkit.caches)."""
+
     def __init__(self, folder: str | os.PathLike):
+        from ..caches import Store
         self.folder = Path(folder)
+        self.store_ = Store("reference-logps", self.folder, ".pt")
 
     def key(self, reference_fingerprint: str, data: PreferenceData, autocast_dtype: torch.dtype | None = None,
             setting: dict | None = None) -> str:
@@ -44,34 +47,19 @@ class ReferenceCache:
         return hashlib.sha256(f"{reference_fingerprint}:{data.fingerprint()}:{precision}:{how}".encode()).hexdigest()[:20]
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.pt"
+        return self.store_.path(key)
 
     def lookup(self, reference_fingerprint: str, data: PreferenceData, autocast_dtype: torch.dtype | None = None,
                setting: dict | None = None) -> tuple[dict[str, torch.Tensor] | None, str]:
-        """The cached log-probs (None when absent or unreadable) and their key."""
+        """The cached log-probs (None when absent, unreadable or of another size) and their key."""
         key = self.key(reference_fingerprint, data, autocast_dtype, setting)
-        path = self.path(key)
-        if path.exists():
-            try:
-                cached = torch.load(path, map_location="cpu", weights_only=True)
-                if len(cached["chosen_logps"]) == len(data):
-                    log.info("reference log-probs: reusing cache %s", path.name)
-                    return cached, key
-            except Exception:  # a foreign or damaged file: recompute
-                log.warning("reference cache %s unreadable; recomputing", path)
-        return None, key
+        cached = self.store_.get(key, lambda p: torch.load(p, map_location="cpu", weights_only=True),
+                                 lambda c: isinstance(c, dict) and len(c.get("chosen_logps", ())) == len(data))
+        return cached, key
 
     def store(self, key: str, result: dict[str, torch.Tensor]) -> None:
         """Write atomically: a temp file in the folder, then rename."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.folder)
-        os.close(fd)
-        try:
-            torch.save(result, tmp)
-            os.replace(tmp, self.path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        self.store_.put(key, lambda tmp: torch.save(result, tmp))
 
     def get_or_compute(self, reference_fingerprint: str, data: PreferenceData,
                        load_reference: Callable[[], object], batch_size: int = 8,

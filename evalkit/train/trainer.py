@@ -76,15 +76,91 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     `heldout`: the held-out pairs to measure, none of them in `data` (sDPO splits them once
     and measures the same set at every step); by default `variant.heldout_pairs` pairs are
     split off `data` here.
+
+    The steps, each a function below: _setup (accelerator, policy, held-out split),
+    _reference (cached log-probs, or a pass of another reference), _prepare (LoRA, optimizer,
+    schedule, accelerate), _starts (the policy as its own reference; the diagnostics' starting
+    values), _loop, _summary (where the log-probs ended) and _save.
     """
+    t_start = time.time()
+    run = _setup(variant, base_model, data, Path(out_dir), seed, tokenizer, reference_model, heldout, progress)
+    _reference(run, cache)
+    _prepare(run)
+    _starts(run, cache)
+    loop = _loop(run)
+    end, summary = _summary(run, loop)
+    meta = _metadata(run, loop, end, summary, data_info, time.time() - t_start)
+    _save(run, meta)
+    return TrainResult(run.out_dir, meta, loop.history)
+
+
+@dataclass
+class _Run:
+    """One training run's state, passed from step to step of train_variant."""
+    variant: Variant
+    base_model: str
+    reference_model: str
+    out_dir: Path
+    seed: int
+    progress: bool
+    accelerator: Any
+    mixed: str
+    autocast_dtype: Any
+    tok: Any
+    data: PreferenceData             # the pairs trained on
+    given: PreferenceData            # what this run was handed, held-out pairs included
+    heldout_pairs: list[TokenizedPair]
+    model: Any
+    pack: bool
+    chunked_head: bool
+    attn: str | None
+    pad_id: int
+    reference_free: bool
+    policy_is_reference: bool
+    ref_fp: str | None = None
+    ref: dict | None = None
+    cache_key: str | None = None
+    optimizer: Any = None
+    scheduler: Any = None
+    sampler: Any = None
+    total_steps: int = 0
+    post_edit: PostEdit | None = None
+    heldout: HeldOut | None = None
+    start: dict | None = None        # reference-free: the untrained policy's log-probs
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    @property
+    def partial(self) -> Path:
+        return self.out_dir.with_name(self.out_dir.name + ".partial")
+
+    def diag_args(self) -> tuple:
+        return (self.pad_id, self.device, 2 * self.variant.batch_size, self.autocast_dtype, self.attn)
+
+
+@dataclass
+class _Loop:
+    """What the training loop leaves: metrics history, warnings and counts."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    step: int = 0
+    micro: int = 0
+    tokens: int = 0
+    processed: int = 0
+    seconds: float = 0.0
+
+
+def _setup(variant: Variant, base_model: str, data: PreferenceData, out_dir: Path, seed: int, tokenizer,
+           reference_model: str | None, heldout: list[TokenizedPair] | None, progress: bool) -> _Run:
+    """The accelerator (precision, processes), the tokenizer, the held-out split and the
+    policy in fp32 master weights (bf16 comes from autocast)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
-    from transformers import get_scheduler
 
     from ..backends.models import load_tokenizer
 
-    t_start = time.time()
-    out_dir = Path(out_dir)
     seed = variant.seed if variant.seed is not None else seed
     set_seed(seed)
     use_cuda = torch.cuda.is_available()
@@ -96,9 +172,6 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
         from ..errors import UserError
         raise UserError(f"variant {variant.name}: grad_accum {variant.grad_accum} under DeepSpeed is not supported "
                         f"(DeepSpeed counts its own accumulation); use grad_accum: 1 and a larger batch_size")
-    device = accelerator.device
-    # the reference and the final log-probs run under the same autocast as the policy
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     tok = tokenizer or load_tokenizer(base_model)
     reference_model = reference_model or base_model
     # held-out pairs for the dispersion diagnostic (train/diagnostics.py) never enter training
@@ -108,43 +181,62 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
     else:   # given: what this run was handed, held-out pairs included (n_pairs, fingerprint)
         given = PreferenceData(data.pairs + heldout, data.n_skipped, data.source, data.counts)
         heldout_pairs = list(heldout)
-
-    # 1. the policy, in fp32 master weights (bf16 comes from autocast)
-    model = load_training_model(base_model)
-    pack = choose_packing(model, variant.pack_prompt, variant.name)
-    # completion log-probs through the LM head in chunks: no (rows, tokens, vocab) logits
-    chunked_head = install_completion_head(model)
-    attn = getattr(model.config, "_attn_implementation", None)
-
-    # 2. reference log-probs, shared through the cache, in fp32 weights under the policy's
-    # autocast. When the reference is the base, the untrained policy IS the reference: it is
-    # scored after accelerator.prepare, through the (possibly sharded) model on every process
-    # (step 3). Another reference (a previous sDPO step) is scored by the main process first.
-    # A reference-free loss (sft: maximum likelihood on y_w) needs none: no cache, no pass.
+    # a reference-free loss (sft: maximum likelihood on y_w) needs no reference: no cache, no pass
     reference_free = variant.loss in REFERENCE_FREE
     if reference_free != data.chosen_only:
         raise ValueError(f"variant {variant.name}: loss {variant.loss} on "
                          f"{'chosen-only examples' if data.chosen_only else 'preference pairs'}")
-    ref_fp = None if reference_free else model_fingerprint(reference_model)
-    policy_is_reference = reference_model == base_model
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    model = load_training_model(base_model)
+    pack = choose_packing(model, variant.pack_prompt, variant.name)
+    # completion log-probs through the LM head in chunks: no (rows, tokens, vocab) logits
+    chunked_head = install_completion_head(model)
+    return _Run(variant=variant, base_model=base_model, reference_model=reference_model, out_dir=out_dir, seed=seed,
+                progress=progress, accelerator=accelerator, mixed=mixed,
+                # the reference and the final log-probs run under the same autocast as the policy
+                autocast_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed),
+                tok=tok, data=data, given=given, heldout_pairs=heldout_pairs, model=model, pack=pack,
+                chunked_head=chunked_head, attn=getattr(model.config, "_attn_implementation", None),
+                pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                reference_free=reference_free, policy_is_reference=reference_model == base_model)
+
+
+def _reference(run: _Run, cache: ReferenceCache) -> None:
+    """Reference log-probs, shared through the cache, in fp32 weights under the policy's
+    autocast. When the reference is the base, the untrained policy IS the reference: it is
+    scored after accelerator.prepare, through the (possibly sharded) model on every process
+    (_starts). Another reference (a previous sDPO step) is scored here, by the main process
+    first."""
+    from transformers import AutoModelForCausalLM
+    if run.reference_free:
+        return
+    acc, device = run.accelerator, run.device
+    run.ref_fp = model_fingerprint(run.reference_model)
     setting = {"device": device.type}
-    ref, cache_key = (None, None) if reference_free else cache.lookup(ref_fp, data, autocast_dtype, setting)
-    if accelerator.num_processes > 1 and policy_is_reference and not reference_free:
-        # one decision for all: the scoring pass below is collective
-        missing = accelerator.reduce(torch.tensor([int(ref is None)], device=device), "sum").item()
-        ref = None if missing else ref
-    if ref is None and not policy_is_reference and not reference_free:
+    run.ref, run.cache_key = cache.lookup(run.ref_fp, run.data, run.autocast_dtype, setting)
+    if acc.num_processes > 1 and run.policy_is_reference:
+        # one decision for all: the scoring pass in _starts is collective
+        missing = acc.reduce(torch.tensor([int(run.ref is None)], device=device), "sum").item()
+        run.ref = None if missing else run.ref
+    if run.ref is None and not run.policy_is_reference:
         def load_reference():
-            m = load_training_model(reference_model)
+            m = load_training_model(run.reference_model)
             install_completion_head(m)
             return m.to(device)
 
-        with accelerator.main_process_first():
+        with acc.main_process_first():
             # no gradients here, so larger batches than training
-            ref, cache_key = cache.get_or_compute(ref_fp, data, load_reference, batch_size=2 * variant.batch_size,
-                                                  device=str(device), progress=progress and accelerator.is_main_process,
-                                                  pack=pack, autocast_dtype=autocast_dtype, setting=setting)
+            run.ref, run.cache_key = cache.get_or_compute(
+                run.ref_fp, run.data, load_reference, batch_size=2 * run.variant.batch_size, device=str(device),
+                progress=run.progress and acc.is_main_process, pack=run.pack, autocast_dtype=run.autocast_dtype,
+                setting=setting)
+
+
+def _prepare(run: _Run) -> None:
+    """Gradient checkpointing, LoRA, the batches (every process draws the same global batches,
+    seeded, similar lengths together, and takes its slice), the optimizer and the schedule
+    over the optimizer steps really taken; accelerate wraps the model and optimizer."""
+    from transformers import get_scheduler
+    variant, model = run.variant, run.model
     if variant.gradient_checkpointing:
         # transformers 5 renamed it; older releases only have the gradient_ name
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
@@ -159,90 +251,97 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
             r=variant.lora.r, lora_alpha=variant.lora.alpha, lora_dropout=variant.lora.dropout,
             target_modules=variant.lora.target_modules, task_type="CAUSAL_LM"))
     model.train()
-
-    # 3. batches: every process draws the same global batches (seeded, similar lengths
-    # together) and takes its slice; the schedule counts optimizer steps really taken
-    n_proc, rank = accelerator.num_processes, accelerator.process_index
-    sampler = LengthGroupedBatches(data, variant.batch_size * n_proc, seed)
-    batches_per_epoch = len(sampler)
-    total_steps = training_steps(variant, batches_per_epoch)
+    run.sampler = LengthGroupedBatches(run.data, variant.batch_size * run.accelerator.num_processes, run.seed)
+    run.total_steps = training_steps(variant, len(run.sampler))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=variant.learning_rate, weight_decay=variant.weight_decay)
-    scheduler = get_scheduler(variant.lr_scheduler, optimizer, num_warmup_steps=variant.warmup_steps,
-                              num_training_steps=total_steps)
+    run.scheduler = get_scheduler(variant.lr_scheduler, optimizer, num_warmup_steps=variant.warmup_steps,
+                                  num_training_steps=run.total_steps)
     # the scheduler is not prepared: accelerate would step it once per process per step
-    model, optimizer = accelerator.prepare(model, optimizer)
-    post_edit = PostEdit([] if data.chosen_only else data.pairs)
-    if reference_free:   # where log pi(y_w) starts, for the summary (no reference: the policy before training)
-        start = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn, post_edit)
-        post_edit.start = start["post_edit"]
-    elif ref is None:   # the policy is the reference: score it now, sharded like training
-        ref = compute_reference_logps(model, data, 2 * variant.batch_size, str(device),
-                                      progress and accelerator.is_main_process, pack, autocast_dtype,
-                                      accelerator=accelerator, pad_id=pad_id, attn_implementation=attn)
-        if accelerator.is_main_process:
-            cache.store(cache_key, ref)
-        accelerator.wait_for_everyone()
+    run.model, run.optimizer = run.accelerator.prepare(model, optimizer)
 
-    # the diagnostics' starting values, under the untrained policy (no gradients)
-    diag_args = (pad_id, device, 2 * variant.batch_size, autocast_dtype, attn)
-    heldout = HeldOut(heldout_pairs, variant.logp_reduction) if heldout_pairs else None
-    if heldout is not None:
-        heldout.start = heldout.measure(model, *diag_args)
-    if policy_is_reference and not reference_free and "chosen_tail_logps" in ref:
+
+def _starts(run: _Run, cache: ReferenceCache) -> None:
+    """Where the policy starts, under the untrained policy (no gradients): the reference pass
+    when the policy is the reference (stored in the cache), the reference-free start, and the
+    diagnostics' starting values (held-out pairs, post-edit tails)."""
+    acc, data, variant = run.accelerator, run.data, run.variant
+    run.post_edit = post_edit = PostEdit([] if data.chosen_only else data.pairs)
+    if run.reference_free:   # where log pi(y_w) starts, for the summary (no reference: the policy before training)
+        run.start = _final_logps(run.model, data, run.pad_id, run.device, 2 * variant.batch_size, run.pack,
+                                 run.autocast_dtype, run.attn, post_edit)
+        post_edit.start = run.start["post_edit"]
+    elif run.ref is None:   # the policy is the reference: score it now, sharded like training
+        run.ref = compute_reference_logps(run.model, data, 2 * variant.batch_size, str(run.device),
+                                          run.progress and acc.is_main_process, run.pack, run.autocast_dtype,
+                                          accelerator=acc, pad_id=run.pad_id, attn_implementation=run.attn)
+        if acc.is_main_process:
+            cache.store(run.cache_key, run.ref)
+        acc.wait_for_everyone()
+    run.heldout = HeldOut(run.heldout_pairs, variant.logp_reduction) if run.heldout_pairs else None
+    if run.heldout is not None:
+        run.heldout.start = run.heldout.measure(run.model, *run.diag_args())
+    if run.policy_is_reference and not run.reference_free and "chosen_tail_logps" in run.ref:
         # the reference pass (now or cached) scored the untrained policy's post-edit tails
-        post_edit.start = post_edit.values(ref, list(range(len(data))))
-    elif not reference_free:   # another reference, or a cache file without tails: the selected pairs alone
-        post_edit.start = post_edit.measure(model, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn)
+        post_edit.start = post_edit.values(run.ref, list(range(len(data))))
+    elif not run.reference_free:   # another reference, or a cache file without tails: the selected pairs alone
+        post_edit.start = post_edit.measure(run.model, run.pad_id, run.device, 2 * variant.batch_size, run.pack,
+                                            run.autocast_dtype, run.attn)
 
-    loss_fn = LOSSES[variant.loss]
-    loss_kwargs = loss_kwargs_for(variant)
-    reduction = variant.logp_reduction
 
-    # 4. the loop
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    if accelerator.is_main_process:
+def _loop(run: _Run) -> _Loop:
+    """The optimizer steps: windows of grad_accum global batches, one forward over chosen and
+    rejected rows per micro-batch, metrics every logging_steps (train_metrics.jsonl in the
+    .partial folder), a non-finite gradient norm stops the run."""
+    acc, data, variant, model, device = run.accelerator, run.data, run.variant, run.model, run.device
+    n_proc, rank = acc.num_processes, acc.process_index
+    batches_per_epoch = len(run.sampler)
+    partial = run.partial
+    if acc.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     metrics_path = partial / "train_metrics.jsonl"
     metrics = Metrics()
-    history: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    step, tokens, processed, micro = 0, 0, 0, 0
+    loop = _Loop()
     grad_norm = float("nan")
-    trackers.start(accelerator, variant.model_dump(mode="json", by_alias=True))
-    bar = progress_bar(total=total_steps, desc=f"train {variant.name}", enabled=progress and accelerator.is_main_process)
+    loss_fn = LOSSES[variant.loss]
+    loss_kwargs = loss_kwargs_for(variant)
+    reduction = variant.logp_reduction
+    ref, heldout = run.ref, run.heldout
+    trackers.start(acc, variant.model_dump(mode="json", by_alias=True))
+    bar = progress_bar(total=run.total_steps, desc=f"train {variant.name}", enabled=run.progress and acc.is_main_process)
     t_loop = time.time()
-    while step < total_steps:
-        batches = list(sampler)                       # one epoch of global batches
+    while loop.step < run.total_steps:
+        batches = list(run.sampler)                   # one epoch of global batches
         for w in range(0, len(batches), variant.grad_accum):
             group = batches[w:w + variant.grad_accum]
             window_pairs = sum(len(g) for g in group)  # the window's real size, all processes
             for j, global_batch in enumerate(group):
                 idx, weight = shard(global_batch, rank, n_proc)
                 # gradients are all-reduced once per window, on its last micro-batch
-                sync = contextlib.nullcontext() if j == len(group) - 1 else accelerator.no_sync(model)
+                sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
                 with sync:
-                    batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], pad_id, pack).items()}
+                    batch = {k: v.to(device) for k, v in make_batch([data.pairs[i] for i in idx], run.pad_id,
+                                                                     run.pack).items()}
                     n_tokens, n_processed = int(batch.pop("n_tokens")), int(batch.pop("n_processed"))
                     b = len(idx)
-                    sums, lengths = batch_logps(model, batch, attn)
+                    sums, lengths = batch_logps(model, batch, run.attn)
                     pol_c = reduce_logps(sums[:b], lengths[:b], reduction)
-                    if reference_free:     # sft: NLL(y_w) from the chosen rows alone
+                    if run.reference_free:     # sft: NLL(y_w) from the chosen rows alone
                         pol_r = ref_c = None
                         out = loss_fn(sums[:b], lengths[:b].to(sums), **loss_kwargs)
                     else:
                         pol_r = reduce_logps(sums[b:], lengths[b:], reduction)
                         out, ref_c = _preference_loss(loss_fn, loss_kwargs, variant, ref, idx, reduction, pol_c, pol_r,
                                                       sums[:b], lengths[:b].to(sums),
-                                                      step == 0 and policy_is_reference)
+                                                      loop.step == 0 and run.policy_is_reference)
                     # the mean over the window's pairs: processes' gradients are averaged (x n_proc)
                     loss = out.losses.sum() * (weight * n_proc / window_pairs)
-                    accelerator.backward(loss)
-                micro += 1
+                    acc.backward(loss)
+                loop.micro += 1
                 if weight:
-                    tokens += n_tokens
-                    processed += n_processed
+                    loop.tokens += n_tokens
+                    loop.processed += n_processed
                     pairwise = out.chosen_rewards is not None   # None for sft: no rewards, no reference
                     metrics.add(loss=out.losses, logps_chosen=pol_c, logps_rejected=pol_r,
                                rewards_chosen=out.chosen_rewards, rewards_rejected=out.rejected_rewards,
@@ -250,111 +349,129 @@ def train_variant(variant: Variant, base_model: str, data: PreferenceData, out_d
                                reward_accuracy=(out.chosen_rewards > out.rejected_rewards).float() if pairwise else None,
                                chosen_vs_reference=pol_c - ref_c if ref_c is not None else None,
                                penalty_active=out.penalty_active.float() if out.penalty_active is not None else None)
-            norm = accelerator.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            norm = acc.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             grad_norm = float(norm) if norm is not None else float("nan")   # DeepSpeed clips inside
             # the norm of the all-reduced gradients: every process sees the same value, so
             # all of them stop together, before a non-finite update reaches the weights
             if norm is not None and not math.isfinite(grad_norm):
-                _stop_non_finite(variant, f"gradient norm {grad_norm} at step {step + 1}", partial, accelerator, bar)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+                _stop_non_finite(variant, f"gradient norm {grad_norm} at step {loop.step + 1}", partial, acc, bar)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            loop.step += 1
             bar.update(1)
-            if step % variant.logging_steps == 0 or step == total_steps:
-                record = {"step": step, **metrics.means(accelerator),
-                          "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                          "epoch": round(micro / batches_per_epoch, 4)}
+            if loop.step % variant.logging_steps == 0 or loop.step == run.total_steps:
+                record = {"step": loop.step, **metrics.means(acc),
+                          "lr": run.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                          "epoch": round(loop.micro / batches_per_epoch, 4)}
                 record.setdefault("penalty_active", None)
                 if heldout is not None:
-                    record.update(heldout.measure(model, *diag_args))
-                history.append(record)
-                if accelerator.is_main_process:
+                    record.update(heldout.measure(model, *run.diag_args()))
+                loop.history.append(record)
+                if acc.is_main_process:
                     append_jsonl(metrics_path, {"schema_version": schema.version("train_metrics"), **record})
-                trackers.log(accelerator, record, step)
+                trackers.log(acc, record, loop.step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
                                 refresh=False)   # drawn with the bar's next update, not on its own
-                drop = -record.get("chosen_vs_reference", 0.0)
-                if drop > variant.chosen_drop_warning and not warnings:
-                    msg = (f"variant {variant.name}: mean log pi(y_w) fell {drop:.2f} nats below its starting "
-                           f"value by step {step} (threshold {variant.chosen_drop_warning}); the chosen "
-                           f"completions are losing likelihood, the DPO failure mode on low-edit-distance "
-                           f"pairs. Consider loss: dpop (lambda 50).")
-                    warnings.append(msg)
-                    log.warning(msg)
-            if step >= total_steps:
+                _warn_chosen_drop(variant, record, loop)
+            if loop.step >= run.total_steps:
                 break
     bar.close()
-    trackers.finish(accelerator)
-    loop_seconds = time.time() - t_loop
+    trackers.finish(acc)
+    loop.seconds = time.time() - t_loop
+    return loop
 
-    # 5. where the chosen log-prob ended, against where it started (the reference)
-    # through the prepared model on every process: under FSDP / ZeRO-3 the unwrapped one is sharded
-    # the post-edit diagnostic comes from the same forwards
-    end = _final_logps(model, data, pad_id, device, 2 * variant.batch_size, pack, autocast_dtype, attn, post_edit)
+
+def _warn_chosen_drop(variant: Variant, record: dict[str, Any], loop: _Loop) -> None:
+    """Once per run: the chosen completions fell further below the reference than allowed."""
+    drop = -record.get("chosen_vs_reference", 0.0)
+    if drop > variant.chosen_drop_warning and not loop.warnings:
+        msg = (f"variant {variant.name}: mean log pi(y_w) fell {drop:.2f} nats below its starting "
+               f"value by step {loop.step} (threshold {variant.chosen_drop_warning}); the chosen "
+               f"completions are losing likelihood, the DPO failure mode on low-edit-distance "
+               f"pairs. Consider loss: dpop (lambda 50).")
+        loop.warnings.append(msg)
+        log.warning(msg)
+
+
+def _summary(run: _Run, loop: _Loop) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Where the chosen (and rejected) log-probs ended, against where they started (the
+    reference), through the prepared model on every process (under FSDP / ZeRO-3 the
+    unwrapped one is sharded); the post-edit diagnostic comes from the same forwards."""
+    end = _final_logps(run.model, run.data, run.pad_id, run.device, 2 * run.variant.batch_size, run.pack,
+                       run.autocast_dtype, run.attn, run.post_edit)
     if not torch.isfinite(end["chosen_logps"]).all():     # the same pairs on every process
-        _stop_non_finite(variant, f"log-probs after step {step}", partial, accelerator, None)
-    unwrapped = accelerator.unwrap_model(model)
+        _stop_non_finite(run.variant, f"log-probs after step {loop.step}", run.partial, run.accelerator, None)
     n_eval = len(end["chosen_logps"])
-    if reference_free:
-        summary = {"n_pairs": n_eval, "chosen_start": start["chosen_logps"].mean().item(),
+    if run.reference_free:
+        summary = {"n_pairs": n_eval, "chosen_start": run.start["chosen_logps"].mean().item(),
                    "chosen_end": end["chosen_logps"].mean().item(), "reduction": "sum"}
     else:
-        summary = {"n_pairs": n_eval, "chosen_start": ref["chosen_logps"][:n_eval].mean().item(),
+        summary = {"n_pairs": n_eval, "chosen_start": run.ref["chosen_logps"][:n_eval].mean().item(),
                    "chosen_end": end["chosen_logps"].mean().item(),
-                   "rejected_start": ref["rejected_logps"][:n_eval].mean().item(),
+                   "rejected_start": run.ref["rejected_logps"][:n_eval].mean().item(),
                    "rejected_end": end["rejected_logps"].mean().item(), "reduction": "sum"}
+    return end, summary
 
-    # 6. save: weights + tokenizer + evalkit.json into .partial, then swap it in
-    accelerator.wait_for_everyone()
-    if n_proc > 1:   # throughput of all processes together
-        tokens, processed = accelerator.reduce(torch.tensor([tokens, processed], device=device), "sum").tolist()
-    # the same record on every process (the launcher prints it there); the main one writes it
-    meta = {
+
+def _metadata(run: _Run, loop: _Loop, end: dict[str, Any], summary: dict[str, Any],
+              data_info: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
+    """evalkit.json: the same record on every process (the launcher prints it there)."""
+    acc, variant, given = run.accelerator, run.variant, run.given
+    run.accelerator.wait_for_everyone()
+    tokens, processed = loop.tokens, loop.processed
+    if acc.num_processes > 1:   # throughput of all processes together
+        tokens, processed = acc.reduce(torch.tensor([tokens, processed], device=run.device), "sum").tolist()
+    return {
         "schema_version": schema.version("evalkit"),
         "variant": variant.name,
-        "base_model": base_model,
-        "reference_model": None if reference_free else reference_model,
+        "base_model": run.base_model,
+        "reference_model": None if run.reference_free else run.reference_model,
         "loss": variant.loss,
         "hyperparameters": variant.model_dump(mode="json", by_alias=True),
-        "seed": seed,
+        "seed": run.seed,
         "data": {**(data_info or {}), "fingerprint": given.fingerprint(), "n_pairs": len(given),
-                 "n_heldout": len(heldout_pairs), "n_skipped": given.n_skipped,
+                 "n_heldout": len(run.heldout_pairs), "n_skipped": given.n_skipped,
                  "edit_distance": given.edit_distance_summary()},
-        "reference": None if reference_free else {"fingerprint": ref_fp, "cache_key": cache_key},
-        "steps": step,
-        "micro_batches": micro,
-        "processes": n_proc,
-        "global_batch_pairs": variant.batch_size * n_proc * variant.grad_accum,
-        "tokenization": dataclasses.asdict(data.counts),
+        "reference": None if run.reference_free else {"fingerprint": run.ref_fp, "cache_key": run.cache_key},
+        "steps": loop.step,
+        "micro_batches": loop.micro,
+        "processes": acc.num_processes,
+        "global_batch_pairs": variant.batch_size * acc.num_processes * variant.grad_accum,
+        "tokenization": dataclasses.asdict(run.data.counts),
         "logps_summary": summary,
-        "heldout": heldout.summary(history[-1]) if heldout is not None else None,
-        "post_edit": post_edit.summary(end["post_edit"]),
-        "warnings": warnings,
-        "seconds": round(time.time() - t_start, 2),
+        "heldout": run.heldout.summary(loop.history[-1]) if run.heldout is not None else None,
+        "post_edit": run.post_edit.summary(end["post_edit"]),
+        "warnings": loop.warnings,
+        "seconds": round(seconds, 2),
         # pair tokens (prompt counted for both sides, as padded batches hold them) and the
         # tokens actually run through the model (the prompt once when packed)
-        "train_tokens_per_second": round(tokens / max(loop_seconds, 1e-9), 1),
-        "train_processed_tokens_per_second": round(processed / max(loop_seconds, 1e-9), 1),
-        "packed_prompt": pack,
-        "chunked_lm_head": chunked_head,
-        "device": str(device), "mixed_precision": mixed,
-        "config_hash": variant_config_hash(variant, model_fingerprint(base_model), given.fingerprint()),
+        "train_tokens_per_second": round(tokens / max(loop.seconds, 1e-9), 1),
+        "train_processed_tokens_per_second": round(processed / max(loop.seconds, 1e-9), 1),
+        "packed_prompt": run.pack,
+        "chunked_lm_head": run.chunked_head,
+        "device": str(run.device), "mixed_precision": run.mixed,
+        "config_hash": variant_config_hash(variant, model_fingerprint(run.base_model), given.fingerprint()),
         **environment(),
     }
-    # gathered on every process (FSDP / ZeRO-3 shards), the full weights land on the main one
-    state_dict = accelerator.get_state_dict(model) if variant.lora is None else None
-    if accelerator.is_main_process:
+
+
+def _save(run: _Run, meta: dict[str, Any]) -> None:
+    """Weights, tokenizer and evalkit.json into the .partial folder, then swapped in (the main
+    process writes; the full weights are gathered on every process under FSDP / ZeRO-3)."""
+    acc, partial = run.accelerator, run.partial
+    unwrapped = acc.unwrap_model(run.model)
+    state_dict = acc.get_state_dict(run.model) if run.variant.lora is None else None
+    if acc.is_main_process:
         with naming(partial):           # a full disk names the checkpoint being written
-            if variant.lora is not None:
+            if run.variant.lora is not None:
                 unwrapped.merge_and_unload().save_pretrained(partial)
             else:
                 unwrapped.save_pretrained(partial, state_dict=state_dict)
-            tok.save_pretrained(partial)
+            run.tok.save_pretrained(partial)
             atomic_write_json(partial / "evalkit.json", meta)
-        swap_in(partial, out_dir)
-    accelerator.wait_for_everyone()
-    return TrainResult(out_dir, meta, history)
+        swap_in(partial, run.out_dir)
+    acc.wait_for_everyone()
 
 
 def _stop_non_finite(variant: Variant, what: str, partial: Path, accelerator, bar) -> None:
