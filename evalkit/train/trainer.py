@@ -206,7 +206,6 @@ def _reference(run: _Run, cache: ReferenceCache) -> None:
     scored after accelerator.prepare, through the (possibly sharded) model on every process
     (_starts). Another reference (a previous sDPO step) is scored here, by the main process
     first."""
-    from transformers import AutoModelForCausalLM
     if run.reference_free:
         return
     acc, device = run.accelerator, run.device
