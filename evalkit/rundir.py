@@ -249,18 +249,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    # The text after the last "\n" is either "" or a torn line: drop it.
-    for lineno, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: invalid JSON line ({e.msg})") from None
-    return out
+    return [row for _, row in schema.jsonl_lines(path.read_text(encoding="utf-8"), path)]
 
 
 # ---------------------------------------------------------------- checkpoint folders

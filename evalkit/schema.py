@@ -299,12 +299,14 @@ BESIDE: dict[str, type] = {"ngram_overlap": NgramOverlap, "sample_key": SampleKe
 # kinds stored one JSON object a line
 JSONL_KINDS = {"train_metrics", "contamination_examples", "leaderboard_samples", "mtbench_questions",
                "mtbench_answers", "mtbench_judgments", "mtbench_errors", "pairs", "benchmark_rows"}
-# kinds written without schema_version: another program's format, written as it is (FastChat's
-# questions, answers and judgments, lm-eval's samples, the hub's datasets, preference pairs in
-# the user's data format, the suite lm-eval is given), and two of evalkit's own that never
-# carried one: the per-example lines of the contamination check and a known model's record. A record of these without it reads as version 1.
+# kinds whose records may lack schema_version (one without it reads as version 1): another
+# program's format, which write() leaves as it is (FastChat's questions, answers and judgments,
+# lm-eval's samples, the hub's datasets, preference pairs in the user's data format, the suite
+# lm-eval is given; the lines evalkit appends to FastChat's answer and judgment files do carry
+# one, an extra key), and two of evalkit's own that never carried one: the contamination check's
+# per-example lines and a known model's record
 UNVERSIONED = {"contamination_examples", "leaderboard_samples", "mtbench_questions", "mtbench_answers",
-           "mtbench_judgments", "mtbench_errors", "pairs", "benchmark_rows", "suite", "known_model"}
+               "mtbench_judgments", "mtbench_errors", "pairs", "benchmark_rows", "suite", "known_model"}
 
 
 SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
@@ -409,15 +411,20 @@ def read(path: str | Path, kind: str) -> Any:
         raise UserError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: unreadable ({e})") from None
+    return [check(row, kind, f"{path}:{lineno}") for lineno, row in jsonl_lines(text, path)]
+
+
+def jsonl_lines(text: str, source: str | Path) -> list[tuple[int, Any]]:
+    """(line number, value) of every complete line of a JSONL file evalkit appends to: the text
+    after the last newline is "" or a torn line (an append cut short), and is left out."""
     rows = []
-    for lineno, line in enumerate(text.split("\n")[:-1], 1):   # after the last newline: "" or a torn line
+    for lineno, line in enumerate(text.split("\n")[:-1], 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            rows.append((lineno, json.loads(line)))
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: invalid JSON line ({e.msg})") from None
-        rows.append(check(row, kind, f"{path}:{lineno}"))
+            raise UserError(f"{source}:{lineno}: invalid JSON line ({e.msg})") from None
     return rows
 
 

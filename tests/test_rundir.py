@@ -54,7 +54,7 @@ def test_torn_jsonl_tail_is_ignored_and_repaired(tmp_path):
 def test_corrupt_middle_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+    with pytest.raises(UserError, match=r"bad.jsonl:2"):
         read_jsonl(path)
 
 
