@@ -370,8 +370,18 @@ def read_lines(kind: str, path: str | os.PathLike) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- file names, per folder kind
 
+CACHE_STAMP = ".evalkit-cache.json"     # a cache folder's stamp (evalkit.caches.Slot): the key of its content
+
+
+def cache_stamp(path: str | os.PathLike, file: bool = False) -> Path:
+    """Where a cache slot records the key its content was made from (kind cache_stamp): inside
+    a folder, or beside a file (<file>.key.json)."""
+    path = Path(path)
+    return path.with_name(path.name + ".key.json") if file else path / CACHE_STAMP
+
+
 def sample_key_file(folder: str | os.PathLike) -> Path:
-    """What a folder of generated sample benchmark data was made from (kind sample_key)."""
+    """The stamp of a folder of generated sample benchmark data: what it was made from."""
     return Path(folder) / "sample_key.json"
 
 
@@ -396,7 +406,7 @@ def suite_file(task_dir: str | os.PathLike) -> Path:
 
 
 def answers_meta(answers: str | os.PathLike) -> Path:
-    """What produced an answer file (model files, settings), beside it: <model>.meta.json."""
+    """The stamp of an answer file, beside it (<model>.meta.json): what produced the answers."""
     return Path(answers).with_suffix(".meta.json")
 
 
@@ -436,8 +446,9 @@ class MTBenchFiles:
                if p.exists()]
         for f in sorted((self.root / "model_answer").glob("*.jsonl")):
             out.append(("mtbench_answers", {"answerer": f.stem}))
-        for f in sorted((self.root / "model_answer").glob("*.meta.json")):
-            out.append(("answers_meta", {"answerer": f.name[:-len(".meta.json")]}))
+        for f in sorted((self.root / "model_answer").glob("*.jsonl")):
+            out += [("cache_stamp", {"answerer": f.stem})] if self.answers_meta(f.stem).exists() else []
+        out += [("cache_stamp", {})] if cache_stamp(self.root).exists() else []
         for f in sorted((self.root / "model_judgment").glob("*.jsonl")):
             stem = f.stem
             if stem.endswith("_pair_games"):
@@ -451,9 +462,10 @@ class MTBenchFiles:
     def path(self, kind: str, **where: str) -> Path:
         if kind == "mtbench_judgments" and where.get("mode") == "games":
             return self.games(where["judge"])
+        if kind == "cache_stamp":                    # the answers' stamp, or the folder's (stage scratch)
+            return self.answers_meta(where["answerer"]) if "answerer" in where else cache_stamp(self.root)
         return {"mtbench_summary": lambda: self.summary, "mtbench_questions": lambda: self.questions,
                 "mtbench_answers": lambda: self.answers(where["answerer"]),
-                "answers_meta": lambda: self.answers_meta(where["answerer"]),
                 "mtbench_judgments": lambda: self.judgments(where["judge"], where["mode"]),
                 "mtbench_errors": lambda: self.errors(where["judge"], where["mode"])}[kind]()
 
@@ -508,11 +520,15 @@ class ModelFiles:
                 for f in sorted((self.root / self.leaderboard_samples_dir).glob("*.jsonl"))]
         out += [("contamination_examples", {"benchmark": f.stem[len("contamination_"):]})
                 for f in sorted(self.root.glob("contamination_*.jsonl"))]
-        return out + self.mtbench.records()
+        out += [("cache_stamp", {"cache": d.name}) for d in (self.lm_eval_tasks, self.lm_eval_cache)
+                if cache_stamp(d).exists()]
+        return out + [(k, {"mtbench": True, **w}) for k, w in self.mtbench.records()]
 
     def path(self, kind: str, **where: str) -> Path:
-        if kind.startswith("mtbench") or kind == "answers_meta":
+        if kind.startswith("mtbench") or where.pop("mtbench", False):
             return self.mtbench.path(kind, **where)
+        if kind == "cache_stamp":                    # a scratch or request-cache folder's stamp
+            return cache_stamp({"lm_eval_tasks": self.lm_eval_tasks, "lm_eval_cache": self.lm_eval_cache}[where["cache"]])
         return {"leaderboard": lambda: self.leaderboard, "contamination": lambda: self.contamination,
                 "suite": lambda: self.suite, "leaderboard_samples": lambda: self.leaderboard_samples(where["task"]),
                 "contamination_examples": lambda: self.contamination_examples(where["benchmark"])}[kind]()
@@ -607,9 +623,11 @@ class ReportFiles:
 
     def records(self) -> list[tuple[str, dict[str, Any]]]:
         out = [(k, {}) for k, p in (("manifest", self.manifest), ("ngram_overlap", self.ngram_overlap)) if p.exists()]
-        out += [("pairs", {"dataset": f.stem}) for f in sorted((self.root / "data").glob("*.jsonl"))]
+        for f in sorted((self.root / "data").glob("*.jsonl")):
+            out += [("pairs", {"dataset": f.stem})]
+            out += [("cache_stamp", {"dataset": f.stem})] if cache_stamp(f, file=True).exists() else []
         for d in sorted((self.root / "sample_data").glob("*")):
-            out += [("sample_key", {"sample": d.name})] if self.sample_key(d.name).exists() else []
+            out += [("cache_stamp", {"sample": d.name})] if self.sample_key(d.name).exists() else []
             out += [("benchmark_rows", {"sample": d.name, "file": str(f.relative_to(d))})
                     for f in sorted(d.rglob("*.jsonl"))]
         for m in self.models():
@@ -619,9 +637,11 @@ class ReportFiles:
     def path(self, kind: str, **where: Any) -> Path:
         if "model" in where:
             return self.model(where.pop("model")).path(kind, **where)
+        if kind == "cache_stamp":                    # generated pairs' stamp, or sample data's
+            return cache_stamp(self.generated_data(where["dataset"]), file=True) if "dataset" in where \
+                else self.sample_key(where["sample"])
         return {"manifest": lambda: self.manifest, "ngram_overlap": lambda: self.ngram_overlap,
                 "pairs": lambda: self.generated_data(where["dataset"]),
-                "sample_key": lambda: self.sample_key(where["sample"]),
                 "benchmark_rows": lambda: self.sample_data(where["sample"]) / where["file"]}[kind]()
 
 

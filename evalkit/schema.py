@@ -255,11 +255,13 @@ class NgramOverlap(TypedDict, total=False):          # reports/<experiment>/ngra
     datasets: dict[str, dict[str, Any]]   # per training set: source, n_rows, benchmarks {name: n_dirty, n_items, ...}
 
 
-class SampleKey(TypedDict, total=False):             # sample_data/<kind>/sample_key.json
+class CacheStamp(TypedDict, total=False):            # a cache slot's stamp (evalkit.caches.Slot; names: rundir.cache_stamp)
     schema_version: int
-    key: str                 # content key of the generated benchmark data (generators' code, items, seed)
-    items: int
-    seed: int
+    kind: str                # the cache's kind (evalkit.caches.KINDS)
+    key: str                 # content key of what the cache was made from
+    identity: dict[str, Any]   # answers: what produced them (model files, backend, settings)
+    items: int               # sample data: items per benchmark split
+    seed: int                # sample data: the generators' seed
 
 
 class TinySpecRecord(TypedDict, total=False):        # <tiny model>/tiny_spec.json
@@ -268,11 +270,6 @@ class TinySpecRecord(TypedDict, total=False):        # <tiny model>/tiny_spec.js
     builder: str             # content hash of the builder code
     n_parameters: int
     build_seconds: float
-
-
-class AnswersMeta(TypedDict, total=False):           # mtbench/model_answer/<model>.meta.json
-    schema_version: int
-    identity: dict[str, Any]   # what produced the answers: model files, backend, settings
 
 
 class OnPolicySamples(TypedDict, total=False):       # _onpolicy_samples/<key>.json, onpolicy_samples/round<r>.json
@@ -292,8 +289,8 @@ class OnPolicyRoundData(TypedDict, total=False):     # <variant>.round<r>/onpoli
     offline: int
 
 
-BESIDE: dict[str, type] = {"ngram_overlap": NgramOverlap, "sample_key": SampleKey, "tiny_spec": TinySpecRecord,
-                          "answers_meta": AnswersMeta, "onpolicy_samples": OnPolicySamples,
+BESIDE: dict[str, type] = {"ngram_overlap": NgramOverlap, "cache_stamp": CacheStamp, "tiny_spec": TinySpecRecord,
+                          "onpolicy_samples": OnPolicySamples,
                           "onpolicy_round": OnPolicyRoundData}
 
 # kinds stored one JSON object a line
@@ -317,7 +314,7 @@ VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 3, 
                             "mtbench_summary": 1,
                             # 2: the held-out log-probs (heldout_logps_*) joined the lines
                             "train_metrics": 2,
-                            "ngram_overlap": 1, "sample_key": 1, "tiny_spec": 1, "answers_meta": 1,
+                            "ngram_overlap": 1, "cache_stamp": 1, "tiny_spec": 1,
                             "onpolicy_samples": 1, "onpolicy_round": 1,
                             "contamination_examples": 1, "leaderboard_samples": 1, "mtbench_questions": 1,
                             "mtbench_answers": 1, "mtbench_judgments": 1, "mtbench_errors": 1, "pairs": 1,
@@ -375,8 +372,8 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
 # keys without which a file cannot be read at all
 REQUIRED: dict[str, tuple[str, ...]] = {"leaderboard": ("suite", "tasks", "average"), "contamination": ("benchmarks",),
                                         "mtbench_summary": ("mode",), "ngram_overlap": ("n", "datasets"),
-                                        "sample_key": ("key",), "tiny_spec": ("spec", "builder"),
-                                        "answers_meta": ("identity",), "onpolicy_samples": ("request", "samples"),
+                                        "cache_stamp": ("key",), "tiny_spec": ("spec", "builder"),
+                                        "onpolicy_samples": ("request", "samples"),
                                         "onpolicy_round": ("round",), "mtbench_questions": ("question_id",),
                                         "mtbench_answers": ("question_id", "choices"), "train_metrics": ("step",),
                                         "mtbench_errors": ("request_hash",), "suite": ("name",)}

@@ -24,15 +24,15 @@ def test_atomic_write_survives_crash_mid_write(tmp_path, monkeypatch):
 
 
 def test_typed_writes_stamp_the_kinds_version_and_reads_check_it(tmp_path):
-    rundir.write("sample_key", tmp_path / "a.json", {"key": "k"})
-    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == schema.version("sample_key")
-    assert rundir.read("sample_key", tmp_path / "a.json")["key"] == "k"
+    rundir.write("cache_stamp", tmp_path / "a.json", {"kind": "sample-data", "key": "k"})
+    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == schema.version("cache_stamp")
+    assert rundir.read("cache_stamp", tmp_path / "a.json")["key"] == "k"
     rundir.append("train_metrics", tmp_path / "m.jsonl", {"step": 1})
     assert rundir.read("train_metrics", tmp_path / "m.jsonl") == [{"schema_version": schema.version("train_metrics"),
                                                                    "step": 1}]
     atomic_write_json(tmp_path / "a.json", {"schema_version": 99, "key": "k"})
     with pytest.raises(UserError, match="schema_version 99"):
-        rundir.read("sample_key", tmp_path / "a.json")
+        rundir.read("cache_stamp", tmp_path / "a.json")
     # another program's format is written as it is, and read without a version
     rundir.write("mtbench_questions", tmp_path / "q.jsonl", [{"question_id": 1, "turns": ["hi"]}])
     assert json.loads((tmp_path / "q.jsonl").read_text()) == {"question_id": 1, "turns": ["hi"]}

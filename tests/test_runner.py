@@ -219,8 +219,8 @@ def test_every_file_the_run_wrote_reads_back_through_rundir(resumed_run, run):
     assert on_disk - read_paths == set(), "files RunDir does not read"
     kinds = {k for k, _ in rd.records()}
     assert {"manifest", "leaderboard", "leaderboard_samples", "contamination", "contamination_examples",
-            "mtbench_summary", "mtbench_answers", "answers_meta", "mtbench_judgments", "mtbench_questions",
-            "evalkit", "train_metrics", "ngram_overlap", "sample_key", "benchmark_rows", "pairs", "suite"} <= kinds
+            "mtbench_summary", "mtbench_answers", "mtbench_judgments", "mtbench_questions", "cache_stamp",
+            "evalkit", "train_metrics", "ngram_overlap", "benchmark_rows", "pairs", "suite"} <= kinds
 
 
 def test_models_are_released_when_no_later_stage_needs_them(tmp_path, tiny_model_dir):
