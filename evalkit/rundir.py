@@ -200,6 +200,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON file as it is, unchecked (for tests and tools: evalkit reads its records through read())."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -245,7 +246,8 @@ def _truncate_torn_tail(path: Path) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All complete records. A torn last line (no newline, or invalid JSON) is ignored."""
+    """All complete lines of a JSONL file, unchecked (for tests and tools: evalkit reads its
+    records through read()). A torn last line (no newline) is ignored; [] when there is no file."""
     path = Path(path)
     if not path.exists():
         return []
