@@ -13,12 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from evalkit import schema
 from evalkit.config import load_experiment
 from evalkit.devserver import Script, ServerThread
 from evalkit.rundir import RunDir
 from evalkit.runner import run_experiment
-from test_schema import assert_matches_schema
+from test_schema import assert_matches_schema, assert_reads_back
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml")) + [REPO / "evalkit" / "data" / "experiments" / "demo.yaml"]
@@ -195,29 +194,13 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(resumed_run):
     assert rd.read("evalkit", variant="dpop")["hyperparameters"]["beta"] == 0.5
 
 
-# save_pretrained()'s own files in a checkpoint: the model's format, not records of evalkit's
-HF_FILES = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", "chat_template.json", "added_tokens.json", "vocab.json"}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("run", ["ref_root", "run_root"])
 def test_every_file_the_run_wrote_reads_back_through_rundir(resumed_run, run):
     """RunDir.records() finds every JSON / JSONL file under reports/ and checkpoints/ (save_pretrained's
     own files aside), and RunDir.read reads each through its schema."""
     root = getattr(resumed_run, run)
-    rd = RunDir("r", root=root)
-    read_paths = set()
-    for kind, where in rd.records():
-        rec = rd.read(kind, **where)
-        assert rec or kind in schema.JSONL_KINDS, (kind, where)
-        if kind in schema.SCHEMAS or kind in schema.BESIDE:     # typed kinds: only documented keys
-            assert set(rec) <= schema.fields(kind), (kind, where, sorted(set(rec) - schema.fields(kind)))
-        read_paths.add(rd.path(kind, **where).resolve())
-    on_disk = {f.resolve() for top in ("reports", "checkpoints") for pattern in ("*.json", "*.jsonl")
-               for f in (root / top).rglob(pattern) if not (top == "checkpoints" and f.name in HF_FILES)}
-    assert on_disk - read_paths == set(), "files RunDir does not read"
-    kinds = {k for k, _ in rd.records()}
+    kinds = assert_reads_back(RunDir("r", root=root), root / "reports", root / "checkpoints")
     assert {"manifest", "leaderboard", "leaderboard_samples", "contamination", "contamination_examples",
             "mtbench_summary", "mtbench_answers", "mtbench_judgments", "mtbench_questions", "cache_stamp",
             "evalkit", "train_metrics", "ngram_overlap", "benchmark_rows", "pairs", "suite"} <= kinds
