@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .rundir import atomic_write_text, naming
+from .rundir import ModelFiles, ReportFiles, atomic_write_text, naming
 
 FORMATS = ("html", "csv", "parquet", "json")
 FIXED = ["kind", "experiment", "model", "suite", "protocol", "average", "mtbench", "mtbench_judge", "comparable",
@@ -35,12 +35,12 @@ def experiment_dirs(dirs: list[str | Path]) -> list[Path]:
             out += sorted(p for p in d.iterdir() if p.is_dir() and _is_experiment(p))
     if not out:
         raise UserError(f"board: no experiment results under {', '.join(map(str, dirs))} "
-                        "(looked for manifest.json or <model>/leaderboard.json)")
+                        f"(looked for {ReportFiles('.').manifest.name} or <model>/{ModelFiles('.').leaderboard.name})")
     return list(dict.fromkeys(p.resolve() for p in out))
 
 
 def _is_experiment(d: Path) -> bool:
-    return (d / "manifest.json").exists() or any(d.glob("*/leaderboard.json"))
+    return ReportFiles(d).manifest.exists() or any(ModelFiles(p).leaderboard.exists() for p in d.iterdir() if p.is_dir())
 
 
 def collect(dirs: list[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -52,7 +52,7 @@ def collect(dirs: list[str | Path]) -> tuple[list[str], list[dict[str, Any]]]:
     published: dict[str, dict] = {}
     for d in experiment_dirs(dirs):
         exp = load_experiment_dir(d)
-        report = d / "report.html"
+        report = ReportFiles(d).report_html
         for model in exp.models:
             rec = exp.leaderboard.get(model)
             mt = (exp.mtbench.get(model) or {}).get("summary") or {}

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .rundir import atomic_write_json, content_hash, read_json, swap_in
+from .errors import UserError
+from .rundir import CACHE_STAMP, cache_stamp, content_hash, read, swap_in, write
 
 log = logging.getLogger("evalkit")
 T = TypeVar("T")
 
-STAMP = ".evalkit-cache.json"       # a folder slot's stamp (a file slot's: <file>.key.json beside it)
+STAMP = CACHE_STAMP                 # a folder slot's stamp (a file slot's: <file>.key.json beside it)
 
 # every cache: (shape, what it holds, what its key covers)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -84,13 +85,13 @@ class Slot:
     def stamp(self) -> Path:
         if self.stamp_path is not None:
             return Path(self.stamp_path)
-        return self.path.with_name(self.path.name + ".key.json") if self.file else self.path / STAMP
+        return cache_stamp(self.path, self.file)
 
     def stored_key(self) -> str | None:
         """The key the content was made with (None: no content, or no readable stamp)."""
         try:
-            rec = read_json(self.stamp)
-        except (OSError, ValueError):
+            rec = read("cache_stamp", self.stamp)
+        except UserError:
             return None
         return rec.get("key") if isinstance(rec, dict) and isinstance(rec.get("key"), str) else None
 
@@ -110,7 +111,7 @@ class Slot:
         if not self.file:
             self.path.mkdir(parents=True, exist_ok=True)
         self.stamp.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.stamp, {"kind": self.kind, "key": key, **note})
+        write("cache_stamp", self.stamp, {"kind": self.kind, "key": key, **note})
         return False
 
     def fill(self, key: str, build: Callable[[Path], None], **note: Any) -> bool:
@@ -129,11 +130,11 @@ class Slot:
                 self.stamp.unlink(missing_ok=True)      # no stamp while the file is being replaced
                 build(tmp)
                 os.replace(tmp, self.path)
-                atomic_write_json(self.stamp, {"kind": self.kind, "key": key, **note})
+                write("cache_stamp", self.stamp, {"kind": self.kind, "key": key, **note})
             else:
                 tmp.mkdir(parents=True)
                 build(tmp)
-                atomic_write_json(tmp / self.stamp.relative_to(self.path), {"kind": self.kind, "key": key, **note})
+                write("cache_stamp", tmp / self.stamp.relative_to(self.path), {"kind": self.kind, "key": key, **note})
                 swap_in(tmp, self.path, main_only=False)
         finally:
             _clear(tmp)

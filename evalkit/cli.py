@@ -6,7 +6,7 @@ import os
 import sys
 
 from .errors import UserError
-from .rundir import path_component
+from .rundir import ModelFiles, path_component
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -271,7 +271,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from .backends.models import resolve_model
     rec = leaderboard.run(resolve_model(args.model) if sec.backend != "api" else args.model, suite, out, opt)
     print(leaderboard.format_record(rec))
-    print(f"results: {out}/leaderboard.json")
+    print(f"results: {ModelFiles(out).leaderboard}")
     return 0
 
 
@@ -297,7 +297,7 @@ def _contamination(args: argparse.Namespace) -> int:
                                 control=resolve_model(args.control) if args.control else None,
                                 data_dir=args.data_dir)
     print(contamination_run.format_record(rec))
-    print(f"results: {out}/contamination.json")
+    print(f"results: {ModelFiles(out).contamination}")
     return 0
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import known_models
-from .rundir import RunDir, atomic_write_text, read_json
+from .rundir import RunDir, atomic_write_text, read
 from .train.summary import logps_line
 
 # lm-eval task -> (hub dataset, config, split) the numbers come from
@@ -30,7 +30,7 @@ def eval_results(rd: RunDir, model: str, leaderboard: bool = True, mtbench: bool
     out = []
     lb_path = rd.leaderboard(model)
     if leaderboard and lb_path.exists():
-        lb = read_json(lb_path)
+        lb = read("leaderboard", lb_path)
         key = "normalised" if lb.get("normalised") else "value"
         for entry, t in lb["tasks"].items():
             hub, config, split = DATASETS.get(entry, (entry, None, None))
@@ -39,9 +39,9 @@ def eval_results(rd: RunDir, model: str, leaderboard: bool = True, mtbench: bool
                                   dataset_args={"num_few_shot": t.get("n_shot")} if t.get("n_shot") is not None else None,
                                   metric_type=t["metric"], metric_name=metric_name(t),
                                   metric_value=round(100 * t[key], 4)))
-    mt_path = rd.mtbench_dir(model) / "summary.json"
+    mt_path = rd.mtbench_files(model).summary
     if mtbench and mt_path.exists():
-        mt = read_json(mt_path)
+        mt = read("mtbench_summary", mt_path)
         if mt.get("mode", "single") == "single" and mt.get("overall") is not None:
             out.append(EvalResult(task_type="text-generation", task_name="MT-Bench", dataset_type="lmsys/mt_bench_human_judgments",
                                   dataset_name="MT-Bench", metric_type="mt_bench_score",
@@ -54,7 +54,7 @@ def _contamination_lines(rd: RunDir, model: str, checked: bool = True) -> list[s
     path = rd.contamination(model)
     if not checked or not path.exists():
         return ["Not checked."]
-    rec = read_json(path)
+    rec = read("contamination", path)
     lines = [f"Reference-based check (Shi 2023), reference `{rec.get('reference')}`; result = share of examples "
              "with s(x) < 0.1, beside the same statistic for the control:", "",
              "| benchmark | result | control | verdict |", "|---|---|---|---|"]
@@ -70,7 +70,7 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str, scored: 
     """The card; `scored`: the eval sections that score this variant now (a result left from a
     section that no longer does may be of weights retrained since: not shown)."""
     from huggingface_hub import ModelCard, ModelCardData
-    meta = read_json(rd.train_metadata(variant))
+    meta = rd.read("evalkit", variant=variant)
     results = eval_results(rd, variant, "leaderboard" in scored, "mtbench" in scored)
     data = ModelCardData(base_model=base_model if "/" in base_model and not Path(base_model).exists() else None,
                          library_name="transformers", pipeline_tag="text-generation",
@@ -99,7 +99,7 @@ def card_text(rd: RunDir, exp_name: str, variant: str, base_model: str, scored: 
             "## Evaluation", ""]
     lb_path = rd.leaderboard(variant)
     if "leaderboard" in scored and lb_path.exists():
-        lb = read_json(lb_path)
+        lb = read("leaderboard", lb_path)
         body.append(f"Leaderboard suite `{lb.get('suite')}` ({lb.get('protocol')}), values x100."
                     + ("" if lb.get("comparable", True) else " Not comparable with published numbers: "
                        + "; ".join(lb.get("comparable_reasons") or []) + "."))
@@ -120,7 +120,7 @@ def write_cards(rd: RunDir, exp) -> list[Path]:
     for v in exp.variants:
         if not rd.train_metadata(v.name).exists():
             continue
-        path = rd.checkpoint(v.name) / "README.md"
+        path = rd.checkpoint_files(v.name).model_card
         scored = frozenset(k for k in ("leaderboard", "mtbench", "contamination")
                            if getattr(exp.eval, k) is not None and v.name in exp.scored(k))
         atomic_write_text(path, card_text(rd, exp.name, v.name, base, scored))

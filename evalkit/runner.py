@@ -35,7 +35,7 @@ from .caches import Slot, key_of
 from .config import Experiment, TinyBase, load_experiment
 from .data import path as packaged
 from .errors import UserError
-from .rundir import RunDir, content_hash, file_hash, is_main_process, restore_swapped, stat_file_hash
+from .rundir import CheckpointFiles, RunDir, content_hash, file_hash, is_main_process, restore_swapped, stat_file_hash
 
 log = logging.getLogger("evalkit")
 
@@ -95,7 +95,7 @@ class Runner:
         from .backends.tiny import tiny_builder_hash
         base_slice = {"tiny": dump(exp.base_model), "builder": tiny_builder_hash()} if tiny else \
             ({"files": files} if (files := _model_content(exp.base_model)) else {"model": exp.base_model})
-        plan = [Stage("base", base_slice, [], self.base, [rd.base_checkpoint() / "tiny_spec.json"] if tiny else [],
+        plan = [Stage("base", base_slice, [], self.base, [CheckpointFiles(rd.base_checkpoint()).tiny_spec] if tiny else [],
                       "build the tiny model" if tiny else "materialise the packaged model (once)"
                       if isinstance(exp.base_model, str) and known_models.is_known(exp.base_model)
                       else "use the hub/local model")]
@@ -126,14 +126,14 @@ class Runner:
             packaged_suite = file_hash(SUITES_DIR / f"{lb.suite}.yaml") \
                 if (SUITES_DIR / f"{lb.suite}.yaml").is_file() else None
             for m in exp.scored("leaderboard"):
-                d = rd.model_dir(m)
+                files = rd.model_files(m)
                 # one model's chat settings are part of its own stage only
                 lb_slice = {**{k: v for k, v in dump(lb).items() if k not in ("per_model", "models")},
                             "chat": stages.chat_settings(lb, m), "inputs": lb_inputs, "suite": packaged_suite}
                 plan.append(Stage(f"leaderboard:{m}", lb_slice, dep(m),
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
-                                  model=m, scratch=[Slot("stage-scratch", d / "lm_eval_tasks")],
+                                  model=m, scratch=[Slot("stage-scratch", files.lm_eval_tasks)],
                                   made=self._sample_data(lb.data_dir, "leaderboard")))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
@@ -144,7 +144,7 @@ class Runner:
                     continue
                 deps = dep(m) + (dep(mt.baseline) if mt.mode == "pairwise" and mt.baseline else [])
                 plan.append(Stage(f"mtbench:{m}", mt_slice, sorted(set(deps)), lambda m=m: self._mtbench(m),
-                                  [rd.mtbench_dir(m) / "summary.json"], f"{mt.mode} judging by "
+                                  [rd.mtbench_files(m).summary], f"{mt.mode} judging by "
                                   f"{(mt.judge.serve or mt.judge.model) if mt.judge else '?'}",
                                   model=m, scratch=[Slot("stage-scratch", rd.mtbench_dir(m))]))
         ct = exp.eval.contamination
@@ -482,7 +482,7 @@ def _lock(rd: RunDir):
     The kernel drops the lock when its holder dies (kill -9 included), so no stale lock
     outlives a killed run."""
     import fcntl
-    path = rd.reports / ".evalkit.lock"
+    path = rd.files.lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -245,6 +245,67 @@ class MTBenchSummary(TypedDict, total=False):
     runs: dict[str, dict[str, Any]]   # "<judge>_<single|pair>": that judge and mode's summary
 
 
+# ---------------------------------------------------------------- records beside the results above
+# (checked on read like the others; not part of the README's "Files" section)
+
+
+class NgramOverlap(TypedDict, total=False):          # reports/<experiment>/ngram_overlap.json
+    schema_version: int
+    n: int                   # n-gram length
+    datasets: dict[str, dict[str, Any]]   # per training set: source, n_rows, benchmarks {name: n_dirty, n_items, ...}
+
+
+class CacheStamp(TypedDict, total=False):            # a cache slot's stamp (evalkit.caches.Slot; names: rundir.cache_stamp)
+    schema_version: int
+    kind: str                # the cache's kind (evalkit.caches.KINDS)
+    key: str                 # content key of what the cache was made from
+    identity: dict[str, Any]   # answers: what produced them (model files, backend, settings)
+    items: int               # sample data: items per benchmark split
+    seed: int                # sample data: the generators' seed
+
+
+class TinySpecRecord(TypedDict, total=False):        # <tiny model>/tiny_spec.json
+    schema_version: int
+    spec: dict[str, Any]     # the resolved TinySpec
+    builder: str             # content hash of the builder code
+    n_parameters: int
+    build_seconds: float
+
+
+class OnPolicySamples(TypedDict, total=False):       # _onpolicy_samples/<key>.json, onpolicy_samples/round<r>.json
+    schema_version: int
+    key: str
+    request: dict[str, Any]  # the whole sampling request (policy fingerprint, prompts, K, settings)
+    samples: list[list[str]]
+
+
+class OnPolicyRoundData(TypedDict, total=False):     # <variant>.round<r>/onpolicy_pairs.json | onpolicy_bc.json
+    schema_version: int
+    round: int
+    samples_key: str
+    rewards: list[list[float]]
+    pairs: list[dict[str, Any]]   # contrastive rounds
+    bc: list[dict[str, Any]]      # filtered_bc rounds
+    offline: int
+
+
+BESIDE: dict[str, type] = {"ngram_overlap": NgramOverlap, "cache_stamp": CacheStamp, "tiny_spec": TinySpecRecord,
+                          "onpolicy_samples": OnPolicySamples,
+                          "onpolicy_round": OnPolicyRoundData}
+
+# kinds stored one JSON object a line
+JSONL_KINDS = {"train_metrics", "contamination_examples", "leaderboard_samples", "mtbench_questions",
+               "mtbench_answers", "mtbench_judgments", "mtbench_errors", "pairs", "benchmark_rows"}
+# kinds whose records may lack schema_version (one without it reads as version 1): another
+# program's format, which write() leaves as it is (FastChat's questions, answers and judgments,
+# lm-eval's samples, the hub's datasets, preference pairs in the user's data format, the suite
+# lm-eval is given; the lines evalkit appends to FastChat's answer and judgment files do carry
+# one, an extra key), and two of evalkit's own that never carried one: the contamination check's
+# per-example lines and a known model's record
+UNVERSIONED = {"contamination_examples", "leaderboard_samples", "mtbench_questions", "mtbench_answers",
+               "mtbench_judgments", "mtbench_errors", "pairs", "benchmark_rows", "suite", "known_model"}
+
+
 SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": ContaminationRecord,
                             "evalkit": TrainMetadata, "manifest": Manifest, "mtbench_summary": MTBenchSummary}
 # the newest version of each file this evalkit writes and reads
@@ -252,7 +313,35 @@ SCHEMAS: dict[str, type] = {"leaderboard": LeaderboardRecord, "contamination": C
 VERSIONS: dict[str, int] = {"leaderboard": 2, "contamination": 1, "evalkit": 3, "manifest": 1,
                             "mtbench_summary": 1,
                             # 2: the held-out log-probs (heldout_logps_*) joined the lines
-                            "train_metrics": 2}
+                            "train_metrics": 2,
+                            "ngram_overlap": 1, "cache_stamp": 1, "tiny_spec": 1,
+                            "onpolicy_samples": 1, "onpolicy_round": 1,
+                            "contamination_examples": 1, "leaderboard_samples": 1, "mtbench_questions": 1,
+                            "mtbench_answers": 1, "mtbench_judgments": 1, "mtbench_errors": 1, "pairs": 1,
+                            "benchmark_rows": 1, "suite": 1, "known_model": 1}
+
+
+# ---------------------------------------------------------------- reading and upgrading
+
+def summary_by_part(summaries: list[dict | None], part: str, indices: list[int] | None = None,
+                    fixed: dict | None = None) -> dict[str, Any]:
+    """logps_summary of a run trained in parts (sDPO steps, on-policy rounds): each part's own
+    start -> end, on its own pairs (start under the model before the part, end after it).
+    There is no whole-run start -> end on the training pairs: the parts train on different
+    pairs, so the first part's start and the last part's end would compare different texts.
+    `fixed` (held-out pairs measured at every part: their `start` under the base and `end`
+    under the final model) gives the one whole-run number, on a fixed set."""
+    indices = indices or list(range(1, len(summaries) + 1))
+    out: dict[str, Any] = {
+        f"per_{part}": [{part: i, **(s or {})} for i, s in zip(indices, summaries)],
+        "note": f"each {part}'s own pairs: start under the model before that {part}, end after it; "
+                "a whole-run number only on a fixed pair set (held-out pairs)"}
+    if fixed and (fixed.get("start") or {}).get("chosen") is not None:
+        out["whole_run"] = {"pairs": f"the {fixed.get('n_pairs')} held-out pairs, the same at every {part}, "
+                                     "never trained on; start under the base, end under the final model",
+                            **{f"{k}_{when}": fixed[when].get(k) for k in ("chosen", "rejected")
+                               for when in ("start", "end")}}
+    return out
 
 
 def version(kind: str) -> int:
@@ -272,7 +361,6 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
                 r.setdefault("n_bc", 0)
                 r.setdefault("trained", bool(r.get("n_pairs") or r.get("offline_mixed")))
     if kind == "evalkit" and v <= 2 and isinstance(rec.get("steps"), list):   # v2 sDPO: a per-step headline
-        from .train.summary import summary_by_part
         heldout = rec.get("heldout")
         rec["logps_summary"] = summary_by_part([s.get("logps_summary") for s in rec["steps"] if isinstance(s, dict)],
                                                "step", fixed=heldout if isinstance(heldout, dict) else None)
@@ -283,40 +371,63 @@ def _upgrade(kind: str, rec: dict[str, Any], v: int) -> dict[str, Any]:
 
 # keys without which a file cannot be read at all
 REQUIRED: dict[str, tuple[str, ...]] = {"leaderboard": ("suite", "tasks", "average"), "contamination": ("benchmarks",),
-                                        "evalkit": (), "manifest": (), "mtbench_summary": ("mode",)}
+                                        "mtbench_summary": ("mode",), "ngram_overlap": ("n", "datasets"),
+                                        "cache_stamp": ("key",), "tiny_spec": ("spec", "builder"),
+                                        "onpolicy_samples": ("request", "samples"),
+                                        "onpolicy_round": ("round",), "mtbench_questions": ("question_id",),
+                                        "mtbench_answers": ("question_id", "choices"), "train_metrics": ("step",),
+                                        "mtbench_errors": ("request_hash",), "suite": ("name",)}
 
 
 def check(rec: Any, kind: str, source: str | Path) -> dict[str, Any]:
     """Check a loaded record's type and version; returns it upgraded to the current version."""
     if not isinstance(rec, dict):
         raise UserError(f"{source}: not a {kind} record (a JSON object expected, found {type(rec).__name__})")
-    v = rec.get("schema_version")
+    v = rec.get("schema_version", 1 if kind in UNVERSIONED else None)
     if not isinstance(v, int) or isinstance(v, bool):
         raise UserError(f"{source}: schema_version missing or not an integer; not an evalkit {kind} file")
     if v > VERSIONS[kind] or v < 1:
         raise UserError(f"{source}: schema_version {v} is not one this evalkit reads (<= {VERSIONS[kind]}); "
                         f"written by a newer evalkit?")
-    missing = [k for k in REQUIRED[kind] if k not in rec]
+    missing = [k for k in REQUIRED.get(kind, ()) if k not in rec]
     if missing:
         raise UserError(f"{source}: not a complete {kind} record (missing {', '.join(missing)})")
     return _upgrade(kind, rec, v)
 
 
-def read(path: str | Path, kind: str) -> dict[str, Any]:
-    """Read a result file of `kind`, checked (one-line UserError on any problem)."""
+def read(path: str | Path, kind: str) -> Any:
+    """Read a result file of `kind`, checked (one-line UserError on any problem): a record,
+    or for JSONL kinds the list of records (a torn, unterminated last line is left out: the
+    append that wrote it was cut short, and the next append cuts it off)."""
     path = Path(path)
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if kind not in JSONL_KINDS:
+            return check(json.loads(text), kind, path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: unreadable ({e})") from None
-    return check(rec, kind, path)
+    return [check(row, kind, f"{path}:{lineno}") for lineno, row in jsonl_lines(text, path)]
+
+
+def jsonl_lines(text: str, source: str | Path) -> list[tuple[int, Any]]:
+    """(line number, value) of every complete line of a JSONL file evalkit appends to: the text
+    after the last newline is "" or a torn line (an append cut short), and is left out."""
+    rows = []
+    for lineno, line in enumerate(text.split("\n")[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{source}:{lineno}: invalid JSON line ({e.msg})") from None
+    return rows
 
 
 def fields(kind: str) -> set[str]:
     """The top-level keys a file of `kind` may hold."""
-    return set(SCHEMAS[kind].__annotations__)
+    return set({**SCHEMAS, **BESIDE}[kind].__annotations__)
 
 
 # ---------------------------------------------------------------- the README's "Files" section

@@ -6,7 +6,6 @@ its outputs, replacing an old output only with a finished new one.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -14,8 +13,7 @@ from pathlib import Path
 
 from . import trackers
 from .config import Experiment, TinyBase
-from .rundir import (RunDir, atomic_write_json, atomic_write_text, content_hash, file_hash, is_main_process,
-                     read_json, swap_in)
+from .rundir import RunDir, content_hash, file_hash, is_main_process, sample_key_file, swap_in, write
 
 log = logging.getLogger("evalkit")
 
@@ -116,7 +114,7 @@ def generate_dataset(exp: Experiment, name: str, rd: RunDir) -> Path:
         rows, skipped, what = build_pairs(exp, name)
         if skipped:
             log.warning("dataset %s: skipped %d %s", name, skipped, what)
-        atomic_write_text(tmp, "".join(json.dumps(r) + "\n" for r in rows))
+        write("pairs", tmp, rows)
     slot = Slot("generated-data", rd.generated_data(name), file=True)
     slot.fill(generated_key(exp, name), build)
     return slot.path
@@ -223,7 +221,7 @@ def sample_data(exp: Experiment, rd: RunDir, kind: str = "leaderboard") -> str:
     again (into a temp folder, then swapped in) whenever sample_key() changes."""
     from .caches import Slot
     from .eval.sample_data import write_open_llm_v1
-    slot = Slot("sample-data", rd.sample_data(kind), stamp_path=rd.sample_data(kind) / "sample_key.json")
+    slot = Slot("sample-data", rd.sample_data(kind), stamp_path=sample_key_file(rd.sample_data(kind)))
     slot.fill(sample_key(exp, kind), lambda tmp: write_open_llm_v1(tmp, n_eval=SAMPLE_ITEMS[kind], seed=exp.seed),
               items=SAMPLE_ITEMS[kind], seed=exp.seed)
     return str(slot.path)
@@ -283,7 +281,7 @@ def ngram(exp: Experiment, rd: RunDir) -> dict:
         train_texts = [_row_text(r.data) for r in rows]
         result["datasets"][ds] = {"source": source, "n_rows": len(rows), "benchmarks": {
             name: overlap(train_texts, [(e.id, e.text) for e in exs], sec.ngram) for name, exs in bench.items()}}
-    atomic_write_json(rd.ngram_overlap(), result)
+    rd.write("ngram_overlap", result)
     for ds, d in result["datasets"].items():
         for name, r in d["benchmarks"].items():
             if r["n_dirty"]:
@@ -340,23 +338,23 @@ def print_summary(exp: Experiment, rd: RunDir) -> None:
     for v in exp.variants:
         if rd.train_metadata(v.name).exists():
             from .train.summary import logps_line
-            s = read_json(rd.train_metadata(v.name)).get("logps_summary", {})
+            s = rd.read("evalkit", variant=v.name).get("logps_summary", {})
             print(f"  train {v.name:<8}: mean log-prob {logps_line(s)}  ({rd.checkpoint(v.name)})")
     for m in labels:
         shown = lambda kind: getattr(exp.eval, kind) is not None and m in exp.scored(kind)  # noqa: E731
         if shown("leaderboard") and rd.leaderboard(m).exists():
-            rec = read_json(rd.leaderboard(m))
+            rec = rd.read("leaderboard", model=m)
             print(f"  leaderboard {m:<8}: average {100 * rec['average']:.2f} on {rec['suite']}")
-        if shown("mtbench") and (rd.mtbench_dir(m) / "summary.json").exists():
-            s = read_json(rd.mtbench_dir(m) / "summary.json")
+        if shown("mtbench") and rd.mtbench_files(m).summary.exists():
+            s = rd.read("mtbench_summary", model=m)
             print(f"  mt-bench {m:<8}: overall {_fmt(s.get('overall'))} ({s.get('failed_parses', 0)} failed parses, "
                   f"{s.get('errors', 0)} errors; judge {s.get('judge')})")
         if shown("contamination") and rd.contamination(m).exists():
-            rec = read_json(rd.contamination(m))
+            rec = rd.read("contamination", model=m)
             cells = ", ".join(f"{b} {v['result']:.2f} (control {v['control']:.2f})" for b, v in rec["benchmarks"].items())
             print(f"  contamination {m:<8}: {cells}")
     if rd.ngram_overlap().exists():
-        ov = read_json(rd.ngram_overlap())
+        ov = rd.read("ngram_overlap")
         for ds, d in ov["datasets"].items():
             cells = ", ".join(f"{b} {r['n_dirty']}/{r['n_items']}" for b, r in d["benchmarks"].items())
             print(f"  {ov['n']}-gram overlap of {ds}: {cells}")

@@ -100,7 +100,7 @@ def build(root: Path) -> Path:
                                                    "reduction": "mean per token after the first differing token",
                                                    "start": {"chosen": -0.412, "rejected": -0.533},
                                                    "end": {"chosen": -0.875 if v == "dpo" else -0.321, "rejected": -1.625}}})
-        _jl(ck / v / "train_metrics.jsonl", [{"step": s, "loss": 0.69 - s / 100, "logps_chosen": start - s / 10,
+        _jl(ck / v / "train_metrics.jsonl", [{"schema_version": 2, "step": s, "loss": 0.69 - s / 100, "logps_chosen": start - s / 10,
                                               "logps_rejected": -31 - s, "reward_margin": s / 10, "reward_accuracy": 0.5,
                                               "penalty_active": 0.3 if v == "dpop" else None,
                                               "heldout_logps_chosen": -31.5 - s / 5, "heldout_logps_rejected": -32.5 - s,

@@ -1,6 +1,7 @@
 """The package's shape: no import cycle between evalkit's modules, imports inside
 functions included (tests/test_wheel.py checks that nothing reads the source tree)."""
 import ast
+import re
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "evalkit"
@@ -82,3 +83,85 @@ def test_arrows_only_run_down_the_floors():
     up = sorted(f"{m} ({FLOORS[floor_of(m)][0]}) -> {t} ({FLOORS[floor_of(t)][0]})"
                 for m, targets in graph.items() for t in targets if floor_of(t) < floor_of(m))
     assert not up, "arrows running back up a floor:\n  " + "\n  ".join(up)
+
+
+# ---------------------------------------------------------------- output names live in rundir
+
+NAME = re.compile(r"[\w.<>{}/\[\]-]*[\w>}\]-]\.(?:jsonl|json|html|log)(?!\.?\w)")
+# (module, the name as written; '{}' for an f-string's value) -> why it is no output name of evalkit's
+NOT_OUTPUT_NAMES = {
+    ("backends/models.py", "config.json"): "input: a Hugging Face model folder's own file, read to recognise one",
+    ("backends/fingerprint.py", "config.json"): "input: the same file, part of a model's fingerprint",
+    ("runner.py", "config.json"): "the same: a folder the config names that is a model",
+    ("backends/known_models.py", "config.json"): "the same: a materialised model's folder is complete",
+    ("synth.py", "judge_prompts_single.jsonl"): "package data (evalkit/data/mtbench/)",
+    ("eval/mtbench.py", "sample_questions.jsonl"): "package data",
+    ("eval/mtbench.py", "sample_reference.jsonl"): "package data",
+    ("eval/judge.py", "judge_prompts.jsonl"): "input: a FastChat llm_judge/data folder's file",
+    ("eval/mtbench.py", "question.jsonl"): "input: the same folder's questions",
+    ("eval/mtbench.py", "{}.jsonl"): "input: the same folder's reference answers (reference_answer/<judge>.jsonl)",
+    ("cli.py", "ANSWERS.jsonl"): "a placeholder for the user's input file, in an error",
+    ("cli.py", "run.log"): "help text: tells the reader where the libraries' logs go",
+    ("eval/calibrated.py", "FILE.jsonl"): "a placeholder for the user's input file, in an error",
+    ("eval/suites.py", "DIR/{}/{}/<split>.jsonl"): "input: the --data-dir layout, in an error",
+    ("eval/benchmark_texts.py", "DIR/{}/{}/{}.jsonl"): "input: the --data-dir layout, in an error",
+    **{("schema.py", name): "the README's map of the layout (test_schema_where_is_rundirs_layout checks it)"
+       for name in ("reports/<experiment>/manifest.json", "reports/<experiment>/<model>/leaderboard.json",
+                    "reports/<experiment>/<model>/mtbench/summary.json",
+                    "reports/<experiment>/<model>/contamination.json",
+                    "checkpoints/<experiment>/<variant>/evalkit.json", "train_metrics.jsonl",
+                    "checkpoints/<experiment>/<variant>/train_metrics.jsonl")},
+}
+
+
+def string_constants(tree: ast.AST):
+    """Every string constant that is not a docstring; an f-string as one string, '{}' for each value."""
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    parts = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts |= {id(v) for v in node.values}
+            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                and id(node) not in parts):
+            yield node.lineno, node.value
+
+
+def test_output_file_names_are_written_only_in_rundir():
+    """A *.json / *.jsonl / *.html / *.log name outside rundir.py (docstrings aside) is either
+    an input's (package data, a format's own file, a placeholder: listed above with the reason)
+    or a second place naming an output, which the next layout change would miss. Suffix
+    checks ('.jsonl') name no file and pass."""
+    found, used = [], set()
+    for f in sorted(PKG.rglob("*.py")):
+        rel = f.relative_to(PKG).as_posix()
+        if rel == "rundir.py":
+            continue
+        for line, text in string_constants(ast.parse(f.read_text())):
+            for name in NAME.findall(text):
+                if (rel, name) in NOT_OUTPUT_NAMES:
+                    used.add((rel, name))
+                else:
+                    found.append(f"evalkit/{rel}:{line}: {name!r} in {text[:80]!r}")
+    assert not found, "output file names outside evalkit/rundir.py:\n" + "\n".join(found)
+    assert used == set(NOT_OUTPUT_NAMES), f"allow-list entries no longer needed: {set(NOT_OUTPUT_NAMES) - used}"
+
+
+def test_schema_where_is_rundirs_layout():
+    """The README's map of result files (evalkit.schema.WHERE) is where RunDir puts them."""
+    from evalkit import schema
+    from evalkit.rundir import RunDir
+    rd = RunDir("EXP", root="")
+    for kind, where in schema.WHERE.items():
+        at = {"variant": "VARIANT"} if where.startswith("checkpoints/") else \
+            {"model": "MODEL"} if "<model>" in where else {}
+        path = rd.path(kind, **at).as_posix()
+        assert path == where.replace("<experiment>", "EXP").replace("<model>", "MODEL").replace("<variant>", "VARIANT")
+
+
+def test_schema_imports_nothing_above_it():
+    """evalkit.schema is the floor every reader and writer stands on: it imports only errors."""
+    assert import_graph()["evalkit.schema"] <= {"evalkit.errors"}

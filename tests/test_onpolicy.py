@@ -6,6 +6,7 @@ import torch
 from evalkit.config import load_experiment
 from evalkit.runner import train_experiment as train_variants
 from evalkit.rundir import RunDir, read_json
+from test_schema import assert_reads_back
 from evalkit.train.onpolicy import (build_pairs, choice_reward, exact_match_reward, numeric_answer, offline_count,
                                     offline_for_round)
 
@@ -62,6 +63,7 @@ def _onpolicy_rounds(tmp_path, tiny_model_dir, judge_url):
     exp = load_experiment(p)
     rd = RunDir("o", reports=tmp_path / "r", checkpoints=tmp_path / "c")
     train_variants(exp, rd=rd, progress=False)
+    assert {"onpolicy_round", "onpolicy_samples", "evalkit", "train_metrics"} <= assert_reads_back(rd, tmp_path / "c")
     meta = read_json(rd.train_metadata("onpolicy"))
     rounds = meta["rounds"]
     assert [r["round"] for r in rounds] == [1, 2]

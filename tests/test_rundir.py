@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from evalkit import rundir
+from evalkit import rundir, schema
+from evalkit.errors import UserError
 from evalkit.rundir import RunDir, append_jsonl, atomic_write_json, read_json, read_jsonl
 
 
@@ -18,13 +19,24 @@ def test_atomic_write_survives_crash_mid_write(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         atomic_write_json(target, {"value": 2, "big": "x" * 100_000})
     monkeypatch.undo()
-    assert read_json(target) == {"schema_version": 1, "value": 1}
+    assert read_json(target) == {"value": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "no temp file left behind"
 
 
-def test_atomic_write_adds_schema_version(tmp_path):
-    atomic_write_json(tmp_path / "a.json", {"x": 1})
-    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == rundir.SCHEMA_VERSION
+def test_typed_writes_stamp_the_kinds_version_and_reads_check_it(tmp_path):
+    rundir.write("cache_stamp", tmp_path / "a.json", {"kind": "sample-data", "key": "k"})
+    assert json.loads((tmp_path / "a.json").read_text())["schema_version"] == schema.version("cache_stamp")
+    assert rundir.read("cache_stamp", tmp_path / "a.json")["key"] == "k"
+    rundir.append("train_metrics", tmp_path / "m.jsonl", {"step": 1})
+    assert rundir.read("train_metrics", tmp_path / "m.jsonl") == [{"schema_version": schema.version("train_metrics"),
+                                                                   "step": 1}]
+    atomic_write_json(tmp_path / "a.json", {"schema_version": 99, "key": "k"})
+    with pytest.raises(UserError, match="schema_version 99"):
+        rundir.read("cache_stamp", tmp_path / "a.json")
+    # another program's format is written as it is, and read without a version
+    rundir.write("mtbench_questions", tmp_path / "q.jsonl", [{"question_id": 1, "turns": ["hi"]}])
+    assert json.loads((tmp_path / "q.jsonl").read_text()) == {"question_id": 1, "turns": ["hi"]}
+    assert rundir.read("mtbench_questions", tmp_path / "q.jsonl")[0]["question_id"] == 1
 
 
 def test_torn_jsonl_tail_is_ignored_and_repaired(tmp_path):
@@ -42,7 +54,7 @@ def test_torn_jsonl_tail_is_ignored_and_repaired(tmp_path):
 def test_corrupt_middle_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+    with pytest.raises(UserError, match=r"bad.jsonl:2"):
         read_jsonl(path)
 
 

@@ -9,14 +9,15 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from evalkit.config import load_experiment
 from evalkit.devserver import Script, ServerThread
-from evalkit.rundir import RunDir, read_json, read_jsonl
+from evalkit.rundir import RunDir
 from evalkit.runner import run_experiment
-from test_schema import assert_matches_schema
+from test_schema import assert_matches_schema, assert_reads_back
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((REPO / "tasks" / "experiments").glob("*.yaml")) + [REPO / "evalkit" / "data" / "experiments" / "demo.yaml"]
@@ -73,15 +74,15 @@ def results(root: Path) -> dict:
     out = {}
     for m in ("base", "dpo", "dpop"):
         if m != "base":
-            meta = read_json(rd.train_metadata(m))
-            out[f"train:{m}"] = meta["logps_summary"]
+            out[f"train:{m}"] = rd.read("evalkit", variant=m)["logps_summary"]
             out[f"contamination:{m}"] = {b: (v["result"], v["control"]) for b, v in
-                                         read_json(rd.contamination(m))["benchmarks"].items()}
-        out[f"leaderboard:{m}"] = read_json(rd.leaderboard(m))["tasks"]
+                                         rd.read("contamination", model=m)["benchmarks"].items()}
+        out[f"leaderboard:{m}"] = rd.read("leaderboard", model=m)["tasks"]
         out[f"answers:{m}"] = sorted((a["question_id"], a["choices"][0]["turns"]) for a in
-                                     read_jsonl(rd.mtbench_dir(m) / "answers.jsonl"))
+                                     rd.read("mtbench_answers", model=m, answerer=m))
         out[f"judgments:{m}"] = sorted((j["request_hash"], j["score"]) for j in
-                                       read_jsonl(rd.mtbench_dir(m) / "judgments.jsonl"))
+                                       rd.read("mtbench_judgments", model=m, judge="scripted", mode="single"))
+        assert out[f"answers:{m}"] and out[f"judgments:{m}"], m
     return json.loads(json.dumps(out))
 
 
@@ -110,8 +111,12 @@ def watch_for_work(p: subprocess.Popen, working: threading.Event) -> None:
     working.set()
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory, tiny_model_dir):
+    """The experiment run twice beside each other: uninterrupted (`ref_root`), and killed with
+    SIGKILL at five random moments, then resumed to the end (`run_root`). The judge server stays
+    up while the module's tests use the folders."""
+    tmp_path = tmp_path_factory.mktemp("runner")
     with ServerThread(Script()) as srv:
         ref_root, run_root = tmp_path / "ref", tmp_path / "killed"
         ref_root.mkdir(), run_root.mkdir()
@@ -142,45 +147,63 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, tiny_model_d
             stages = (RunDir("r", root=run_root).load_manifest().get("stages") or {})
             assert_clean(run_root / "reports") if not stages else None
         reader.join(600)
-        err = ref_out["err"]
-        assert ref.returncode == 0, err[-3000:]
         full = time.time() - t0
-        # a quiet console: one line per stage with work and the warnings (no bars: stderr is a pipe);
-        # the libraries' chatter and evalkit's other lines are in run.log
-        stage_lines = [x for x in err.splitlines() if ": running (" in x]
-        assert len(stage_lines) == len(RunDir("r", root=ref_root).load_manifest()["stages"]), err[-3000:]
-        assert len(err.splitlines()) <= len(stage_lines) + 10 and "it/s]" not in err, err[-3000:]
-        for chatter in ("Generating", "Task: ", "fatal: not a git", "deprecated", "lm_eval", "Warning"):
-            assert chatter not in err, (chatter, err[-3000:])
-        assert "[1/" in err and "leaderboard:base: running" in err
-        run_log = (ref_root / "reports" / "r" / "run.log").read_text()
-        assert "Task: " in run_log and "leaderboard:base: running" in run_log
         final = run_cli(run_root, exp_run)
         assert final.wait(600) == 0, final.stderr.read()[-3000:]
-        print(f"\nuninterrupted run done {full:.1f}s after its start; killed at {kills}")
-        assert len(kills) >= 4, f"runs interrupted: {kills}"
-        assert results(run_root) == results(ref_root)
-        assert_clean(run_root / "reports")
-        assert_clean(run_root / "checkpoints")
-        # every result file the run wrote reads back through its typed schema
-        assert assert_matches_schema(run_root) >= 10
-        # a finished experiment: no model work, says so
-        again = run_cli(run_root, exp_run)
-        out, _ = again.communicate(timeout=120)
-        assert again.returncode == 0 and "nothing to do" in out
+        yield SimpleNamespace(ref_root=ref_root, run_root=run_root, exp_run=exp_run, ref=ref,
+                              ref_err=ref_out["err"], seconds=full, kills=kills)
 
-        # invalidation: one variant's beta changes -> only its stages rerun
-        rd = RunDir("r", root=run_root)
-        cwd = os.getcwd()
-        try:
-            os.chdir(run_root)
-            exp = load_experiment(exp_run, ["variants.dpop.beta=0.5"])
-            runner = run_experiment(exp, rd)
-        finally:
-            os.chdir(cwd)
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_an_uninterrupted_run(resumed_run):
+    ref_root, run_root, exp_run, err = resumed_run.ref_root, resumed_run.run_root, resumed_run.exp_run, resumed_run.ref_err
+    assert resumed_run.ref.returncode == 0, err[-3000:]
+    # a quiet console: one line per stage with work and the warnings (no bars: stderr is a pipe);
+    # the libraries' chatter and evalkit's other lines are in run.log
+    stage_lines = [x for x in err.splitlines() if ": running (" in x]
+    assert len(stage_lines) == len(RunDir("r", root=ref_root).load_manifest()["stages"]), err[-3000:]
+    assert len(err.splitlines()) <= len(stage_lines) + 10 and "it/s]" not in err, err[-3000:]
+    for chatter in ("Generating", "Task: ", "fatal: not a git", "deprecated", "lm_eval", "Warning"):
+        assert chatter not in err, (chatter, err[-3000:])
+    assert "[1/" in err and "leaderboard:base: running" in err
+    run_log = RunDir("r", root=ref_root).log_file().read_text()
+    assert "Task: " in run_log and "leaderboard:base: running" in run_log
+    print(f"\nuninterrupted run done {resumed_run.seconds:.1f}s after its start; killed at {resumed_run.kills}")
+    assert len(resumed_run.kills) >= 4, f"runs interrupted: {resumed_run.kills}"
+    assert results(run_root) == results(ref_root)
+    assert_clean(run_root / "reports")
+    assert_clean(run_root / "checkpoints")
+    # every result file the run wrote reads back through its typed schema
+    assert assert_matches_schema(run_root) >= 10
+    # a finished experiment: no model work, says so
+    again = run_cli(run_root, exp_run)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0 and "nothing to do" in out
+
+    # invalidation: one variant's beta changes -> only its stages rerun
+    rd = RunDir("r", root=run_root)
+    cwd = os.getcwd()
+    try:
+        os.chdir(run_root)
+        exp = load_experiment(exp_run, ["variants.dpop.beta=0.5"])
+        runner = run_experiment(exp, rd)
+    finally:
+        os.chdir(cwd)
     assert set(runner.ran) == {"train:dpop", "leaderboard:dpop", "mtbench:dpop", "contamination:dpop", "report"}
     assert rd.load_manifest()["stages"]["train:dpop"]["hash"] == runner.hashes["train:dpop"]
-    assert read_json(rd.train_metadata("dpop"))["hyperparameters"]["beta"] == 0.5
+    assert rd.read("evalkit", variant="dpop")["hyperparameters"]["beta"] == 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["ref_root", "run_root"])
+def test_every_file_the_run_wrote_reads_back_through_rundir(resumed_run, run):
+    """RunDir.records() finds every JSON / JSONL file under reports/ and checkpoints/ (save_pretrained's
+    own files aside), and RunDir.read reads each through its schema."""
+    root = getattr(resumed_run, run)
+    kinds = assert_reads_back(RunDir("r", root=root), root / "reports", root / "checkpoints")
+    assert {"manifest", "leaderboard", "leaderboard_samples", "contamination", "contamination_examples",
+            "mtbench_summary", "mtbench_answers", "mtbench_judgments", "mtbench_questions", "cache_stamp",
+            "evalkit", "train_metrics", "ngram_overlap", "benchmark_rows", "pairs", "suite"} <= kinds
 
 
 def test_models_are_released_when_no_later_stage_needs_them(tmp_path, tiny_model_dir):

@@ -32,6 +32,29 @@ def assert_matches_schema(root: Path) -> int:
     return n
 
 
+# save_pretrained()'s own files in a checkpoint: the model's format, not records of evalkit's
+HF_FILES = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "chat_template.json", "added_tokens.json", "vocab.json"}
+
+
+def assert_reads_back(rd, *roots: Path) -> set[str]:
+    """RunDir.records() finds every JSON / JSONL file under `roots` (save_pretrained's own files
+    aside) and RunDir.read reads each through its schema (typed kinds: documented keys only).
+    Returns the kinds read."""
+    read_paths, kinds = set(), set()
+    for kind, where in rd.records():
+        rec = rd.read(kind, **where)
+        assert rec or kind in schema.JSONL_KINDS, (kind, where)
+        if kind in schema.SCHEMAS or kind in schema.BESIDE:
+            assert set(rec) <= schema.fields(kind), (kind, where, sorted(set(rec) - schema.fields(kind)))
+        read_paths.add(rd.path(kind, **where).resolve())
+        kinds.add(kind)
+    on_disk = {f.resolve() for root in roots for pattern in ("*.json", "*.jsonl") for f in root.rglob(pattern)
+               if f.name not in HF_FILES}
+    assert on_disk - read_paths == set(), "files RunDir does not read"
+    return kinds
+
+
 def test_newer_or_unknown_versions_are_one_line_errors(tmp_path):
     f = tmp_path / "leaderboard.json"
     f.write_text(json.dumps({"schema_version": 99, "tasks": {}}))

@@ -4,6 +4,7 @@ from evalkit.backends.fingerprint import model_fingerprint
 from evalkit.config import load_experiment
 from evalkit.rundir import RunDir, read_json
 from evalkit.runner import train_experiment as train_variants
+from test_schema import assert_reads_back
 
 
 def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir):
@@ -21,6 +22,7 @@ def test_sdpo_steps_use_the_previous_step_as_reference(tmp_path, tiny_model_dir)
     exp = load_experiment(p)
     rd = RunDir("s", reports=tmp_path / "r", checkpoints=tmp_path / "c")
     train_variants(exp, rd=rd, progress=False)
+    assert {"evalkit", "train_metrics"} <= assert_reads_back(rd, tmp_path / "c")
     meta = read_json(rd.train_metadata("sdpo"))
     s1, s2 = meta["steps"]
     assert (s1["index"], s2["index"]) == (1, 2) and s1["n_pairs"] + s2["n_pairs"] == 64

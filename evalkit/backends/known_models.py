@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
-import json
 import logging
 import os
 import shutil
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..rundir import content_hash, stat_file_hash, swap_in
+from ..rundir import CheckpointFiles, content_hash, known_model_record, read, stat_file_hash, swap_in, write
 
 log = logging.getLogger("evalkit")
 
@@ -112,7 +111,7 @@ def cached_dir(name: str) -> Path:
 def materialised(name: str) -> Path | None:
     """The folder when it is already built (None otherwise); builds nothing."""
     d = cached_dir(name)
-    return d if (d / "evalkit_model.json").is_file() and (d / "config.json").is_file() else None
+    return d if known_model_record(d).is_file() and (d / "config.json").is_file() else None
 
 
 def materialise(name: str) -> Path:
@@ -166,8 +165,8 @@ def materialise(name: str) -> Path:
                 "n_parameters": sum(p.numel() for p in model.parameters()),
                 "note": f"the {m.quantisation} GGUF dequantised to float32, NOT the original bf16 weights of "
                         f"{m.original}: scores differ from the published model's"}
-        (tmp / "evalkit_model.json").write_text(json.dumps(card, indent=1) + "\n")
-        (tmp / "README.md").write_text(_card_text(card))
+        write("known_model", known_model_record(tmp), card)
+        CheckpointFiles(tmp).model_card.write_text(_card_text(card))
         swap_in(tmp, out, main_only=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -178,12 +177,12 @@ def materialise(name: str) -> Path:
 
 def card(path: str | Path) -> dict | None:
     """The materialisation record of a model folder (None for any other model)."""
-    f = Path(path) / "evalkit_model.json"
+    f = known_model_record(path)
     if not f.is_file():
         return None
     try:
-        return json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError):
+        return read("known_model", f)
+    except UserError:
         return None
 
 

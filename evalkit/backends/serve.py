@@ -11,12 +11,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
+from ..rundir import serve_log
 from .models import resolve_model
 
 
@@ -44,7 +44,7 @@ def transformers_serve(model: str | Path, timeout: float = 180.0, device: str = 
     if not exe.exists():
         raise UserError("`transformers serve` is not available (pip install 'evalkit[serve]')")
     port = free_port()
-    log_path = Path(tempfile.gettempdir()) / f"evalkit-transformers-serve-{port}.log"
+    log_path = serve_log(port)
     log = open(log_path, "w")
     proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                              "--device", device, "--default-seed", "0"],

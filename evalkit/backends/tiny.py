@@ -26,7 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..rundir import atomic_write_json, content_hash
+from ..errors import UserError
+from ..rundir import CheckpointFiles, content_hash, read, write
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 ROLE_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>"]
@@ -133,13 +134,13 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
 
     spec = TinySpec(**(spec or {})).model_dump()
     out_dir = Path(out_dir)
-    marker = out_dir / "tiny_spec.json"
+    marker = CheckpointFiles(out_dir).tiny_spec
     if marker.exists():
         try:
-            recorded = json.loads(marker.read_text())
+            recorded = read("tiny_spec", marker)
             if recorded.get("spec") == spec and recorded.get("builder") == tiny_builder_hash():
                 return out_dir
-        except (OSError, json.JSONDecodeError):
+        except UserError:
             pass
     t0 = time.time()
     # 1. corpus and tokenizer
@@ -167,7 +168,7 @@ def build_tiny_model(out_dir: str | Path, spec: dict[str, Any] | None = None,
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         n_params = sum(p.numel() for p in model.parameters())
-        atomic_write_json(tmp / "tiny_spec.json", {
+        write("tiny_spec", CheckpointFiles(tmp).tiny_spec, {
             "spec": spec, "builder": tiny_builder_hash(), "n_parameters": n_params,
             "build_seconds": round(time.time() - t0, 2)})
         if out_dir.exists():
@@ -183,8 +184,8 @@ def tiny_is_built(out_dir: str | Path, spec: dict[str, Any]) -> bool:
     """out_dir holds the tiny model of `spec` made by today's builder code (what
     build_tiny_model checks before rebuilding), read without importing torch."""
     try:
-        recorded = json.loads((Path(out_dir) / "tiny_spec.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        recorded = read("tiny_spec", CheckpointFiles(out_dir).tiny_spec)
+    except UserError:
         return False
     return recorded.get("spec") == TinySpec(**spec).model_dump() and recorded.get("builder") == tiny_builder_hash()
 

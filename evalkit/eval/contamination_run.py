@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..backends.scoring import score_texts
 from ..errors import UserError
-from ..rundir import SCHEMA_VERSION, atomic_write_json, atomic_write_text
+from .. import schema
+from ..rundir import ModelFiles, write
 from . import contamination as C
 from . import calibrated
 from .benchmark_texts import load_examples
@@ -99,7 +100,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
     t_model, t_tok = get(target)
     r_model, r_tok = get(reference)
     c_model, c_tok = get(control)
-    record = {"schema_version": SCHEMA_VERSION, "method": METHOD, "parameters": C.params_dict(p),
+    record = {"schema_version": schema.version("contamination"), "method": METHOD, "parameters": C.params_dict(p),
               "sampling": C.sampling_of(r_model if backend == "hf" else None, p.generation),
               "padding_side": {"target": C.layout(t_tok, p)[0], "control": C.layout(c_tok, p)[0]},
               "target": target, "reference": reference, "control": control,
@@ -161,8 +162,8 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
                          **({"twin": tw[twin_of[i]], "twin_target_nll": tw_t[twin_of[i]],
                              "twin_reference_nll": tw_r[twin_of[i]], "twin_control_nll": tw_c[twin_of[i]]}
                             if i in twin_of else {})})
-        per_path = out_dir / f"contamination_{name}.jsonl"
-        atomic_write_text(per_path, "".join(json.dumps(r) + "\n" for r in rows))
+        per_path = ModelFiles(out_dir).contamination_examples(name)
+        write("contamination_examples", per_path, rows)
         result = C.result_of(run_t.scores, p.threshold)
         control_result = C.result_of(run_c.scores, p.threshold)
         record["benchmarks"][name] = {
@@ -179,7 +180,7 @@ def run(target: str, reference: str, benchmarks: list[str], out_dir: str | Path,
         }
         log.info("contamination %s on %s: Shi %.2f (control %.2f); calibrated: %s (%s) in %.1fs", target, name,
                  result, control_result, cal["verdict"], cal["reason"], time.time() - t0)
-    atomic_write_json(out_dir / "contamination.json", record)
+    write("contamination", ModelFiles(out_dir).contamination, record)
     return record
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import bar as progress_bar
-from ..rundir import append_jsonl, read_jsonl
+from ..rundir import answers_meta, append, read_lines
 
 log = logging.getLogger("evalkit")
 
@@ -67,7 +67,7 @@ def answers_slot(out_path: Path, identity: dict) -> bool:
     settings are removed before generating, never resumed from. The identity is recorded
     beside the answers (<model>.meta.json). True when earlier answers are kept."""
     from ..caches import Slot, key_of
-    slot = Slot("answers", out_path, file=True, stamp_path=out_path.with_suffix(".meta.json"))
+    slot = Slot("answers", out_path, file=True, stamp_path=answers_meta(out_path))
     return slot.claim(key_of(identity), identity=identity)
 
 
@@ -78,7 +78,7 @@ def generate_answers(model: str, questions: list[dict], out_path: str | Path, op
     out_path = Path(out_path)
     model_id = model_id or Path(model).name
     answers_slot(out_path, _identity(model, opt))
-    done = {a["question_id"] for a in read_jsonl(out_path)}
+    done = {a["question_id"] for a in read_lines("mtbench_answers", out_path)}
     todo = [q for q in questions if q["question_id"] not in done]
     if todo:
         log.info("answering %d questions with %s (%s backend)", len(todo), model_id, opt.backend)
@@ -102,10 +102,10 @@ def generate_answers(model: str, questions: list[dict], out_path: str | Path, op
                     for q, outs in zip(active, gen.chat(convs, params, progress=False)):
                         answers[q["question_id"]].append(outs[0].strip())
                 for q in chunk:   # a finished batch is on disk before the next one starts
-                    append_jsonl(out_path, answer_record(q, model_id, answers[q["question_id"]]))
+                    append("mtbench_answers", out_path, answer_record(q, model_id, answers[q["question_id"]]))
                 bar.update(len(chunk))
         finally:
             bar.close()
             gen.close()
-    by_id = {a["question_id"]: a for a in read_jsonl(out_path)}
+    by_id = {a["question_id"]: a for a in read_lines("mtbench_answers", out_path)}
     return [by_id[q["question_id"]] for q in questions if q["question_id"] in by_id]

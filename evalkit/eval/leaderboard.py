@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ from typing import Any
 from ..config import LeaderboardSection, default_of
 from ..errors import UserError
 from .. import schema
-from ..rundir import atomic_write_json, atomic_write_text, content_hash
+from ..rundir import ModelFiles, content_hash, read, write
 from .suites import Entry, Suite, write_task_yamls
 
 log = logging.getLogger("evalkit")
@@ -291,7 +290,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     if data_dir is None:
         from .suites import check_hub_data
         check_hub_data(suite)         # offline: every dataset cached, before any model loads
-    task_dir = out_dir / "lm_eval_tasks"
+    task_dir = ModelFiles(out_dir).lm_eval_tasks
     names = write_task_yamls(suite, task_dir, data_dir)
     tm = TaskManager(include_path=str(task_dir), include_defaults=False)
     # lm-eval keys its request cache on the request text only: keep one cache per model
@@ -302,7 +301,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
                               "lm_eval_model": lm_name, "model_args": model_args, "chat": dataclasses.asdict(chat),
                               "seed": opt.seed})
     from ..caches import Slot
-    cache_dir = out_dir / "lm_eval_cache"
+    cache_dir = ModelFiles(out_dir).lm_eval_cache
     Slot("lm-eval-requests", cache_dir).claim(cache_key)
     t0 = time.time()
     log.info("leaderboard %s on %s (%d lm-eval tasks, backend %s%s)", suite.name, model_label or model, len(names),
@@ -345,14 +344,12 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
         "normalised": suite.normalise,
         **summary,
         "seconds": round(seconds, 2),
-        "samples_dir": "leaderboard_samples",
+        "samples_dir": ModelFiles.leaderboard_samples_dir,
     }
     # per-sample logs first, then the record: the record's presence means "finished"
-    samples_dir = out_dir / "leaderboard_samples"
     for task, samples in (res.get("samples") or {}).items():
-        atomic_write_text(samples_dir / f"{task}.jsonl",
-                          "".join(json.dumps(_sample_row(s), default=str) + "\n" for s in samples))
-    atomic_write_json(out_dir / "leaderboard.json", record)
+        write("leaderboard_samples", ModelFiles(out_dir).leaderboard_samples(task), [_sample_row(s) for s in samples])
+    write("leaderboard", ModelFiles(out_dir).leaderboard, record)
     return record
 
 
@@ -431,7 +428,7 @@ def load_results(paths: list[str | Path]):
     rows = []
     for p in paths:
         p = Path(p)
-        rec = json.loads((p / "leaderboard.json" if p.is_dir() else p).read_text())
+        rec = read("leaderboard", ModelFiles(p).leaderboard if p.is_dir() else p)
         key = "normalised" if rec.get("normalised") else "value"
         row = {"model": rec["model"], "suite": rec["suite"], "comparable": rec.get("comparable", True)}
         row.update({name: t[key] for name, t in rec["tasks"].items()})

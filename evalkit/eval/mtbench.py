@@ -21,7 +21,6 @@ logprobs flag: a rerun calls the judge exactly for what is missing or changed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import statistics
@@ -34,7 +33,7 @@ from ..backends.client import ChatClient, ClientOptions
 from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
-from ..rundir import append_jsonl, atomic_write_json, atomic_write_text, path_component, read_jsonl, read_jsonl_file
+from ..rundir import MTBenchFiles, append, path_component, read, read_jsonl_file, read_lines, write
 from . import judge as J
 
 log = logging.getLogger("evalkit")
@@ -173,20 +172,19 @@ class Paths:
 
     @property
     def judgments(self) -> Path:             # FastChat's model_judgment/<judge>_single|pair.jsonl
-        return self.root / "model_judgment" / f"{file_safe(self.judge)}_{self.kind}.jsonl"
+        return MTBenchFiles(self.root).judgments(self.judge, self.kind)
 
     @property
     def calls(self) -> Path:                 # one line per judge call (pairwise: per game)
-        return self.judgments if self.kind == "single" else self.judgments.with_name(
-            f"{file_safe(self.judge)}_pair_games.jsonl")
+        return self.judgments if self.kind == "single" else MTBenchFiles(self.root).games(self.judge)
 
     @property
     def errors(self) -> Path:                # failed calls, retried by the next run
-        return self.judgments.with_name(f"{file_safe(self.judge)}_{self.kind}_errors.jsonl")
+        return MTBenchFiles(self.root).errors(self.judge, self.kind)
 
 
 def answer_path(out_dir: str | Path, model_id: str) -> Path:
-    return Path(out_dir) / "model_answer" / f"{file_safe(model_id)}.jsonl"
+    return MTBenchFiles(out_dir).answers(model_id)
 
 
 def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: JudgeOptions,
@@ -199,7 +197,7 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
     paths = Paths(out_dir, opt.client.label, "single" if opt.mode == "single" else "pair")
     paths.judgments.parent.mkdir(parents=True, exist_ok=True)
     qs = {q["question_id"]: q for q in data.questions}
-    atomic_write_text(out_dir / "questions.jsonl", "".join(json.dumps(q) + "\n" for q in data.questions))
+    write("mtbench_questions", MTBenchFiles(out_dir).questions, data.questions)
     if not answers:
         raise UserError(f"{out_dir}: no answers to judge")
     unknown = sorted({str(a["question_id"]) for a in answers if a["question_id"] not in qs})
@@ -227,7 +225,7 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
     # its numbers any more and go, other models' rows stay
     models = {a["model_id"] for a in answers}
     _keep_only(paths.calls, wanted, models)
-    done = {r["request_hash"] for r in read_jsonl(paths.calls)}
+    done = {r["request_hash"] for r in read_lines("mtbench_judgments", paths.calls)}
     todo = list({r.key: r for r in requests if r.key not in done}.values())
     calls_made = 0
     if todo:
@@ -237,8 +235,8 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
         async def go():
             client = ChatClient(opt.client)
             try:
-                return await J.run_requests(client, todo, lambda rec: append_jsonl(paths.calls, rec),
-                                            lambda rec: append_jsonl(paths.errors, rec),
+                return await J.run_requests(client, todo, lambda rec: append("mtbench_judgments", paths.calls, rec),
+                                            lambda rec: append("mtbench_errors", paths.errors, rec),
                                             opt.max_tokens, bar), client.calls
             finally:
                 await client.close()
@@ -248,8 +246,9 @@ def judge_answers(data: Data, answers: list[dict], out_dir: str | Path, opt: Jud
     if opt.mode == "pairwise":
         _write_pair_judgments(paths, requests, models)
     from ..caches import key_of
+    # the judged model's answers (a pairwise run's baseline is part of that run's own record)
     judged = key_of(sorted((str(a["model_id"]), str(a["question_id"]), a["choices"][0]["turns"])
-                           for a in answers + (baseline or []) if a["question_id"] in qs))
+                           for a in answers if a["question_id"] in qs))
     summary = summarise(out_dir, paths, data, opt, requests, calls_made,
                         answers_file=Path(answers_file) if answers_file else None, answers_key=judged)
     return summary
@@ -263,12 +262,12 @@ def _judged_model(row: dict) -> str | None:
 def _keep_only(path: Path, wanted: set[str], models: set[str]) -> None:
     """Drop the rows of `models` that this run did not ask for (stale answers or settings);
     every other model's rows are kept as they are."""
-    rows = read_jsonl(path)
+    rows = read_lines("mtbench_judgments", path)
     keep = [r for r in rows if r.get("request_hash") in wanted or _judged_model(r) not in models]
     if len(keep) != len(rows):
         log.info("%s: %d judgments of %s's earlier answers or settings removed", path.name, len(rows) - len(keep),
                  ", ".join(sorted(models)))
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+        write("mtbench_judgments", path, keep)
 
 
 def _pair_key(g1: J.JudgeRequest, g2: J.JudgeRequest) -> str:
@@ -278,8 +277,8 @@ def _pair_key(g1: J.JudgeRequest, g2: J.JudgeRequest) -> str:
 def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest], models: set[str]) -> None:
     """FastChat's pair format: one record per (question, turn) once both games are done; the
     records of models other than `models` stay as they were."""
-    calls = {r["request_hash"]: r for r in read_jsonl(paths.calls)}
-    rows = [r for r in read_jsonl(paths.judgments) if _judged_model(r) not in models]
+    calls = {r["request_hash"]: r for r in read_lines("mtbench_judgments", paths.calls)}
+    rows = [r for r in read_lines("mtbench_judgments", paths.judgments) if _judged_model(r) not in models]
     for g1, g2 in zip(requests[0::2], requests[1::2]):
         c1, c2 = calls.get(g1.key), calls.get(g2.key)
         if c1 is None or c2 is None:
@@ -292,7 +291,7 @@ def _write_pair_judgments(paths: Paths, requests: list[J.JudgeRequest], models: 
                      "g2_user_prompt": c2["user_prompt"], "g2_judgment": c2["judgment"], "turn": c1["turn"],
                      "tstamp": max(c1["tstamp"], c2["tstamp"]), "request_hash": _pair_key(g1, g2),
                      "usage": {k: c1["usage"].get(k, 0) + c2["usage"].get(k, 0) for k in ("prompt_tokens", "completion_tokens")}})
-    atomic_write_text(paths.judgments, "".join(json.dumps(r) + "\n" for r in rows))
+    write("mtbench_judgments", paths.judgments, rows)
 
 
 def pair_outcome(row: dict) -> str | None:
@@ -311,9 +310,9 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
               calls_made: int, answers_file: Path | None = None, answers_key: str | None = None) -> dict:
     """The numbers FastChat's show_result.py prints for these files, plus accounting."""
     wanted = {r.key for r in requests}
-    calls = [c for c in read_jsonl(paths.calls) if c["request_hash"] in wanted]
+    calls = [c for c in read_lines("mtbench_judgments", paths.calls) if c["request_hash"] in wanted]
     done_keys = {c["request_hash"] for c in calls}
-    errors = [e for e in read_jsonl(paths.errors) if e["request_hash"] in wanted - done_keys]
+    errors = [e for e in read_lines("mtbench_errors", paths.errors) if e["request_hash"] in wanted - done_keys]
     cats = {q["question_id"]: q.get("category", "") for q in data.questions}
     usage = {"prompt": sum(c.get("usage", {}).get("prompt_tokens", 0) for c in calls),
              "completion": sum(c.get("usage", {}).get("completion_tokens", 0) for c in calls)}
@@ -341,7 +340,7 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
         out["overall_weighted"] = statistics.fmean(weighted) if weighted else None
     else:
         pairs = {_pair_key(g1, g2) for g1, g2 in zip(requests[0::2], requests[1::2])}
-        rows = [r for r in read_jsonl(paths.judgments) if r.get("request_hash") in pairs]
+        rows = [r for r in read_lines("mtbench_judgments", paths.judgments) if r.get("request_hash") in pairs]
         outcomes = [pair_outcome(r) for r in rows]
         kept = [o for o in outcomes if o is not None]
         n = len(kept)
@@ -355,13 +354,14 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
     out["cost"] = (usage["prompt"] * price.get("prompt", 0) + usage["completion"] * price.get("completion", 0)) / 1e6 \
         if price else None
     # summary.json: this run's numbers at the top, every judge and mode's under "runs"
-    old = schema.read(out_dir / "summary.json", "mtbench_summary") if (out_dir / "summary.json").exists() else {}
+    summary_path = MTBenchFiles(out_dir).summary
+    old = read("mtbench_summary", summary_path) if summary_path.exists() else {}
     # other judges' and modes' numbers stay only while they are of these same answers
     runs = {k: v for k, v in (old.get("runs") or {}).items()
             if k != f"{file_safe(opt.client.label)}_{paths.kind}" and v.get("answers_key") == answers_key}
     runs[f"{file_safe(opt.client.label)}_{paths.kind}"] = dict(out)
     out["runs"] = runs
-    atomic_write_json(out_dir / "summary.json", out)
+    write("mtbench_summary", summary_path, out)
     return out
 
 

@@ -6,19 +6,18 @@ The content comes from evalkit.synth, the same generators the tiny model was pre
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from .. import synth
 from ..data import path as packaged
-from ..rundir import atomic_write_text
+from ..rundir import split_file, write
 
 MMLU_SUBJECTS_FILE = packaged("suites", "open_llm_v1.yaml")
 
 
 def _write(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    write("benchmark_rows", path, rows)
 
 
 def arc_rows(rng: random.Random, n: int, prefix: str) -> list[dict]:
@@ -97,21 +96,21 @@ def write_open_llm_v1(data_dir: str | Path, n_eval: int = 8, seed: int = 0) -> P
     d = Path(data_dir)
     rng = random.Random(seed)
     arc = d / "allenai/ai2_arc/ARC-Challenge"
-    _write(arc / "train.jsonl", arc_rows(rng, 30, "train"))
-    _write(arc / "validation.jsonl", arc_rows(rng, n_eval, "val"))
-    _write(arc / "test.jsonl", arc_rows(rng, n_eval, "test"))
+    _write(split_file(arc, "train"), arc_rows(rng, 30, "train"))
+    _write(split_file(arc, "validation"), arc_rows(rng, n_eval, "val"))
+    _write(split_file(arc, "test"), arc_rows(rng, n_eval, "test"))
     hs = d / "Rowan/hellaswag/default"
-    _write(hs / "train.jsonl", hellaswag_rows(rng, 12, "train"))
-    _write(hs / "validation.jsonl", hellaswag_rows(rng, n_eval, "val"))
+    _write(split_file(hs, "train"), hellaswag_rows(rng, 12, "train"))
+    _write(split_file(hs, "validation"), hellaswag_rows(rng, n_eval, "val"))
     for subject in mmlu_subjects():
         folder = d / "cais/mmlu" / subject
-        _write(folder / "dev.jsonl", mmlu_rows(rng, 5, subject))
-        _write(folder / "test.jsonl", mmlu_rows(rng, max(2, n_eval // 4), subject))
-    _write(d / "truthfulqa/truthful_qa/multiple_choice/validation.jsonl", truthfulqa_rows(rng, n_eval))
+        _write(split_file(folder, "dev"), mmlu_rows(rng, 5, subject))
+        _write(split_file(folder, "test"), mmlu_rows(rng, max(2, n_eval // 4), subject))
+    _write(split_file(d / "truthfulqa/truthful_qa/multiple_choice", "validation"), truthfulqa_rows(rng, n_eval))
     wg = d / "allenai/winogrande/winogrande_xl"
-    _write(wg / "train.jsonl", winogrande_rows(rng, 8))
-    _write(wg / "validation.jsonl", winogrande_rows(rng, n_eval))
+    _write(split_file(wg, "train"), winogrande_rows(rng, 8))
+    _write(split_file(wg, "validation"), winogrande_rows(rng, n_eval))
     gsm = d / "openai/gsm8k/main"
-    _write(gsm / "train.jsonl", gsm8k_rows(rng, 8))
-    _write(gsm / "test.jsonl", gsm8k_rows(rng, max(2, n_eval // 2)))
+    _write(split_file(gsm, "train"), gsm8k_rows(rng, 8))
+    _write(split_file(gsm, "test"), gsm8k_rows(rng, max(2, n_eval // 2)))
     return d

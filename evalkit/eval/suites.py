@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..data import path as packaged
 from ..errors import UserError
-from ..rundir import read_text
+from ..rundir import read_text, suite_file, write
 
 SUITES_DIR = packaged("suites")
 TASKS_DIR = packaged("tasks")
@@ -302,5 +301,5 @@ def write_task_yamls(suite: Suite, out_dir: Path, data_dir: Path | None = None) 
         # absolute paths: lm-eval resolves relative data paths against the working directory
         (out_dir / f"{ref.task}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         names.append(ref.task)
-    (out_dir / "suite.json").write_text(json.dumps(suite.model_dump(), indent=1))
+    write("suite", suite_file(out_dir), suite.model_dump())
     return names

@@ -5,14 +5,12 @@ missing comes back empty and the report leaves it out.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .. import schema
-from ..rundir import read_json, read_jsonl
+from ..rundir import CheckpointFiles, ModelFiles, ReportFiles, RunDir, read, read_lines
 
 
 @dataclass
@@ -34,34 +32,20 @@ class Experiment:
     multi: bool = False
 
 
-def _load_json(path: Path, kind: str | None = None) -> dict | None:
-    """A result file (checked against its schema when `kind` is given), or None if absent."""
-    if not path.exists():
-        return None
-    if kind is not None:
-        return schema.read(path, kind)
-    try:
-        return read_json(path)
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: unreadable ({e})") from None
-
-
-def _jsonl(path: Path) -> list[dict]:
-    try:
-        return read_jsonl(path)
-    except ValueError as e:
-        raise UserError(str(e)) from None
+def _load_json(path: Path, kind: str) -> dict | None:
+    """A result file checked against its schema, or None if absent."""
+    return read(kind, path) if path.exists() else None
 
 
 def load_experiment_dir(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such result directory")
-    manifest = _load_json(path / "manifest.json", "manifest") or {}
+    files = ReportFiles(path)
+    manifest = _load_json(files.manifest, "manifest") or {}
     exp = Experiment(manifest.get("experiment", path.name), path, manifest)
     variants = [v["name"] for v in (manifest.get("config") or {}).get("variants", [])]
-    found = sorted(p.name for p in path.iterdir() if p.is_dir() and (
-        (p / "leaderboard.json").exists() or (p / "contamination.json").exists() or (p / "mtbench").is_dir()))
+    found = files.models()
     order = ["base"] + variants
     exp.models = [m for m in order if m in found or m in variants] + [m for m in found if m not in order]
     # a section's `models:` says which models it scores now: a result left from a model it no
@@ -70,44 +54,49 @@ def load_experiment_dir(path: str | Path) -> Experiment:
     scored = lambda kind, m: not isinstance((sections.get(kind) or {}).get("models"), list) \
         or m in sections[kind]["models"]  # noqa: E731
     for m in exp.models:
-        d = path / m
-        if scored("leaderboard", m) and (rec := _load_json(d / "leaderboard.json", "leaderboard")) is not None:
+        d = files.model(m)
+        if scored("leaderboard", m) and (rec := _load_json(d.leaderboard, "leaderboard")) is not None:
             exp.leaderboard[m] = rec
-        if scored("contamination", m) and (rec := _load_json(d / "contamination.json", "contamination")) is not None:
+        if scored("contamination", m) and (rec := _load_json(d.contamination, "contamination")) is not None:
             exp.contamination[m] = rec
-            exp.contamination_rows[m] = {b: _jsonl(d / info.get("per_example", f"contamination_{b}.jsonl"))
-                                         for b, info in rec.get("benchmarks", {}).items()}
-        mt = d / "mtbench"
-        if scored("mtbench", m) and (summary := _load_json(mt / "summary.json", "mtbench_summary")) is not None:
-            judgments = mt / summary.get("judgments_file", "judgments.jsonl")
-            answers = mt / summary["answers_file"] if summary.get("answers_file") else None
-            exp.mtbench[m] = {"summary": summary, "judgments": _jsonl(judgments) if judgments.exists() else [],
-                              "answers": _jsonl(answers) if answers is not None and answers.exists() else [],
-                              "questions": {q["question_id"]: q for q in _jsonl(mt / "questions.jsonl")}}
-    exp.ngram = _load_json(path / "ngram_overlap.json")
+            exp.contamination_rows[m] = {
+                b: read_lines("contamination_examples", d.root / info["per_example"] if info.get("per_example")
+                              else d.contamination_examples(b)) for b, info in rec.get("benchmarks", {}).items()}
+        mt = d.mtbench
+        if scored("mtbench", m) and (summary := _load_json(mt.summary, "mtbench_summary")) is not None:
+            # the files the summary names, relative to it (a summary without them: no rows)
+            judgments = mt.root / summary["judgments_file"] if summary.get("judgments_file") else None
+            answers = mt.root / summary["answers_file"] if summary.get("answers_file") else None
+            exp.mtbench[m] = {"summary": summary,
+                              "judgments": read_lines("mtbench_judgments", judgments) if judgments else [],
+                              "answers": read_lines("mtbench_answers", answers) if answers else [],
+                              "questions": {q["question_id"]: q for q in read_lines("mtbench_questions", mt.questions)}}
+    exp.ngram = _load_json(files.ngram_overlap, "ngram_overlap")
     for v in variants:
         ckpt = _checkpoint_dir(exp, v)
-        if ckpt is not None and (meta := _load_json(ckpt / "evalkit.json", "evalkit")) is not None:
-            exp.training[v] = {"meta": meta, "metrics": _jsonl(ckpt / "train_metrics.jsonl")}
+        if ckpt is not None and (meta := _load_json(ckpt.metadata, "evalkit")) is not None:
+            exp.training[v] = {"meta": meta, "metrics": read_lines("train_metrics", ckpt.metrics)}
     exp.models = [m for m in exp.models if m in exp.leaderboard or m in exp.contamination
                   or m in exp.mtbench or m in exp.training or m == "base"]
     if not (exp.leaderboard or exp.contamination or exp.mtbench or exp.training or exp.ngram):
-        raise UserError(f"{path}: no results to report (no leaderboard.json, contamination.json, mtbench/ "
-                        f"or trained checkpoints)")
+        raise UserError(f"{path}: no results to report (no leaderboard, contamination or MT-Bench results, "
+                        f"no trained checkpoints)")
     return exp
 
 
-def _checkpoint_dir(exp: Experiment, variant: str) -> Path | None:
-    stage = (exp.manifest.get("stages") or {}).get(f"train:{variant}") or {}
-    candidates = [stage.get("path"), Path("checkpoints") / exp.name / variant,
-                  exp.path.parent.parent / "checkpoints" / exp.name / variant]
-    for c in candidates:
-        if c and (Path(c) / "evalkit.json").exists():
-            return Path(c)
+def _checkpoint_dir(exp: Experiment, variant: str) -> CheckpointFiles | None:
+    """A variant's checkpoint, where `evalkit run` puts it: checkpoints/<experiment>/<variant>
+    under the working directory, or beside the reports/ folder holding this one."""
+    for root in (Path("."), exp.path.parent.parent):
+        try:
+            files = RunDir(exp.name, root=root).checkpoint_files(variant)
+        except UserError:             # a folder or variant name that is no experiment's
+            return None
+        if files.metadata.exists():
+            return files
     return None
 
 
 def leaderboard_samples(exp: Experiment, model: str, task: str) -> list[dict]:
     rec = exp.leaderboard.get(model) or {}
-    path = exp.path / model / rec.get("samples_dir", "leaderboard_samples") / f"{task}.jsonl"
-    return _jsonl(path) if path.exists() else []
+    return read_lines("leaderboard_samples", ModelFiles(exp.path / model).leaderboard_samples(task, rec.get("samples_dir")))

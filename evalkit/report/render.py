@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from ..rundir import atomic_write_text
+from ..rundir import ModelFiles, atomic_write_text
 from . import plots
 from .data import Experiment, leaderboard_samples, load_experiment_dir
 from .page import SORT_CSS, SORT_SCRIPT, csp
@@ -138,9 +138,7 @@ def _delta(exp: Experiment, model: str, entry: str, t: dict, base_t: dict, key: 
 
 
 def _single_task(exp: Experiment, model: str, entry: str) -> str:
-    folder = exp.path / model / "leaderboard_samples"
-    files = sorted(folder.glob("*.jsonl")) if folder.exists() else []
-    names = [f.stem for f in files]
+    names = [w["task"] for k, w in ModelFiles(exp.path / model).records() if k == "leaderboard_samples"]
     return entry if entry in names or not names else next((n for n in names if n.startswith(entry)), entry)
 
 

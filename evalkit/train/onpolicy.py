@@ -33,7 +33,7 @@ from typing import Any
 from ..backends.fingerprint import model_fingerprint
 from ..config import Variant
 from ..errors import UserError
-from ..rundir import atomic_write_json, content_hash, is_main_process, read_json, swap_in
+from ..rundir import CheckpointFiles, content_hash, is_main_process, read, swap_in, write
 from .data import Row, tokenize_rows
 from .reference import ReferenceCache
 from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
@@ -196,12 +196,12 @@ def cached_samples(folder: str | Path, policy: str, prompts: list[str], k: int, 
     request = sampling_request(policy, prompts, k, max_new_tokens, temperature, seed, backend)
     key = content_hash(request, 20)
     store = Store("onpolicy-samples", Path(folder))
-    rec = store.get(key, read_json, lambda r: isinstance(r, dict) and r.get("request") == request
+    rec = store.get(key, lambda p: read("onpolicy_samples", p), lambda r: isinstance(r, dict) and r.get("request") == request
                     and len(r.get("samples") or []) == len(prompts))
     if rec is not None:
         return rec["samples"], store.path(key), True
     samples = sample_completions(policy, prompts, k, max_new_tokens, temperature, seed, backend=backend)
-    path = store.put(key, lambda tmp: atomic_write_json(tmp, {"key": key, "request": request, "samples": samples}))
+    path = store.put(key, lambda tmp: write("onpolicy_samples", tmp, {"key": key, "request": request, "samples": samples}))
     return samples, path, False
 
 
@@ -285,15 +285,15 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
                      "data_fingerprint": (m.get("data") or {}).get("fingerprint"),
                      "train_tokens_per_second": m.get("train_tokens_per_second")})
         if is_main_process():
-            atomic_write_json(round_dir / ("onpolicy_bc.json" if bc else "onpolicy_pairs.json"),
-                              {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
-                               "bc" if bc else "pairs": used, "offline": len(mixed)})
+            write("onpolicy_round", CheckpointFiles(round_dir).onpolicy_round(bc),
+                  {"round": r, "samples_key": info["samples_key"], "rewards": rewards,
+                   "bc" if bc else "pairs": used, "offline": len(mixed)})
         policy = str(round_dir)
     if result is None:
         raise UserError(f"variant {variant.name}: no on-policy round had anything to train on (0 "
                         f"{'samples reached min_reward' if bc else 'pairs'} and no offline rows mixed: "
                         f"{'lower min_reward' if bc else 'lower min_gap'}, raise samples or set mixing_ratio)")
-    meta: dict[str, Any] = read_json(Path(policy) / "evalkit.json")
+    meta: dict[str, Any] = read("evalkit", CheckpointFiles(policy).metadata)
     meta.update({"base_model": base_model, "reference_model": None if bc else base_model,
                  "onpolicy": spec.model_dump(), "rounds": rounds,
                  "hyperparameters": variant.model_dump(mode="json", by_alias=True),
@@ -305,10 +305,10 @@ def train_onpolicy(variant: Variant, base_model: str, rows: list[Row], out_dir: 
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(policy, tmp)
         # every round's samples, byte for byte as cached: what each round drew from
-        (tmp / "onpolicy_samples").mkdir(exist_ok=True)
         for r, f in sample_files.items():
-            shutil.copyfile(f, tmp / "onpolicy_samples" / f"round{r}.json")
-        atomic_write_json(tmp / "evalkit.json", meta)
+            CheckpointFiles(tmp).onpolicy_samples(r).parent.mkdir(exist_ok=True)
+            shutil.copyfile(f, CheckpointFiles(tmp).onpolicy_samples(r))
+        write("evalkit", CheckpointFiles(tmp).metadata, meta)
         swap_in(tmp, out_dir)
     wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics)
@@ -322,7 +322,7 @@ def run_record(metas: list[dict], rounds: list[dict], data_info: dict | None, n_
     the policy that sampled them; no whole-run number, the rounds train on different rows),
     seconds of the whole run (sampling included), warnings of every round. Throughput stays
     per round (rounds[].train_tokens_per_second)."""
-    from .summary import summary_by_part
+    from ..schema import summary_by_part
     tokenization: dict[str, int] = {}
     for m in metas:
         for k, v in (m.get("tokenization") or {}).items():

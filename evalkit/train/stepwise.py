@@ -12,7 +12,6 @@ data before the chunks are cut: no step trains on them, every step measures them
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from pathlib import Path
@@ -22,11 +21,11 @@ from ..backends.fingerprint import model_fingerprint
 from ..backends.models import load_training_model
 from ..config import Variant
 from ..errors import UserError
-from ..rundir import atomic_write_json, atomic_write_text, is_main_process, read_json, swap_in
+from ..rundir import CheckpointFiles, is_main_process, read, swap_in, write
 from .data import PreferenceData
 from .diagnostics import split_heldout
+from ..schema import summary_by_part
 from .reference import ReferenceCache
-from .summary import summary_by_part
 from .trainer import TrainResult, train_variant, variant_config_hash, wait_for_everyone
 
 
@@ -107,7 +106,7 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
                       "heldout": result.metadata.get("heldout"), "post_edit": result.metadata.get("post_edit")})
         previous = str(step_dir)
     # the last step is the variant: copy it, and describe the whole run in evalkit.json
-    meta = read_json(Path(previous) / "evalkit.json")
+    meta = read("evalkit", CheckpointFiles(previous).metadata)
     meta.update({"base_model": base_model, "hyperparameters": variant.model_dump(mode="json", by_alias=True),
                  "stepwise": spec.model_dump(), "steps": steps,
                  # the reference the final model was trained against (M_{T-1}); the base is base_model
@@ -126,12 +125,11 @@ def train_stepwise(variant: Variant, base_model: str, data: PreferenceData, out_
         # one curve across the steps: step numbers continue from one sDPO step to the next
         lines, offset = [], 0
         for st in steps:
-            rows = [json.loads(x) for x in (Path(st["checkpoint"]) / "train_metrics.jsonl").read_text().splitlines()
-                    if x]
-            lines += [json.dumps({**r, "step": r["step"] + offset, "sdpo_step": st["index"]}) for r in rows]
+            rows = read("train_metrics", CheckpointFiles(st["checkpoint"]).metrics)
+            lines += [{**r, "step": r["step"] + offset, "sdpo_step": st["index"]} for r in rows]
             offset += st["steps"] or 0
-        atomic_write_text(tmp / "train_metrics.jsonl", "\n".join(lines) + "\n")
-        atomic_write_json(tmp / "evalkit.json", meta)
+        write("train_metrics", CheckpointFiles(tmp).metrics, lines)
+        write("evalkit", CheckpointFiles(tmp).metadata, meta)
         swap_in(tmp, out_dir)
     wait_for_everyone()
     return TrainResult(out_dir, meta, result.metrics if result else [])

@@ -37,7 +37,7 @@ from ..progress import bar as progress_bar
 
 from ..config import Variant
 from .. import schema
-from ..rundir import append_jsonl, atomic_write_json, content_hash, environment, naming, swap_in
+from ..rundir import CheckpointFiles, append, content_hash, environment, naming, swap_in, write
 from .data import PreferenceData, TokenizedPair, make_batch, supports_packing
 from .diagnostics import HeldOut, PostEdit, pair_logps, split_heldout
 from .logps import batch_logps, install_completion_head, reduce_logps
@@ -299,7 +299,7 @@ def _loop(run: _Run) -> _Loop:
     if acc.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-    metrics_path = partial / "train_metrics.jsonl"
+    metrics_path = CheckpointFiles(partial).metrics
     metrics = Metrics()
     loop = _Loop()
     grad_norm = float("nan")
@@ -368,7 +368,7 @@ def _loop(run: _Run) -> _Loop:
                     record.update(heldout.measure(model, *run.diag_args()))
                 loop.history.append(record)
                 if acc.is_main_process:
-                    append_jsonl(metrics_path, {"schema_version": schema.version("train_metrics"), **record})
+                    append("train_metrics", metrics_path, record)
                 trackers.log(acc, record, loop.step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", chosen=f"{record['logps_chosen']:.2f}",
                                 refresh=False)   # drawn with the bar's next update, not on its own
@@ -468,7 +468,7 @@ def _save(run: _Run, meta: dict[str, Any]) -> None:
             else:
                 unwrapped.save_pretrained(partial, state_dict=state_dict)
             run.tok.save_pretrained(partial)
-            atomic_write_json(partial / "evalkit.json", meta)
+            write("evalkit", CheckpointFiles(partial).metadata, meta)
         swap_in(partial, run.out_dir)
     acc.wait_for_everyone()
 
