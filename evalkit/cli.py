@@ -26,12 +26,13 @@ def _default(section: str):
     """' (default: X)' from the experiment file's section of that name: a verb's options and
     an experiment file share one set of defaults (evalkit.config)."""
     from . import config
-    model = {"leaderboard": config.LeaderboardSection, "contamination": config.ContaminationSection}[section]
+    model = {"leaderboard": config.LeaderboardSection, "contamination": config.ContaminationSection,
+             "mtbench": config.MTBenchSection, "judge": config.JudgeSection}[section]
     return lambda name: f" (default: {config.default_of(model, name)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    lb, ct = _default("leaderboard"), _default("contamination")
+    lb, ct, mt, jd = _default("leaderboard"), _default("contamination"), _default("mtbench"), _default("judge")
     parser = argparse.ArgumentParser(
         prog="evalkit",
         description="Train DPO/DPOP checkpoints and score them the Smaug way.")
@@ -119,20 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", required=True, help="judge model name (any; e.g. gpt-4o or a served local model)")
     p.add_argument("--judge-base-url", help="OpenAI-compatible endpoint of the judge (default: OpenAI)")
     p.add_argument("--judge-serve", help="serve this local model with `transformers serve` as the judge")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the judge's key")
-    p.add_argument("--mode", default="single", choices=["single", "pairwise"])
+    p.add_argument("--api-key-env", help="environment variable holding the judge's key" + jd("api_key_env"))
+    p.add_argument("--mode", choices=["single", "pairwise"], help="single ratings or pairwise verdicts" + mt("mode"))
     p.add_argument("--baseline", help="pairwise: the baseline's answers JSONL (FastChat model_answer format)")
     p.add_argument("--questions", help="'sample', a question JSONL, or (default) the 80 MT-Bench questions")
     p.add_argument("--data-dir", help="a FastChat llm_judge/data directory (questions, judge prompts, references)")
-    p.add_argument("--reference-answers", default="gpt-4", choices=["gpt-4", "gpt-4-0125-preview"])
-    p.add_argument("--backend", default="hf", choices=["hf", "vllm", "api"], help="how answers are generated")
+    p.add_argument("--reference-answers", choices=["gpt-4", "gpt-4-0125-preview"],
+                   help="the reference answers math, reasoning and coding judgments see" + mt("reference_answers"))
+    p.add_argument("--backend", choices=["hf", "vllm", "api"], help="how answers are generated" + mt("backend"))
     p.add_argument("--base-url", help="api backend: the server that answers")
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--concurrency", type=int, default=8, help="answers and judge calls in flight (at least 1)")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="seconds to wait for one judge reply before it counts as failed and is retried (default 60)")
-    p.add_argument("--max-retries", type=int, default=6,
-                   help="retries of a failed judge call, with backoff (default 6; 0: one attempt)")
+    p.add_argument("--max-new-tokens", type=int, help="tokens per answer turn" + mt("max_new_tokens"))
+    p.add_argument("--concurrency", type=int, help="answers and judge calls in flight" + jd("concurrency"))
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="seconds to wait for one judge reply before it counts as failed and is retried" + jd("timeout"))
+    p.add_argument("--max-retries", type=int,
+                   help="retries of a failed judge call, with backoff (0: one attempt)" + jd("max_retries"))
     p.add_argument("--logprobs", action="store_true", help="also ask the judge for logprobs (weighted scores)")
     p.add_argument("--out", help="result directory (default reports/mtbench/<model>)")
 
@@ -308,16 +310,18 @@ def _mtbench(args: argparse.Namespace) -> int:
     from .backends.client import judge_client
     from .backends.serve import check_endpoint, judge_endpoint
     from .eval import generate, mtbench
-    for flag, value, ok, want in (("--concurrency", args.concurrency, args.concurrency >= 1, "at least 1"),
-                                  ("--timeout", args.timeout, args.timeout > 0, "above 0 seconds"),
-                                  ("--max-retries", args.max_retries, args.max_retries >= 0, "at least 0"),
-                                  ("--max-new-tokens", args.max_new_tokens, args.max_new_tokens >= 1, "at least 1")):
-        if not ok:
-            raise UserError(f"mtbench {flag} {value}: must be {want}")
-    data = mtbench.load_data(args.questions, args.data_dir, args.reference_answers)
+    from .config import JudgeSection, MTBenchSection, section_from_options
+    # the experiment file's sections: their defaults and checks are the verb's
+    sec = section_from_options(MTBenchSection, {
+        "reference_answers": args.reference_answers, "backend": args.backend, "base_url": args.base_url,
+        "max_new_tokens": args.max_new_tokens, "mode": args.mode}, "mtbench")
+    judge = section_from_options(JudgeSection, {
+        "model": args.judge, "api_key_env": args.api_key_env, "concurrency": args.concurrency,
+        "timeout": args.timeout, "max_retries": args.max_retries, "logprobs": args.logprobs or None}, "mtbench")
+    data = mtbench.load_data(args.questions, args.data_dir, sec.reference_answers)
     out = Path(args.out or f"reports/mtbench/{mtbench.file_safe(args.model)}")
     baseline = mtbench.read_answer_file(args.baseline) if args.baseline else None
-    if args.mode == "pairwise" and baseline is None:
+    if sec.mode == "pairwise" and baseline is None:
         raise UserError("mtbench --mode pairwise: give --baseline ANSWERS.jsonl (the baseline's FastChat answers)")
     answers_file = None
     if args.model.endswith(".jsonl"):  # an existing FastChat answer file, judged as it is
@@ -327,18 +331,18 @@ def _mtbench(args: argparse.Namespace) -> int:
         answers_file = mtbench.answer_path(out, model_id)
         from .backends.models import resolve_model
         answers = generate.generate_answers(resolve_model(args.model), data.questions, answers_file,
-                                            generate.GenOptions(backend=args.backend, base_url=args.base_url,
-                                                                max_new_tokens=args.max_new_tokens,
-                                                                concurrency=args.concurrency),
+                                            generate.GenOptions(backend=sec.backend, base_url=sec.base_url,
+                                                                max_new_tokens=sec.max_new_tokens,
+                                                                concurrency=judge.concurrency),
                                             model_id=model_id)
     if args.judge_base_url and not args.judge_serve:
         check_endpoint(args.judge_base_url, "--judge-base-url")   # before any answer is generated
     with judge_endpoint(args.judge_serve, args.judge_base_url) as base_url:
-        opt = mtbench.JudgeOptions(judge_client(args.judge, args.judge_serve, base_url,
-                                                api_key_env=args.api_key_env, concurrency=args.concurrency,
-                                                timeout=args.timeout, max_retries=args.max_retries,
-                                                logprobs=args.logprobs),
-                                   mode=args.mode)
+        opt = mtbench.JudgeOptions(judge_client(judge.model, args.judge_serve, base_url,
+                                                api_key_env=judge.api_key_env, concurrency=judge.concurrency,
+                                                timeout=judge.timeout, max_retries=judge.max_retries,
+                                                logprobs=judge.logprobs),
+                                   mode=sec.mode, max_tokens=judge.max_tokens)
         summary = mtbench.judge_answers(data, answers, out, opt, baseline=baseline, answers_file=answers_file)
     if summary["errors"]:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("error_examples", "runs")}, indent=1))

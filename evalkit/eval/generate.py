@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import MTBenchSection, default_of
 from ..progress import bar as progress_bar
 from ..rundir import answers_meta, append, read_lines
 
@@ -27,10 +28,10 @@ TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, 
 
 @dataclass
 class GenOptions:
-    backend: str = "hf"                 # hf | vllm | api
-    max_new_tokens: int = 1024
-    system_prompt: str | None = None
-    batch_size: int = 8
+    backend: str = default_of(MTBenchSection, "backend")               # hf | vllm | api
+    max_new_tokens: int = default_of(MTBenchSection, "max_new_tokens")
+    system_prompt: str | None = default_of(MTBenchSection, "system_prompt")
+    batch_size: int = default_of(MTBenchSection, "batch_size")
     seed: int = 0
     base_url: str | None = None         # api
     api_model: str | None = None

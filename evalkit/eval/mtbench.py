@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import schema
 from ..backends.client import ChatClient, ClientOptions
+from ..config import JudgeSection, MTBenchSection, default_of
 from ..data import path as packaged
 from ..errors import UserError
 from ..progress import bar as progress_bar
@@ -158,8 +159,8 @@ def _pair_requests(data: Data, opt: "JudgeOptions", q: dict, a1: dict, a2: dict,
 @dataclass
 class JudgeOptions:
     client: ClientOptions
-    mode: str = "single"                     # single | pairwise
-    max_tokens: int = 2048
+    mode: str = default_of(MTBenchSection, "mode")            # single | pairwise
+    max_tokens: int = default_of(JudgeSection, "max_tokens")
     price_per_million: dict[str, float] | None = None   # {"prompt": ..., "completion": ...}
 
 
