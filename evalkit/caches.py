@@ -42,13 +42,13 @@ KINDS: dict[str, tuple[str, str, str]] = {
                       "the MT-Bench folder (answers, judgments)",
                       "the stage's hash (its config slice, input bytes, dependencies) and the scored model's files"),
     "sample-data": ("slot", "`data_dir: sample` benchmark data in hub schema",
-                    "the generators' code, the number of items and the seed"),
+                    "the generators' code and the suite file they read (MMLU subjects), the number of items and the seed"),
     "generated-data": ("slot", "a dataset's generated pairs or rows (`generate:`)",
                        "the dataset entry, the bytes of the file it reads and the builders' code"),
     "answers": ("slot", "MT-Bench answers of one model (resumed question by question)",
                 "the model's files, the backend and the generation settings"),
     "lm-eval-requests": ("slot", "lm-eval's request cache of one model",
-                         "the model's files, the lm-eval model and its arguments, chat settings and seed"),
+                         "the model's files, the lm-eval model and its arguments, chat settings, seed and lm-eval's version"),
     "reference-logps": ("store", "reference log-probs of a training set",
                         "the reference's files, the token ids, the precision and the device type"),
     "onpolicy-samples": ("store", "on-policy samples of one sampling request",
@@ -98,16 +98,20 @@ class Slot:
     def fresh(self, key: str) -> bool:
         return self.path.exists() and self.stored_key() == key
 
+    def clear(self, why: str) -> None:
+        """Remove the content and its stamp (logged with `why` when there was any)."""
+        if self.path.exists() or self.stamp.exists():
+            log.info("%s cache %s: %s; cleared", self.kind, self.path, why)
+        _clear(self.path)
+        self.stamp.unlink(missing_ok=True)
+
     def claim(self, key: str, clear: bool = False, **note: Any) -> bool:
         """Make the slot hold work for `key`: True when existing work for `key` is kept (it
         resumes); otherwise (or when `clear`) whatever is there is removed and the new key is
         stamped before any work is written. `note` is recorded beside the key."""
         if not clear and self.fresh(key):
             return True
-        if self.path.exists() or self.stamp.exists():
-            log.info("%s cache %s: made from other inputs; cleared", self.kind, self.path)
-        _clear(self.path)
-        self.stamp.unlink(missing_ok=True)
+        self.clear("forced" if clear else "made from other inputs")
         if not self.file:
             self.path.mkdir(parents=True, exist_ok=True)
         self.stamp.parent.mkdir(parents=True, exist_ok=True)

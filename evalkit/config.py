@@ -260,7 +260,7 @@ class LeaderboardSection(Strict):
     def _data_dir_exists(cls, v):
         return _existing_dir(v)
 
-    batch_size: Union[int, Literal["auto"]] = "auto"
+    batch_size: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     apply_chat_template: Optional[bool] = Field(None, description="default: the suite's setting, else off")
     fewshot_as_multiturn: Optional[bool] = Field(None, description="default: the suite's setting (chat runs)")

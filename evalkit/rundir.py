@@ -1,11 +1,14 @@
-"""The only code that names evalkit's output files, and the one way records are read and written.
+"""Where evalkit's output files are named, and the one way records are read and written.
 
 Layout (the README's "Files" section documents the results; evalkit.schema types every record):
     checkpoints/<experiment>/<variant>/        trained weights + evalkit.json + train_metrics.jsonl (CheckpointFiles)
     reports/<experiment>/manifest.json         resolved config, versions, git sha, stage status (ReportFiles)
     reports/<experiment>/<model>/...           per-model results (ModelFiles, MTBenchFiles)
 A verb with `--out DIR` writes one folder kind into DIR: ModelFiles(DIR) or MTBenchFiles(DIR).
-tests/test_layout.py fails on an output file name written anywhere else in evalkit.
+tests/test_layout.py fails on a *.json / *.jsonl / *.html / *.log name written anywhere
+else in evalkit. Not named here: the `.partial` folders the trainer, sDPO and on-policy build
+beside a checkpoint before rundir.swap_in, a store's entry files (caches.Store: key + suffix)
+and the file prefix of lm-eval's request cache inside lm_eval_cache/.
 
 Records go through evalkit.schema: write(kind, path, record) stamps the kind's version,
 read(kind, path) checks it (and upgrades older ones); RunDir.read / RunDir.write find the
@@ -498,7 +501,7 @@ class ModelFiles:
         return suite_file(self.lm_eval_tasks)
 
     @property
-    def lm_eval_cache(self) -> Path:           # lm-eval's request cache, a folder per model content key
+    def lm_eval_cache(self) -> Path:           # lm-eval's request cache, one key at a time (caches.Slot)
         return self.root / "lm_eval_cache"
 
     @property

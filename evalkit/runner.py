@@ -54,6 +54,9 @@ class Stage:
     model: str | None = None            # scoring stages: the label of the model they score
     scratch: list[Slot] = field(default_factory=list)   # partial work, kept for the same hash and model
     made: list[Callable[[], Any]] = field(default_factory=list)   # inputs made before it runs (sample data)
+    # caches the stage claims itself under a content key of its own (lm-eval's request
+    # cache): cleared by the runner only when the stage is forced, so --force recomputes
+    forced_clear: list[Slot] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -134,11 +137,14 @@ class Runner:
                                   lambda m=m: stages.leaderboard(exp, rd, m, self.model_path(m)),
                                   [rd.leaderboard(m)], f"suite {lb.suite}" + (f", limit {lb.limit}" if lb.limit else ""),
                                   model=m, scratch=[Slot("stage-scratch", files.lm_eval_tasks)],
+                                  forced_clear=[Slot("lm-eval-requests", files.lm_eval_cache)],
                                   made=self._sample_data(lb.data_dir, "leaderboard")))
         mt = exp.eval.mtbench
         if mt is not None and mt.enabled:
             # which models are scored is not part of one model's result
-            mt_slice = {**{k: v for k, v in dump(mt).items() if k != "models"}, "inputs": _inputs_content(dump(mt), rd, exp=exp)}
+            # answers are sampled with the experiment's seed: part of every MT-Bench result
+            mt_slice = {**{k: v for k, v in dump(mt).items() if k != "models"}, "seed": exp.seed,
+                        "inputs": _inputs_content(dump(mt), rd, exp=exp)}
             for m in exp.scored("mtbench"):
                 if mt.mode == "pairwise" and m == mt.baseline:
                     continue
@@ -297,6 +303,8 @@ class Runner:
                     identity = key_of({"hash": self.hashes[stage.name], **fp})
                     for slot in stage.scratch:
                         slot.claim(identity, clear=why == "forced")
+                    for slot in stage.forced_clear if why == "forced" else []:
+                        slot.clear("forced")
                     for make in stage.made:
                         make()
                     self.rd.set_stage(stage.name, "running", hash=self.hashes[stage.name], **fp)

@@ -208,11 +208,13 @@ SAMPLE_ITEMS = {"leaderboard": 8, "contamination": 24}
 
 
 def sample_key(exp: Experiment, kind: str) -> str:
-    """What `data_dir: sample` data is made from: the generators' code, the size and the seed
+    """What `data_dir: sample` data is made from: the generators' code and the suite file they
+    read, the size and the seed
     (the runner's stage hashes include it; the folder records it)."""
     from . import synth
     from .eval import sample_data
-    return content_hash({"code": [file_hash(sample_data.__file__), file_hash(synth.__file__)],
+    return content_hash({"code": [file_hash(sample_data.__file__), file_hash(synth.__file__),
+                                  file_hash(sample_data.MMLU_SUBJECTS_FILE)],     # it reads the MMLU subjects
                          "items": SAMPLE_ITEMS[kind], "seed": exp.seed})
 
 

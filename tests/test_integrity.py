@@ -137,6 +137,22 @@ def test_sample_data_follows_the_seed(tmp_path):
     assert Runner(exp0, rd).hashes["leaderboard:base"] != Runner(exp1, rd).hashes["leaderboard:base"]
 
 
+def test_the_seed_is_part_of_every_stage_that_samples_with_it(tmp_path):
+    """MT-Bench answers are sampled with the experiment's seed (temperature 0.7 for writing):
+    another seed reruns the MT-Bench stage, never keeps the other seed's answers as done."""
+    from evalkit.config import load_experiment
+    from evalkit.runner import Runner
+    p = tmp_path / "exp.yaml"
+    p.write_text(textwrap.dedent("""\
+        name: s
+        base_model: some-org/some-model
+        eval: {mtbench: {questions: sample, judge: {model: j, base_url: "http://127.0.0.1:9/v1"}}}
+        """))
+    rd = RunDir("s", reports=tmp_path / "reports", checkpoints=tmp_path / "checkpoints")
+    hashes = [Runner(load_experiment(p, [f"seed={s}"]), rd).hashes["mtbench:base"] for s in (0, 1)]
+    assert hashes[0] != hashes[1]
+
+
 def test_checkpoint_swap_leaves_a_loadable_checkpoint_at_every_point(tmp_path, monkeypatch):
     from evalkit import rundir
     from evalkit.train import onpolicy, stepwise, trainer

@@ -273,7 +273,10 @@ def test_sample_data_made_from_other_inputs_is_never_read(tmp_path, tiny_model_d
     shutil.rmtree(slot.path)
     write_open_llm_v1(slot.path, n_eval=8, seed=0)
     assert plan(capsys, exp, "--set", "seed=1")["leaderboard:base"][0] == "skip"   # done; its key is unchanged
+    requests = Slot("lm-eval-requests", rd.model_dir("base") / "lm_eval_cache")
+    stamped = requests.stamp.stat().st_mtime_ns
     assert main(["run", str(exp), "--set", "seed=1", "--force", "leaderboard"]) == 0
     assert questions(slot.path) == questions(fresh1) and scored() == second
+    assert requests.stamp.stat().st_mtime_ns != stamped, "--force clears lm-eval's request cache too"
     assert main(["run", str(exp)]) == 0
     assert questions(slot.path) == seed0 and scored() == first

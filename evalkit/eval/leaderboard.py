@@ -299,7 +299,7 @@ def run(model: str, suite: Suite, out_dir: str | Path, opt: LeaderboardOptions, 
     from ..backends.fingerprint import model_fingerprint
     cache_key = content_hash({"model": model_fingerprint(model) if opt.backend != "api" else model,
                               "lm_eval_model": lm_name, "model_args": model_args, "chat": dataclasses.asdict(chat),
-                              "seed": opt.seed})
+                              "seed": opt.seed, "lm_eval": _version("lm_eval")})
     from ..caches import Slot
     cache_dir = ModelFiles(out_dir).lm_eval_cache
     Slot("lm-eval-requests", cache_dir).claim(cache_key)

@@ -358,8 +358,11 @@ def summarise(out_dir: Path, paths: Paths, data: Data, opt: JudgeOptions, reques
     summary_path = MTBenchFiles(out_dir).summary
     old = read("mtbench_summary", summary_path) if summary_path.exists() else {}
     # other judges' and modes' numbers stay only while they are of these same answers
-    runs = {k: v for k, v in (old.get("runs") or {}).items()
-            if k != f"{file_safe(opt.client.label)}_{paths.kind}" and v.get("answers_key") == answers_key}
+    this = f"{file_safe(opt.client.label)}_{paths.kind}"
+    runs = {k: v for k, v in (old.get("runs") or {}).items() if k != this and v.get("answers_key") == answers_key}
+    dropped = sorted(set(old.get("runs") or {}) - set(runs) - {this})
+    if dropped:     # a summary written before answers_key was recorded also lands here
+        log.info("%s: dropped the numbers of %s (not of these answers)", summary_path, ", ".join(dropped))
     runs[f"{file_safe(opt.client.label)}_{paths.kind}"] = dict(out)
     out["runs"] = runs
     write("mtbench_summary", summary_path, out)
