@@ -38,8 +38,8 @@ STAMP = CACHE_STAMP                 # a folder slot's stamp (a file slot's: <fil
 
 # every cache: (shape, what it holds, what its key covers)
 KINDS: dict[str, tuple[str, str, str]] = {
-    "stage-scratch": ("slot", "a scoring stage's partial work: lm-eval's request cache and task files, "
-                      "the MT-Bench folder (answers, judgments)",
+    "stage-scratch": ("slot", "a scoring stage's partial work: lm-eval's task files, the MT-Bench folder "
+                      "(answers, judgments)",
                       "the stage's hash (its config slice, input bytes, dependencies) and the scored model's files"),
     "sample-data": ("slot", "`data_dir: sample` benchmark data in hub schema",
                     "the generators' code and the suite file they read (MMLU subjects), the number of items and the seed"),

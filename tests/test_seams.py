@@ -33,6 +33,21 @@ def write_experiment(tmp_path: Path, base: Path, data: Path, judge_url: str = "h
     return p
 
 
+def arc_leaderboard_experiment(tmp_path: Path, name: str, base: Path, data_dir) -> Path:
+    """An experiment that scores the base on ARC alone (0-shot) from `data_dir`."""
+    (tmp_path / "mini.yaml").write_text("name: mini\nentries:\n  - {name: arc_challenge, shots: 0, metric: acc, "
+                                        "tasks: [{task: arc_challenge}]}\n")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(textwrap.dedent(f"""\
+        name: {name}
+        base_model: {base}
+        eval:
+          leaderboard: {{suite: {tmp_path / 'mini.yaml'}, data_dir: {data_dir}, batch_size: 8}}
+        report: {{enabled: false}}
+        """))
+    return exp
+
+
 def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     return {str(f.relative_to(folder)): (f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
             for f in sorted(folder.rglob("*")) if f.is_file()}
@@ -163,16 +178,7 @@ def test_editing_benchmark_data_reruns_the_leaderboard_and_its_numbers_follow(tm
     from evalkit.eval.sample_data import write_open_llm_v1
     monkeypatch.chdir(tmp_path)
     data = write_open_llm_v1(tmp_path / "bench", n_eval=8)
-    (tmp_path / "mini.yaml").write_text("name: mini\nentries:\n  - {name: arc_challenge, shots: 0, metric: acc, "
-                                        "tasks: [{task: arc_challenge}]}\n")
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(textwrap.dedent(f"""\
-        name: lbdata
-        base_model: {tiny_model_dir}
-        eval:
-          leaderboard: {{suite: {tmp_path / 'mini.yaml'}, data_dir: {data}, batch_size: 8}}
-        report: {{enabled: false}}
-        """))
+    exp = arc_leaderboard_experiment(tmp_path, "lbdata", tiny_model_dir, data)
     rd = RunDir("lbdata", root=tmp_path)
     assert main(["run", str(exp)]) == 0
     before = read_json(rd.leaderboard("base"))["tasks"]["arc_challenge"]["value"]
@@ -232,16 +238,7 @@ def test_sample_data_made_from_other_inputs_is_never_read(tmp_path, tiny_model_d
     from evalkit.caches import Slot
     from evalkit.eval.sample_data import write_open_llm_v1
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "mini.yaml").write_text("name: mini\nentries:\n  - {name: arc_challenge, shots: 0, metric: acc, "
-                                        "tasks: [{task: arc_challenge}]}\n")
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(textwrap.dedent(f"""\
-        name: sample
-        base_model: {tiny_model_dir}
-        eval:
-          leaderboard: {{suite: {tmp_path / 'mini.yaml'}, data_dir: sample, batch_size: 8}}
-        report: {{enabled: false}}
-        """))
+    exp = arc_leaderboard_experiment(tmp_path, "sample", tiny_model_dir, "sample")
     rd = RunDir("sample", root=tmp_path)
     rel = "allenai/ai2_arc/ARC-Challenge/test.jsonl"
 
